@@ -1,0 +1,108 @@
+// The validated configuration: plain structs with their defaults. Produced by
+// conf::load() (conf/loader.hpp) from JSON; every key is documented in
+// docs/config.md. A Config is immutable once built: the runtime takes a
+// snapshot of it and swaps whole snapshots on reload.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace conf {
+
+struct Endpoint {
+  std::string host;  // numeric IPv4/IPv6 or a name resolved at load time
+  uint16_t port = 0;
+  std::string str() const;  // "host:port" ("[v6]:port")
+};
+
+struct ListenerTls {
+  std::string cert;  // PEM, may hold the full chain
+  std::string key;
+  std::string ca;  // client CAs (PEM), for verify_client
+  enum class Verify { None, Optional, Required } verify_client = Verify::None;
+};
+
+struct Listener {
+  std::string name;
+  Endpoint bind;
+  std::optional<ListenerTls> tls;
+};
+
+// TLS from the balancer (and its health checker) to a backend.
+struct BackendTls {
+  std::string ca;          // PEM bundle to verify the broker; empty = system default
+  bool verify = true;      // verify the broker's certificate
+  std::string sni;         // server name; default: the address host
+  std::string cert, key;   // optional client certificate
+};
+
+enum class ProxyProtocol { None, V1, V2 };
+
+struct Backend {
+  std::string name;
+  Endpoint address;
+  uint32_t weight = 1;  // 1..256; 0 is not allowed (use drain/maint)
+  ProxyProtocol proxy_protocol = ProxyProtocol::None;
+  std::optional<BackendTls> tls;
+};
+
+enum class Algorithm { LeastConn, RoundRobin, ConsistentHash };
+enum class Affinity { None, ClientId };
+
+struct Balance {
+  Algorithm algorithm = Algorithm::LeastConn;
+  Affinity affinity = Affinity::ClientId;
+  uint32_t affinity_max_entries = 1'000'000;  // LRU bound of the affinity table
+  uint32_t affinity_ttl_s = 86'400;           // refreshed on use
+  double hash_balance_factor = 0.25;          // consistent-hash: epsilon of bounded load
+  uint32_t retries = 2;                       // backend attempts after the first
+  uint32_t backend_connect_timeout_ms = 2000;
+};
+
+enum class OnDown { Keep, ShutdownSessions };
+enum class CheckMode { Persistent, Reconnect };
+
+struct Health {
+  uint32_t interval_ms = 2000;
+  uint32_t timeout_ms = 1000;
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  CheckMode mode = CheckMode::Persistent;  // keep the check session, PINGREQ on it
+  uint8_t protocol_level = 4;              // 4 (3.1.1) or 5 (5.0)
+  uint16_t keep_alive_s = 60;              // keep-alive announced in the check CONNECT
+  std::optional<std::string> username;
+  std::optional<std::string> password;
+  bool accept_refusal = false;  // CONNACK refusals proving liveness count as pass
+  std::string client_id_prefix = "mqttlb-hc-";
+  uint32_t slowstart_ms = 0;
+  OnDown on_down = OnDown::Keep;
+  uint32_t shutdown_spread_ms = 10'000;
+};
+
+struct Limits {
+  uint32_t max_connections = 0;  // 0 = derived from the open-files limit at start
+  uint32_t max_connections_per_ip = 0;  // 0 = unlimited
+  uint32_t max_connect_bytes = 64 * 1024;  // 1 KiB .. 1 MiB
+  uint32_t connect_timeout_ms = 5000;      // time to receive the whole CONNECT
+  uint32_t idle_grace_ms = 5000;           // added to 1.5 x keep-alive
+  uint32_t keepalive0_idle_cap_s = 3600;   // idle timeout when keep-alive is 0
+  uint32_t shutdown_grace_ms = 10'000;     // SIGTERM: sessions may drain this long
+};
+
+struct Metrics {
+  std::optional<Endpoint> bind;  // absent: no metrics endpoint
+};
+
+struct Config {
+  std::vector<Listener> listeners;
+  std::vector<Backend> backends;
+  Balance balance;
+  Health health;
+  Limits limits;
+  Metrics metrics;
+  uint32_t workers = 0;  // 0 = number of cores
+};
+
+}  // namespace conf

@@ -1,0 +1,26 @@
+# Sourced by deploy/quickstart.sh and tests/run.sh: installs the Debian 12
+# packages mqttlb needs that are not installed yet (apt-get, as root).
+MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl"
+MQTTLB_RUN_DEPS="mosquitto-clients python3"
+# Peers used by the integration tests and the benchmark comparison.
+MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light"
+
+mqttlb_install_deps() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts these daemons on install; our tests start their own on free ports.
+  for svc in mosquitto haproxy nginx; do
+    if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+  done
+}

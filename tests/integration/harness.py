@@ -1,0 +1,172 @@
+"""Shared helpers for integration tests: real processes on free loopback ports.
+
+Rules (see README "Testing"): bind only to 127.0.0.1, pick free ports, bound every
+wait in time, and stop what we started by PID (never by name).
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BUILD_DIR = os.environ.get(
+    "MQTTLB_BUILD_DIR",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def binary(name):
+    """Path of one of our executables in the build directory under test."""
+    path = os.path.join(BUILD_DIR, name)
+    if not os.path.exists(path):
+        raise unittest.SkipTest(f"{path} not built")
+    return path
+
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, timeout=10.0, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Proc:
+    """A child process whose output lines are collected in the background."""
+
+    def __init__(self, args, name=None, env=None, cwd=None):
+        self.args = [str(a) for a in args]
+        self.name = name or os.path.basename(self.args[0])
+        self.lines = []
+        self._cv = threading.Condition()
+        self.p = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        self.pid = self.p.pid
+        self._t = threading.Thread(target=self._pump, daemon=True)
+        self._t.start()
+
+    def _pump(self):
+        for raw in self.p.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if os.environ.get("MQTTLB_TEST_VERBOSE"):
+                sys.stderr.write(f"[{self.name}] {line}\n")
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    def wait_for_line(self, pattern, timeout=10.0, start=0):
+        """Returns the first match of regex `pattern` in lines[start:]."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"{self.name}: no line matching {pattern!r} within {timeout}s; "
+                        f"output:\n" + "\n".join(self.lines[-40:]))
+                if self.p.poll() is not None and not self._t.is_alive():
+                    raise AssertionError(
+                        f"{self.name} exited ({self.p.returncode}) before printing {pattern!r}; "
+                        f"output:\n" + "\n".join(self.lines[-40:]))
+                self._cv.wait(min(left, 0.1))
+
+    def output(self):
+        with self._cv:
+            return "\n".join(self.lines)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signals the process (by PID) and waits; SIGKILL after `timeout`."""
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait(5)
+        self._t.join(2)
+        return self.p.returncode
+
+
+class TestCase(unittest.TestCase):
+    """Base class: tracks started processes and temp dirs, cleans them up."""
+
+    def tmpdir(self):
+        d = tempfile.TemporaryDirectory(prefix="mqttlb-it-")
+        self.addCleanup(d.cleanup)
+        return d.name
+
+    def spawn(self, args, name=None, **kw):
+        p = Proc(args, name=name, **kw)
+        self.addCleanup(p.stop)
+        return p
+
+    def start_our_broker(self, port=None, name=None, extra=()):
+        """Starts build/mqttlb-broker on a free port; returns (proc, port)."""
+        port = port or free_port()
+        args = [binary("mqttlb-broker"), "--port", port]
+        if name:
+            args += ["--name", name]
+        p = self.spawn(args + list(extra), name=name or f"broker:{port}")
+        wait_until(lambda: port_open(port) or not p.alive(), 10, what=f"broker on {port}")
+        self.assertTrue(p.alive(), p.output())
+        return p, port
+
+    def start_mosquitto(self, port=None, extra_conf=""):
+        """Starts Debian's mosquitto on 127.0.0.1:port; returns (proc, port)."""
+        port = port or free_port()
+        d = self.tmpdir()
+        conf = os.path.join(d, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                    f"persistence false\nmax_keepalive 65535\n{extra_conf}\n")
+        p = self.spawn(["/usr/sbin/mosquitto", "-c", conf], name=f"mosquitto:{port}")
+        wait_until(lambda: port_open(port) or not p.alive(), 10, what=f"mosquitto on {port}")
+        self.assertTrue(p.alive(), p.output())
+        return p, port
+
+
+def main():
+    unittest.main(verbosity=2)
