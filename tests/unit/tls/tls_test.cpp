@@ -1,0 +1,623 @@
+// tls::Context and tls::Engine: a client and a server Engine pump ciphertext
+// to each other in memory (no sockets), with a throwaway PKI from certs.sh.
+#include <doctest/doctest.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tls/context.hpp"
+#include "tls/engine.hpp"
+#include "tls_pki.hpp"
+
+using tls::Context;
+using tls::Engine;
+using tls::Role;
+using tls_test::cert;
+
+namespace {
+
+using Verify = conf::ListenerTls::Verify;
+
+std::unique_ptr<Context> server_ctx(const std::string& crt = "server.crt",
+                                    const std::string& key = "server.key",
+                                    Verify verify = Verify::None, const std::string& ca = "") {
+  conf::ListenerTls cfg;
+  cfg.cert = cert(crt);
+  cfg.key = cert(key);
+  cfg.verify_client = verify;
+  if (!ca.empty()) cfg.ca = cert(ca);
+  std::string err;
+  auto c = Context::server(cfg, err);
+  INFO(err);
+  REQUIRE(c);
+  CHECK(err.empty());
+  return c;
+}
+
+std::unique_ptr<Context> client_ctx(const std::string& ca = "ca.crt", const std::string& crt = "",
+                                    const std::string& key = "") {
+  tls::ClientOptions o;
+  o.ca = cert(ca);
+  if (!crt.empty()) {
+    o.cert = cert(crt);
+    o.key = cert(key);
+  }
+  std::string err;
+  auto c = Context::client(o, err);
+  INFO(err);
+  REQUIRE(c);
+  return c;
+}
+
+std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Reads every plaintext byte available into got; returns how many.
+size_t drain(Engine& e, std::string& got) {
+  uint8_t buf[4096];
+  size_t total = 0;
+  while (size_t n = e.read_plaintext(buf)) {
+    got.append(reinterpret_cast<char*>(buf), n);
+    total += n;
+  }
+  return total;
+}
+
+// One direction: takes `from`'s pending ciphertext and feeds it to `to` in
+// pieces of at most `chunk` bytes, reading `to`'s plaintext after each feed
+// (as a socket loop would). Returns false if there was nothing to move.
+bool transfer(Engine& from, Engine& to, std::string& to_got, size_t chunk) {
+  std::vector<uint8_t> buf;
+  from.take_ciphertext(buf);
+  if (buf.empty()) return false;
+  size_t off = 0;
+  while (off < buf.size() && !to.failed()) {
+    size_t n = to.feed_ciphertext(std::span(buf).subspan(off, std::min(chunk, buf.size() - off)));
+    off += n;
+    size_t r = drain(to, to_got);
+    REQUIRE((n > 0 || r > 0 || to.failed()));  // never stuck while its plaintext is read
+  }
+  return true;
+}
+
+struct Link {
+  Link(Engine& client, Engine& server) : c(client), s(server) {}
+  Engine& c;
+  Engine& s;
+  std::string c_got, s_got;  // plaintext received by the client / the server
+  size_t chunk = SIZE_MAX;
+
+  // Moves bytes both ways until neither side has anything to send.
+  void pump() {
+    for (int round = 0; round < 100000; ++round) {
+      bool a = transfer(c, s, s_got, chunk);
+      drain(c, c_got);
+      bool b = transfer(s, c, c_got, chunk);
+      drain(s, s_got);
+      if (!a && !b) return;
+    }
+    FAIL("the two engines never went quiet");
+  }
+
+  // Writes all of `data` from `from`, pumping whenever the engine is full.
+  void send_all(Engine& from, const std::string& data) {
+    size_t off = 0;
+    for (int round = 0; off < data.size(); ++round) {
+      REQUIRE(round < 1000000);
+      size_t n = from.write_plaintext(bytes(data).subspan(off));
+      off += n;
+      REQUIRE(!from.failed());
+      pump();
+    }
+    pump();
+  }
+};
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  uint32_t x = 2463534242u;
+  for (auto& ch : s) {  // xorshift: no repeating period a bug could hide in
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    ch = static_cast<char>(x);
+  }
+  return s;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("handshake and data both ways") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  CHECK(c.want_write());  // the ClientHello is ready before anything else happens
+  CHECK_FALSE(s.want_write());
+  Link l{c, s};
+  l.pump();
+  REQUIRE_MESSAGE(c.handshake_done(), c.error());
+  REQUIRE_MESSAGE(s.handshake_done(), s.error());
+  CHECK(c.protocol() == "TLSv1.3");
+  CHECK(c.peer_verified());
+  CHECK(c.peer_subject().find("CN=localhost") != std::string::npos);
+  CHECK_FALSE(s.peer_verified());  // no client certificate asked for
+
+  CHECK(c.write_plaintext(bytes("hello from client")) == 17);
+  l.pump();
+  CHECK(l.s_got == "hello from client");
+  CHECK(s.write_plaintext(bytes("hello from server")) == 17);
+  l.pump();
+  CHECK(l.c_got == "hello from server");
+  CHECK_FALSE(c.failed());
+  CHECK_FALSE(s.failed());
+}
+
+TEST_CASE("TLS 1.2 peers still work") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  SSL_CTX_set_max_proto_version(cctx->native(), TLS1_2_VERSION);
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.send_all(c, "over tls 1.2");
+  CHECK(c.protocol() == "TLSv1.2");
+  CHECK(l.s_got == "over tls 1.2");
+}
+
+TEST_CASE("1 MiB each way; pending output stays bounded") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.pump();
+  const std::string up = pattern(1 << 20), down = pattern((1 << 20) + 7).substr(7);
+  const size_t bound = Engine::Limits{}.max_ciphertext_out + 4096;
+  size_t off_up = 0, off_down = 0;
+  for (int round = 0; off_up < up.size() || off_down < down.size(); ++round) {
+    REQUIRE(round < 100000);
+    off_up += c.write_plaintext(bytes(up).subspan(off_up));
+    off_down += s.write_plaintext(bytes(down).subspan(off_down));
+    CHECK(c.pending_ciphertext() <= bound);
+    CHECK(s.pending_ciphertext() <= bound);
+    // a full engine refuses more until its output is taken
+    if (c.pending_ciphertext() >= Engine::Limits{}.max_ciphertext_out && off_up < up.size())
+      CHECK(c.write_plaintext(bytes(up).subspan(off_up)) == 0);
+    l.pump();
+  }
+  l.pump();
+  CHECK(l.s_got.size() == up.size());
+  CHECK(l.s_got == up);
+  CHECK(l.c_got == down);
+}
+
+TEST_CASE("feeding more than the input limit without reading is refused, then resumes") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.pump();
+  const std::string data = pattern(512 * 1024);
+  std::vector<uint8_t> wire;
+  for (size_t off = 0; off < data.size();) {  // encrypt everything, deliver nothing
+    off += c.write_plaintext(bytes(data).subspan(off));
+    c.take_ciphertext(wire);
+  }
+  REQUIRE(wire.size() > data.size());
+  size_t accepted = s.feed_ciphertext(wire);
+  CHECK(accepted < wire.size());
+  CHECK(accepted <= Engine::Limits{}.max_ciphertext_in);
+  CHECK(s.feed_ciphertext(std::span(wire).subspan(accepted)) == 0);  // full until read
+  std::string got;
+  size_t off = accepted;
+  for (int round = 0; off < wire.size(); ++round) {
+    REQUIRE(round < 100000);
+    drain(s, got);
+    off += s.feed_ciphertext(std::span(wire).subspan(off));
+  }
+  drain(s, got);
+  CHECK(got == data);
+}
+
+TEST_CASE("byte-by-byte feeding") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.chunk = 1;
+  const std::string msg = pattern(20000);  // more than one record
+  l.send_all(c, msg);
+  l.send_all(s, "reply");
+  CHECK(c.handshake_done());
+  CHECK(l.s_got == msg);
+  CHECK(l.c_got == "reply");
+}
+
+TEST_CASE("plaintext written before the handshake is sent once it completes") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  CHECK(c.write_plaintext(bytes("early CONNECT")) == 13);
+  CHECK_FALSE(c.handshake_done());
+  Link l{c, s};
+  l.pump();
+  CHECK(l.s_got == "early CONNECT");
+  // bounded: at most max_ciphertext_out bytes are kept before the handshake
+  Engine c2(*cctx, Role::Client, "localhost");
+  const std::string big = pattern(1 << 20);
+  CHECK(c2.write_plaintext(bytes(big)) == Engine::Limits{}.max_ciphertext_out);
+  CHECK(c2.write_plaintext(bytes(big)) == 0);
+}
+
+TEST_CASE("client certificates: verify_client required / optional") {
+  auto cctx_nocert = client_ctx();
+  SUBCASE("required, client sends none: handshake fails with a clear reason") {
+    auto sctx = server_ctx("server.crt", "server.key", Verify::Required, "ca.crt");
+    Engine c(*cctx_nocert, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "x");  // TLS 1.3: the client learns of the refusal on its next read
+    REQUIRE(s.failed());
+    CHECK_MESSAGE(s.error().find("peer did not return a certificate") != std::string::npos,
+                  s.error());
+    CHECK(l.s_got.empty());
+    CHECK(c.failed());
+    CHECK_MESSAGE(c.error().find("certificate required") != std::string::npos, c.error());
+  }
+  SUBCASE("required, valid client certificate: accepted and identified") {
+    auto sctx = server_ctx("server.crt", "server.key", Verify::Required, "ca.crt");
+    auto cctx = client_ctx("ca.crt", "client.crt", "client.key");
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "authenticated");
+    CHECK_MESSAGE(!s.failed(), s.error());
+    CHECK(l.s_got == "authenticated");
+    CHECK(s.peer_verified());
+    CHECK(s.peer_subject().find("CN=mqttlb test client") != std::string::npos);
+  }
+  SUBCASE("required, certificate from another CA: refused") {
+    auto sctx = server_ctx("server.crt", "server.key", Verify::Required, "ca.crt");
+    auto cctx = client_ctx("ca.crt", "other-client.crt", "other-client.key");
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "x");
+    REQUIRE(s.failed());
+    CHECK_MESSAGE(s.error().find("certificate verify failed") != std::string::npos, s.error());
+    CHECK(l.s_got.empty());
+  }
+  SUBCASE("optional, client sends none: accepted, not verified") {
+    auto sctx = server_ctx("server.crt", "server.key", Verify::Optional, "ca.crt");
+    Engine c(*cctx_nocert, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "anonymous");
+    CHECK(l.s_got == "anonymous");
+    CHECK_FALSE(s.peer_verified());
+  }
+}
+
+TEST_CASE("server verification failures name the reason") {
+  auto sctx = server_ctx();
+  SUBCASE("wrong CA") {
+    auto cctx = client_ctx("other-ca.crt");
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.pump();
+    REQUIRE(c.failed());
+    CHECK_FALSE(c.handshake_done());
+    CHECK_MESSAGE(c.error().find("certificate verify failed") != std::string::npos, c.error());
+    CHECK_MESSAGE(c.error().find("unable to get local issuer certificate") != std::string::npos,
+                  c.error());
+    CHECK(s.failed());  // it received the client's alert
+  }
+  SUBCASE("name mismatch") {
+    auto cctx = client_ctx();
+    Engine c(*cctx, Role::Client, "broker.example.com");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.pump();
+    REQUIRE(c.failed());
+    CHECK_MESSAGE(c.error().find("hostname mismatch") != std::string::npos, c.error());
+  }
+  SUBCASE("an IP literal is checked against the IP SANs") {
+    auto cctx = client_ctx();
+    Engine ok(*cctx, Role::Client, "127.0.0.1");
+    Engine s1(*sctx, Role::Server);
+    Link l1{ok, s1};
+    l1.pump();
+    CHECK_MESSAGE(ok.handshake_done(), ok.error());
+    Engine bad(*cctx, Role::Client, "127.0.0.2");
+    Engine s2(*sctx, Role::Server);
+    Link l2{bad, s2};
+    l2.pump();
+    CHECK(bad.failed());
+    CHECK_MESSAGE(bad.error().find("IP address mismatch") != std::string::npos, bad.error());
+  }
+  SUBCASE("verify=false connects to anyone") {
+    tls::ClientOptions o;
+    o.verify = false;
+    std::string err;
+    auto cctx = Context::client(o, err);
+    REQUIRE(cctx);
+    Engine c(*cctx, Role::Client, "broker.example.com");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "unverified");
+    CHECK(l.s_got == "unverified");
+    CHECK_FALSE(c.failed());
+  }
+}
+
+TEST_CASE("full-chain server certificate (CA -> intermediate -> leaf)") {
+  auto cctx = client_ctx("ca.crt");  // trusts the root only
+  SUBCASE("the chain file verifies") {
+    auto sctx = server_ctx("chain-server.crt", "chain-server.key");
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "via intermediate");
+    CHECK_MESSAGE(c.peer_verified(), c.error());
+    CHECK(l.s_got == "via intermediate");
+  }
+  SUBCASE("the leaf alone does not (so the intermediate really was sent)") {
+    std::string chain = read_file(cert("chain-server.crt"));
+    const std::string end = "-----END CERTIFICATE-----\n";
+    size_t cut = chain.find(end);
+    REQUIRE(cut != std::string::npos);
+    std::string leaf_path = tls_test::pki_dir() + "/leaf-only.crt";
+    std::ofstream(leaf_path) << chain.substr(0, cut + end.size());
+    conf::ListenerTls cfg;
+    cfg.cert = leaf_path;
+    cfg.key = cert("chain-server.key");
+    std::string err;
+    auto sctx = Context::server(cfg, err);
+    REQUIRE_MESSAGE(sctx, err);
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.pump();
+    CHECK(c.failed());
+    CHECK_MESSAGE(c.error().find("unable to get local issuer certificate") != std::string::npos,
+                  c.error());
+  }
+}
+
+namespace {
+// Connects once, exchanges a message, returns the client's session afterwards.
+tls::Session connect_once(Context& cctx, Context& sctx, const tls::Session& resume,
+                          bool* reused) {
+  Engine c(cctx, Role::Client, "localhost");
+  if (resume) REQUIRE(c.set_session(resume));
+  Engine s(sctx, Role::Server);
+  Link l{c, s};
+  l.send_all(c, "ping");
+  l.send_all(s, "pong");  // the client reads: TLS 1.3 tickets are processed
+  REQUIRE_MESSAGE(c.handshake_done(), c.error());
+  CHECK(l.c_got == "pong");
+  *reused = c.session_reused();
+  CHECK(s.session_reused() == *reused);
+  c.shutdown();
+  l.pump();
+  return c.get_session();
+}
+}  // namespace
+
+TEST_CASE("session resumption") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    CAPTURE(version);
+    SSL_CTX_set_max_proto_version(cctx->native(), version);
+    bool reused = true;
+    tls::Session first = connect_once(*cctx, *sctx, {}, &reused);
+    CHECK_FALSE(reused);
+    REQUIRE(first.resumable());
+    tls::Session second = connect_once(*cctx, *sctx, first, &reused);
+    CHECK(reused);
+    tls::Session copy = second;  // shared references; both outlive their engines
+    CHECK(copy.get() == second.get());
+    connect_once(*cctx, *sctx, copy, &reused);
+    CHECK(reused);
+    // another server context has other ticket keys: full handshake, no failure
+    auto other = server_ctx();
+    connect_once(*cctx, *other, first, &reused);
+    CHECK_FALSE(reused);
+  }
+  Engine late(*cctx, Role::Client, "localhost");
+  late.take_ciphertext(*std::make_unique<std::vector<uint8_t>>());  // handshake started
+  auto fresh = server_ctx();
+  bool ignored = false;
+  tls::Session s = connect_once(*cctx, *fresh, {}, &ignored);
+  CHECK_FALSE(late.set_session(s));  // too late once the ClientHello is out
+}
+
+TEST_CASE("close_notify") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.send_all(c, "last words");
+  c.shutdown();
+  c.shutdown();  // idempotent
+  CHECK(c.shutdown_sent());
+  CHECK(c.want_write());  // close_notify to send
+  CHECK(c.write_plaintext(bytes("too late")) == 0);
+  l.pump();
+  CHECK(l.s_got == "last words");
+  CHECK(s.peer_closed());
+  CHECK_FALSE(s.failed());
+  CHECK_FALSE(c.peer_closed());
+  // the server may still answer, then close too
+  CHECK(s.write_plaintext(bytes("bye")) == 3);
+  s.shutdown();
+  l.pump();
+  CHECK(l.c_got == "bye");
+  CHECK(c.peer_closed());
+  CHECK_FALSE(c.failed());
+}
+
+TEST_CASE("garbage ciphertext fails cleanly") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  SUBCASE("plain MQTT sent to a TLS listener") {
+    Engine s(*sctx, Role::Server);
+    const uint8_t connect[] = {0x10, 0x0c, 0x00, 0x04, 'M', 'Q', 'T', 'T',
+                               0x04, 0x02, 0x00, 0x3c, 0x00, 0x00};
+    s.feed_ciphertext(connect);
+    std::string got;
+    drain(s, got);
+    REQUIRE(s.failed());
+    CHECK(got.empty());
+    CHECK_MESSAGE(s.error().find("TLS handshake failed: ") == 0, s.error());
+    CHECK(s.feed_ciphertext(connect) == 0);  // stays failed
+    CHECK(s.write_plaintext(bytes("x")) == 0);
+  }
+  SUBCASE("random bytes after the handshake") {
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.pump();
+    REQUIRE(c.handshake_done());
+    const std::string junk = pattern(3000);
+    // a plausible record header, then noise: the record cannot authenticate
+    std::string rec = std::string("\x17\x03\x03\x0b\xb8", 5) + junk;
+    c.feed_ciphertext(bytes(rec));
+    std::string got;
+    drain(c, got);
+    REQUIRE(c.failed());
+    CHECK(got.empty());
+    CHECK_MESSAGE(c.error().find("TLS read failed: ") == 0, c.error());
+    std::vector<uint8_t> alert;
+    c.take_ciphertext(alert);  // the alert for the peer; must not crash
+  }
+  SUBCASE("every prefix of noise, byte by byte") {
+    Engine s(*sctx, Role::Server);
+    const std::string junk = pattern(512);
+    size_t fed = 0;
+    for (char ch : junk) {
+      uint8_t b = static_cast<uint8_t>(ch);
+      fed += s.feed_ciphertext(std::span(&b, 1));
+      std::string got;
+      drain(s, got);
+      CHECK(got.empty());
+      if (s.failed()) break;
+    }
+    CHECK(s.failed());
+    CHECK(fed < junk.size());
+  }
+}
+
+TEST_CASE("bad certificate / key files give clear errors") {
+  std::string err;
+  conf::ListenerTls cfg;
+  cfg.cert = cert("server.crt");
+  cfg.key = cert("server.key");
+  SUBCASE("missing certificate file") {
+    cfg.cert = "/nonexistent/server.crt";
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find("/nonexistent/server.crt") != std::string::npos, err);
+    CHECK_MESSAGE(err.find("No such file or directory") != std::string::npos, err);
+  }
+  SUBCASE("missing key file") {
+    cfg.key = "/nonexistent/server.key";
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find("private key '/nonexistent/server.key'") != std::string::npos, err);
+  }
+  SUBCASE("a file that is not PEM") {
+    std::string junk = tls_test::pki_dir() + "/junk.pem";
+    std::ofstream(junk) << "this is not a certificate\n";
+    cfg.cert = junk;
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find(junk) != std::string::npos, err);
+    CHECK_MESSAGE(err.find("no start line") != std::string::npos, err);
+  }
+  SUBCASE("key does not match the certificate") {
+    cfg.key = cert("client.key");
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find("does not match certificate") != std::string::npos, err);
+    CHECK_MESSAGE(err.find("key values mismatch") != std::string::npos, err);
+  }
+  SUBCASE("verify_client without a CA") {
+    cfg.verify_client = Verify::Required;
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find("CA") != std::string::npos, err);
+  }
+  SUBCASE("missing client CA file") {
+    cfg.verify_client = Verify::Optional;
+    cfg.ca = "/nonexistent/ca.pem";
+    CHECK_FALSE(Context::server(cfg, err));
+    CHECK_MESSAGE(err.find("/nonexistent/ca.pem") != std::string::npos, err);
+  }
+  SUBCASE("client: missing CA, half a client certificate") {
+    tls::ClientOptions o;
+    o.ca = "/nonexistent/ca.pem";
+    CHECK_FALSE(Context::client(o, err));
+    CHECK_MESSAGE(err.find("/nonexistent/ca.pem") != std::string::npos, err);
+    o.ca.clear();
+    o.cert = cert("client.crt");
+    CHECK_FALSE(Context::client(o, err));
+    CHECK_MESSAGE(err.find("both cert and key") != std::string::npos, err);
+  }
+}
+
+TEST_CASE("ALPN") {
+  auto sctx = server_ctx();
+  std::string err;
+  REQUIRE(sctx->set_alpn({"mqtt", "x-amzn-mqtt-ca"}, err));
+  CHECK_FALSE(sctx->set_alpn({""}, err));
+  tls::ClientOptions o;
+  o.ca = cert("ca.crt");
+  o.alpn = {"x-amzn-mqtt-ca", "mqtt"};
+  auto cctx = Context::client(o, err);
+  REQUIRE(cctx);
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.pump();
+  CHECK(c.alpn() == "mqtt");  // the server's preference wins
+  CHECK(s.alpn() == "mqtt");
+  o.alpn = {"h2"};
+  auto other = Context::client(o, err);
+  REQUIRE(other);
+  Engine c2(*other, Role::Client, "localhost");
+  Engine s2(*sctx, Role::Server);
+  Link l2{c2, s2};
+  l2.pump();
+  CHECK(c2.handshake_done());  // no common protocol: no ALPN, still connected
+  CHECK(c2.alpn().empty());
+  sctx.reset();  // engines keep the SSL_CTX (and its ALPN list) alive
+  l2.send_all(c2, "after the context is gone");
+  CHECK(l2.s_got == "after the context is gone");
+}
+
+TEST_CASE("engine with a context of the other role fails instead of misbehaving") {
+  auto sctx = server_ctx();
+  Engine e(*sctx, Role::Client, "localhost");
+  CHECK(e.failed());
+  CHECK_FALSE(e.want_write());
+  CHECK(e.error().find("client context") != std::string::npos);
+  CHECK(e.feed_ciphertext(bytes("abc")) == 0);
+  std::vector<uint8_t> out;
+  CHECK(e.take_ciphertext(out) == 0);
+}

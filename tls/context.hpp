@@ -1,0 +1,64 @@
+// TLS contexts: configuration → one OpenSSL SSL_CTX, shared by many Engines.
+//
+// Thread: a Context is built and configured on one thread (set_alpn before
+// sharing); afterwards it may be shared read-only by every worker loop (SSL_CTX
+// is thread-safe for SSL_new, and the server's session cache / ticket keys are
+// then shared, so a client resumes on whichever worker accepts it).
+// Lifetime: each Engine holds a reference count on the SSL_CTX and no callback
+// points into the Context object, so a Context may be destroyed (e.g. replaced
+// on reload) while engines created from it are still running.
+// Errors: factories never throw and never prompt; they return nullptr and a
+// message naming the file and OpenSSL's reason. See docs/tls.md.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+
+typedef struct ssl_ctx_st SSL_CTX;
+
+namespace tls {
+
+enum class Role { Client, Server };
+
+struct ClientOptions {
+  std::string ca;            // PEM bundle to verify the peer; empty = system default paths
+  bool verify = true;        // verify the peer's chain (and its name, see Engine's sni)
+  std::string cert, key;     // optional client certificate (both or neither)
+  std::vector<std::string> alpn;  // protocols to offer, most preferred first; empty = none
+};
+
+// ClientOptions for TLS from the balancer (or its health checker) to a backend.
+ClientOptions client_options(const conf::BackendTls& b);
+
+class Context {
+ public:
+  // Server context for a TLS listener: cert (may hold the full chain, leaf
+  // first), key, optional client CAs with verify_client. TLS 1.2+, server-side
+  // session cache and stateless session tickets for resumption.
+  static std::unique_ptr<Context> server(const conf::ListenerTls& cfg, std::string& err);
+  // Client context (load generator, health checker, balancer → backend).
+  static std::unique_ptr<Context> client(const ClientOptions& opts, std::string& err);
+
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Role role() const { return role_; }
+  SSL_CTX* native() const { return ctx_; }
+
+  // Server only: protocols to accept via ALPN, most preferred first. A client
+  // offering none of them gets no ALPN (the handshake still succeeds). Call
+  // before sharing the Context between threads. Returns false (and sets err)
+  // on a name that is empty or longer than 255 bytes.
+  bool set_alpn(const std::vector<std::string>& protocols, std::string& err);
+
+ private:
+  Context(SSL_CTX* ctx, Role role) : ctx_(ctx), role_(role) {}
+  SSL_CTX* ctx_;  // owned: one reference, released in the destructor
+  Role role_;
+};
+
+}  // namespace tls

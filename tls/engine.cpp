@@ -1,0 +1,414 @@
+#include "tls/engine.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "tls/errors.hpp"
+
+namespace tls {
+
+// ---- Session ----------------------------------------------------------------
+
+Session Session::ref(SSL_SESSION* s) {
+  if (s) SSL_SESSION_up_ref(s);
+  return Session(s);
+}
+
+Session::Session(const Session& o) : s_(o.s_) {
+  if (s_) SSL_SESSION_up_ref(s_);
+}
+
+Session& Session::operator=(const Session& o) {
+  if (this != &o) {
+    if (o.s_) SSL_SESSION_up_ref(o.s_);
+    if (s_) SSL_SESSION_free(s_);
+    s_ = o.s_;
+  }
+  return *this;
+}
+
+Session& Session::operator=(Session&& o) noexcept {
+  if (this != &o) {
+    if (s_) SSL_SESSION_free(s_);
+    s_ = o.s_;
+    o.s_ = nullptr;
+  }
+  return *this;
+}
+
+Session::~Session() {
+  if (s_) SSL_SESSION_free(s_);
+}
+
+bool Session::resumable() const {
+  if (!s_ || SSL_SESSION_is_resumable(s_) != 1) return false;
+  // Expired sessions would just be ignored by the server; say so up front.
+  long age = static_cast<long>(std::time(nullptr)) - static_cast<long>(SSL_SESSION_get_time(s_));
+  return age < static_cast<long>(SSL_SESSION_get_timeout(s_));
+}
+
+// ---- The engine's BIO ---------------------------------------------------------
+// One BIO serves as both read and write BIO of the SSL. Reads take from
+// Engine::in_ (bytes fed by the caller) and say "retry" when it is empty;
+// writes append to Engine::out_ and never fail. BIO data = the Engine, which
+// never moves (not copyable or movable) and frees the SSL (and so the BIO)
+// in its destructor.
+struct EngineBio {
+  static Engine* engine(BIO* b) { return static_cast<Engine*>(BIO_get_data(b)); }
+
+  static int write(BIO* b, const char* data, int len) {
+    BIO_clear_retry_flags(b);
+    if (len <= 0) return 0;
+    auto& out = engine(b)->out_;
+    out.insert(out.end(), reinterpret_cast<const uint8_t*>(data),
+               reinterpret_cast<const uint8_t*>(data) + len);
+    return len;
+  }
+
+  static int read(BIO* b, char* buf, int len) {
+    BIO_clear_retry_flags(b);
+    Engine* e = engine(b);
+    size_t avail = e->in_.size() - e->in_off_;
+    if (avail == 0) {
+      BIO_set_retry_read(b);  // not EOF: "no bytes yet"
+      return -1;
+    }
+    if (len <= 0) return 0;
+    size_t n = std::min(avail, static_cast<size_t>(len));
+    std::memcpy(buf, e->in_.data() + e->in_off_, n);
+    e->in_off_ += n;
+    return static_cast<int>(n);
+  }
+
+  static long ctrl(BIO* b, int cmd, long, void*) {
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_PENDING: {
+        Engine* e = engine(b);
+        return static_cast<long>(e->in_.size() - e->in_off_);
+      }
+      case BIO_CTRL_WPENDING:
+        return 0;  // what we "wrote" is already in out_, nothing is held here
+      default:
+        return 0;
+    }
+  }
+
+  static int create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+  }
+  static int destroy(BIO*) { return 1; }
+
+  // Created once per process, never freed (reachable from this static).
+  static BIO_METHOD* method() {
+    static BIO_METHOD* m = [] {
+      BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mqttlb-tls");
+      if (bm) {
+        BIO_meth_set_write(bm, write);
+        BIO_meth_set_read(bm, read);
+        BIO_meth_set_ctrl(bm, ctrl);
+        BIO_meth_set_create(bm, create);
+        BIO_meth_set_destroy(bm, destroy);
+      }
+      return bm;
+    }();
+    return m;
+  }
+};
+
+// ---- Engine -----------------------------------------------------------------
+
+namespace {
+
+bool is_ip_literal(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::string name_string(X509_NAME* name) {
+  BIO* b = BIO_new(BIO_s_mem());
+  if (!b) return {};
+  X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+  char* p = nullptr;
+  long n = BIO_get_mem_data(b, &p);
+  std::string s = n > 0 ? std::string(p, static_cast<size_t>(n)) : std::string();
+  BIO_free(b);
+  return s;
+}
+
+void release(std::vector<uint8_t>& v) { std::vector<uint8_t>().swap(v); }
+
+}  // namespace
+
+Engine::Engine(Context& ctx, Role role, std::string_view sni) : Engine(ctx, role, sni, Limits{}) {}
+
+Engine::Engine(Context& ctx, Role role, std::string_view sni, Limits limits)
+    : role_(role), limits_(limits) {
+  limits_.max_ciphertext_in = std::max(limits_.max_ciphertext_in, 2 * kMaxRecordSize);
+  limits_.max_ciphertext_out = std::max<size_t>(limits_.max_ciphertext_out, 1);
+  if (ctx.role() != role) {
+    failed_ = true;
+    error_ = role == Role::Client ? "a client engine needs a client context"
+                                  : "a server engine needs a server context";
+    return;
+  }
+  ERR_clear_error();
+  BIO_METHOD* method = EngineBio::method();
+  ssl_ = SSL_new(ctx.native());
+  bio_ = method ? BIO_new(method) : nullptr;
+  if (!ssl_ || !bio_) {
+    failed_ = true;
+    error_ = "cannot create a TLS connection: " + detail::drain_errors();
+    BIO_free(bio_);
+    bio_ = nullptr;
+    return;
+  }
+  BIO_set_data(bio_, this);
+  SSL_set_bio(ssl_, bio_, bio_);  // same BIO both ways: consumes our one reference
+  if (role == Role::Client) {
+    SSL_set_connect_state(ssl_);
+    std::string name(sni);
+    if (!name.empty()) {
+      bool ok;
+      if (is_ip_literal(name)) {
+        // RFC 6066: no IP literals in SNI; verify against the IP SANs.
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str()) == 1;
+      } else {
+        SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = SSL_set_tlsext_host_name(ssl_, name.c_str()) == 1 &&
+             SSL_set1_host(ssl_, name.c_str()) == 1;
+      }
+      if (!ok) {
+        failed_ = true;
+        error_ = "invalid server name '" + name + "': " + detail::drain_errors();
+      }
+    }
+  } else {
+    SSL_set_accept_state(ssl_);
+  }
+}
+
+Engine::~Engine() {
+  if (ssl_) SSL_free(ssl_);  // frees bio_ too
+}
+
+void Engine::start() {
+  started_ = true;
+  drive();
+}
+
+void Engine::fail(std::string_view what, int ret) {
+  int code = SSL_get_error(ssl_, ret);  // before draining: it reads the queue
+  std::string reasons = detail::drain_errors();
+  failed_ = true;
+  error_ = std::string(what) + ": ";
+  if (!reasons.empty()) {
+    error_ += reasons;
+  } else if (code == SSL_ERROR_SYSCALL) {
+    error_ += "unexpected end of the TLS stream";
+  } else {
+    error_ += "OpenSSL error code " + std::to_string(code);
+  }
+  long vr = SSL_get_verify_result(ssl_);
+  if (vr != X509_V_OK && SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE) {
+    error_ += std::string(" (") + X509_verify_cert_error_string(vr) + ")";
+  }
+  // Our buffered input is useless now; an alert may sit in out_ to be taken.
+  release(in_);
+  in_off_ = 0;
+  release(early_);
+}
+
+void Engine::release_drained_input() {
+  if (in_off_ != 0 && in_off_ == in_.size()) {
+    release(in_);
+    in_off_ = 0;
+  }
+}
+
+void Engine::drive() {
+  if (failed_ || handshake_done_ || !ssl_) return;
+  ERR_clear_error();
+  int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    handshake_done_ = true;
+    if (!early_.empty()) {
+      std::vector<uint8_t> early;
+      early.swap(early_);
+      write_now(early);
+    }
+  } else {
+    int code = SSL_get_error(ssl_, r);
+    if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) fail("TLS handshake failed", r);
+  }
+  release_drained_input();
+}
+
+size_t Engine::feed_ciphertext(std::span<const uint8_t> in) {
+  if (failed_ || !ssl_) return 0;
+  size_t held = in_.size() - in_off_;
+  size_t room = held >= limits_.max_ciphertext_in ? 0 : limits_.max_ciphertext_in - held;
+  size_t n = std::min(in.size(), room);
+  if (n > 0) {
+    if (in_off_ > 0) {  // keep only the unconsumed tail (at most a partial record)
+      in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_off_));
+      in_off_ = 0;
+    }
+    in_.insert(in_.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  if (!started_)
+    start();
+  else
+    drive();
+  return n;
+}
+
+size_t Engine::read_plaintext(std::span<uint8_t> out) {
+  if (failed_ || peer_closed_ || !ssl_) return 0;
+  if (!started_) start();
+  drive();
+  if (!handshake_done_ || failed_ || out.empty()) return 0;
+  ERR_clear_error();
+  size_t got = 0;
+  int r = SSL_read_ex(ssl_, out.data(), out.size(), &got);
+  if (r != 1) {
+    got = 0;
+    int code = SSL_get_error(ssl_, r);
+    if (code == SSL_ERROR_ZERO_RETURN) {
+      peer_closed_ = true;  // close_notify received
+    } else if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) {
+      fail("TLS read failed", r);
+    }
+  }
+  release_drained_input();
+  return got;
+}
+
+size_t Engine::write_now(std::span<const uint8_t> in) {
+  if (in.empty()) return 0;
+  ERR_clear_error();
+  size_t written = 0;
+  // Our BIO never refuses a write, so OpenSSL encrypts all of it at once.
+  int r = SSL_write_ex(ssl_, in.data(), in.size(), &written);
+  if (r != 1) {
+    fail("TLS write failed", r);
+    return 0;
+  }
+  return written;
+}
+
+size_t Engine::write_plaintext(std::span<const uint8_t> in) {
+  if (failed_ || shutdown_sent_ || !ssl_) return 0;
+  if (!started_) start();
+  drive();
+  if (failed_) return 0;
+  if (!handshake_done_) {  // keep it (bounded) until the handshake completes
+    size_t room = early_.size() >= limits_.max_ciphertext_out
+                      ? 0
+                      : limits_.max_ciphertext_out - early_.size();
+    size_t n = std::min(in.size(), room);
+    early_.insert(early_.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
+    return n;
+  }
+  size_t pending = pending_ciphertext();
+  if (pending >= limits_.max_ciphertext_out) return 0;
+  return write_now(in.first(std::min(in.size(), limits_.max_ciphertext_out - pending)));
+}
+
+size_t Engine::take_ciphertext(std::vector<uint8_t>& out) {
+  if (!started_ && !failed_ && ssl_) start();
+  size_t n = pending_ciphertext();
+  if (n == 0) return 0;
+  if (out.empty() && out_off_ == 0) {
+    out.swap(out_);  // hand the whole buffer over
+    release(out_);
+  } else {
+    out.insert(out.end(), out_.begin() + static_cast<std::ptrdiff_t>(out_off_), out_.end());
+    release(out_);
+  }
+  out_off_ = 0;
+  return n;
+}
+
+size_t Engine::take_ciphertext(std::span<uint8_t> out) {
+  if (!started_ && !failed_ && ssl_) start();
+  size_t n = std::min(out.size(), pending_ciphertext());
+  if (n == 0) return 0;
+  std::memcpy(out.data(), out_.data() + out_off_, n);
+  out_off_ += n;
+  if (out_off_ == out_.size()) {
+    release(out_);
+    out_off_ = 0;
+  }
+  return n;
+}
+
+bool Engine::want_write() const {
+  if (pending_ciphertext() > 0) return true;
+  // A client that has not started yet has its ClientHello to send.
+  return role_ == Role::Client && !started_ && !failed_ && ssl_;
+}
+
+void Engine::shutdown() {
+  if (shutdown_sent_ || !ssl_) return;
+  shutdown_sent_ = true;
+  release(early_);  // accepted before the handshake completed: never sent
+  // Nothing to say after a fatal error (an alert was already queued), and
+  // SSL_shutdown refuses during the handshake.
+  if (failed_ || !handshake_done_) return;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // queues close_notify into out_; we do not wait for the peer's
+  ERR_clear_error();
+}
+
+bool Engine::set_session(const Session& s) {
+  if (!ssl_ || role_ != Role::Client || started_ || !s) return false;
+  ERR_clear_error();
+  bool ok = SSL_set_session(ssl_, s.get()) == 1;  // takes its own reference
+  ERR_clear_error();
+  return ok;
+}
+
+Session Engine::get_session() const {
+  if (!ssl_) return {};
+  return Session::adopt(SSL_get1_session(ssl_));
+}
+
+bool Engine::session_reused() const { return ssl_ && SSL_session_reused(ssl_) == 1; }
+
+std::string Engine::alpn() const {
+  if (!ssl_) return {};
+  const unsigned char* p = nullptr;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &n);
+  return p ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
+}
+
+std::string Engine::protocol() const {
+  return ssl_ && handshake_done_ ? SSL_get_version(ssl_) : "";
+}
+
+std::string Engine::cipher() const {
+  const char* c = ssl_ && handshake_done_ ? SSL_get_cipher_name(ssl_) : nullptr;
+  return c ? c : "";
+}
+
+std::string Engine::peer_subject() const {
+  X509* cert = ssl_ ? SSL_get0_peer_certificate(ssl_) : nullptr;
+  return cert ? name_string(X509_get_subject_name(cert)) : std::string();
+}
+
+bool Engine::peer_verified() const {
+  return ssl_ && handshake_done_ && SSL_get0_peer_certificate(ssl_) != nullptr &&
+         SSL_get_verify_result(ssl_) == X509_V_OK;
+}
+
+}  // namespace tls
