@@ -107,6 +107,9 @@ bool eq(std::span<const uint8_t> a, std::string_view b) {
 ConnectResult parse_connect(std::span<const uint8_t> in, size_t max_bytes) {
   ConnectResult res;
   if (in.empty()) return res;
+  // 0x16 is a TLS handshake record (a TLS client on a plain port), not a
+  // CONNECT with bad flags; one byte decides, so this stays split-invariant.
+  if (in[0] == 0x16) return fail(res, ConnectError::NotConnect);
   // Fixed header: type 1, flags 0 [MQTT-2.1.3-1] [MQTT-3.1.0-1: first packet is CONNECT].
   if ((in[0] >> 4) != static_cast<uint8_t>(PacketType::Connect))
     return fail(res, ConnectError::NotConnect);
