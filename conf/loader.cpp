@@ -1,0 +1,446 @@
+#include "conf/loader.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <cmath>
+#include <fstream>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <utility>
+
+namespace conf {
+
+using json = nlohmann::json;
+
+std::string Endpoint::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+namespace {
+
+// RFC 6901 escaping of one reference token.
+std::string escape_token(const std::string& key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '~') out += "~0";
+    else if (c == '/') out += "~1";
+    else out += c;
+  }
+  return out;
+}
+
+std::string child(const std::string& ptr, const std::string& key) {
+  return ptr + "/" + escape_token(key);
+}
+std::string child(const std::string& ptr, size_t i) { return ptr + "/" + std::to_string(i); }
+
+const char* type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::string: return "string";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    case json::value_t::number_float: return "number";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    default: return "value";
+  }
+}
+
+class Errors {
+ public:
+  explicit Errors(std::vector<std::string>& out) : out_(out) {}
+  void add(const std::string& ptr, const std::string& msg) {
+    out_.push_back((ptr.empty() ? std::string("/") : ptr) + ": " + msg);
+  }
+
+ private:
+  std::vector<std::string>& out_;
+};
+
+// A JSON object being read: rejects keys not in `allowed`, offers typed getters
+// that report errors at the key's pointer and leave the default in place.
+class Obj {
+ public:
+  Obj(Errors& e, const json& j, std::string ptr, std::initializer_list<const char*> allowed)
+      : e_(e), j_(j), ptr_(std::move(ptr)) {
+    if (!j_.is_object()) {
+      e_.add(ptr_, std::string("expected an object, got ") + type_name(j_));
+      valid_ = false;
+      return;
+    }
+    std::set<std::string> ok(allowed.begin(), allowed.end());
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!ok.count(it.key())) e_.add(child(ptr_, it.key()), "unknown key");
+  }
+  bool valid() const { return valid_; }
+  const std::string& ptr() const { return ptr_; }
+  std::string at(const char* key) const { return child(ptr_, key); }
+  const json* find(const char* key) const {
+    if (!valid_) return nullptr;
+    auto it = j_.find(key);
+    return it == j_.end() ? nullptr : &*it;
+  }
+  bool require(const char* key) {
+    if (!valid_) return false;
+    if (find(key)) return true;
+    e_.add(at(key), "required key missing");
+    return false;
+  }
+
+  template <typename T>
+  void get_uint(const char* key, T& out, uint64_t lo, uint64_t hi) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_number_integer()) {
+      e_.add(at(key), std::string("expected an integer, got ") + type_name(*v));
+      return;
+    }
+    if (v->is_number_unsigned() || v->get<int64_t>() >= 0) {
+      uint64_t x = v->get<uint64_t>();
+      if (x >= lo && x <= hi) {
+        out = static_cast<T>(x);
+        return;
+      }
+      e_.add(at(key), std::to_string(x) + " out of range " + std::to_string(lo) + ".." +
+                          std::to_string(hi));
+      return;
+    }
+    e_.add(at(key), std::to_string(v->get<int64_t>()) + " out of range " + std::to_string(lo) +
+                        ".." + std::to_string(hi));
+  }
+
+  void get_double(const char* key, double& out, double lo, double hi) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_number()) {
+      e_.add(at(key), std::string("expected a number, got ") + type_name(*v));
+      return;
+    }
+    double x = v->get<double>();
+    if (!(x >= lo && x <= hi)) {
+      std::ostringstream m;
+      m << x << " out of range " << lo << ".." << hi;
+      e_.add(at(key), m.str());
+      return;
+    }
+    out = x;
+  }
+
+  void get_bool(const char* key, bool& out) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_boolean()) {
+      e_.add(at(key), std::string("expected a boolean, got ") + type_name(*v));
+      return;
+    }
+    out = v->get<bool>();
+  }
+
+  bool get_string(const char* key, std::string& out, bool non_empty = false) {
+    const json* v = find(key);
+    if (!v) return false;
+    if (!v->is_string()) {
+      e_.add(at(key), std::string("expected a string, got ") + type_name(*v));
+      return false;
+    }
+    if (non_empty && v->get_ref<const std::string&>().empty()) {
+      e_.add(at(key), "must not be empty");
+      return false;
+    }
+    out = v->get<std::string>();
+    return true;
+  }
+
+  void get_opt_string(const char* key, std::optional<std::string>& out) {
+    std::string s;
+    if (get_string(key, s)) out = s;
+  }
+
+  template <typename E>
+  void get_enum(const char* key, E& out, std::initializer_list<std::pair<const char*, E>> names) {
+    std::string s;
+    if (!get_string(key, s)) return;
+    std::string allowed;
+    for (auto& [n, val] : names) {
+      if (s == n) {
+        out = val;
+        return;
+      }
+      allowed += allowed.empty() ? "" : ", ";
+      allowed += std::string("\"") + n + "\"";
+    }
+    e_.add(at(key), "\"" + s + "\" is not one of " + allowed);
+  }
+
+  bool get_endpoint(const char* key, Endpoint& out) {
+    std::string s;
+    if (!get_string(key, s)) return false;
+    std::string err;
+    auto ep = parse_endpoint(s, err);
+    if (!ep) {
+      e_.add(at(key), err);
+      return false;
+    }
+    out = *ep;
+    return true;
+  }
+
+ private:
+  Errors& e_;
+  const json& j_;
+  std::string ptr_;
+  bool valid_ = true;
+};
+
+void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& c) {
+  if (!arr.is_array()) {
+    e.add(ptr, std::string("expected an array, got ") + type_name(arr));
+    return;
+  }
+  if (arr.empty()) e.add(ptr, "at least one listener is required");
+  std::set<std::string> names, binds;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    Obj o(e, arr[i], child(ptr, i), {"name", "bind", "tls"});
+    if (!o.valid()) continue;
+    Listener l;
+    if (o.require("name") && o.get_string("name", l.name, true) && !names.insert(l.name).second)
+      e.add(o.at("name"), "duplicate listener name \"" + l.name + "\"");
+    if (o.require("bind") && o.get_endpoint("bind", l.bind) && !binds.insert(l.bind.str()).second)
+      e.add(o.at("bind"), "address " + l.bind.str() + " is already used by another listener");
+    if (const json* t = o.find("tls")) {
+      Obj to(e, *t, o.at("tls"), {"cert", "key", "ca", "verify_client"});
+      if (to.valid()) {
+        ListenerTls tls;
+        if (to.require("cert")) to.get_string("cert", tls.cert, true);
+        if (to.require("key")) to.get_string("key", tls.key, true);
+        to.get_string("ca", tls.ca);
+        to.get_enum("verify_client", tls.verify_client,
+                    {{"none", ListenerTls::Verify::None},
+                     {"optional", ListenerTls::Verify::Optional},
+                     {"required", ListenerTls::Verify::Required}});
+        l.tls = tls;
+        // Issue 5 scope: the TLS engine is not wired into the listener yet.
+        e.add(o.at("tls"), "TLS listeners are not supported by this build yet");
+      }
+    }
+    c.listeners.push_back(std::move(l));
+  }
+}
+
+void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c) {
+  if (!arr.is_array()) {
+    e.add(ptr, std::string("expected an array, got ") + type_name(arr));
+    return;
+  }
+  if (arr.empty()) e.add(ptr, "at least one backend is required");
+  std::set<std::string> names;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    Obj o(e, arr[i], child(ptr, i), {"name", "address", "weight", "proxy_protocol", "tls"});
+    if (!o.valid()) continue;
+    Backend b;
+    if (o.require("name") && o.get_string("name", b.name, true) && !names.insert(b.name).second)
+      e.add(o.at("name"), "duplicate backend name \"" + b.name + "\"");
+    if (o.require("address")) o.get_endpoint("address", b.address);
+    o.get_uint("weight", b.weight, 1, 256);
+    o.get_enum("proxy_protocol", b.proxy_protocol,
+               {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
+    if (const json* t = o.find("tls")) {
+      Obj to(e, *t, o.at("tls"), {"ca", "verify", "sni", "cert", "key"});
+      if (to.valid()) {
+        BackendTls tls;
+        to.get_string("ca", tls.ca);
+        to.get_bool("verify", tls.verify);
+        to.get_string("sni", tls.sni);
+        to.get_string("cert", tls.cert);
+        to.get_string("key", tls.key);
+        if (tls.cert.empty() != tls.key.empty())
+          e.add(to.ptr(), "\"cert\" and \"key\" must be given together");
+        b.tls = tls;
+        e.add(o.at("tls"), "TLS to backends is not supported by this build yet");
+      }
+    }
+    c.backends.push_back(std::move(b));
+  }
+}
+
+void load_balance(Errors& e, const json& j, const std::string& ptr, Balance& b) {
+  Obj o(e, j, ptr,
+        {"algorithm", "affinity", "affinity_max_entries", "affinity_ttl_s", "hash_balance_factor",
+         "retries", "backend_connect_timeout_ms"});
+  if (!o.valid()) return;
+  o.get_enum("algorithm", b.algorithm,
+             {{"leastconn", Algorithm::LeastConn},
+              {"round-robin", Algorithm::RoundRobin},
+              {"consistent-hash", Algorithm::ConsistentHash}});
+  o.get_enum("affinity", b.affinity, {{"none", Affinity::None}, {"client-id", Affinity::ClientId}});
+  o.get_uint("affinity_max_entries", b.affinity_max_entries, 1, 100'000'000);
+  o.get_uint("affinity_ttl_s", b.affinity_ttl_s, 1, 31'536'000);
+  o.get_double("hash_balance_factor", b.hash_balance_factor, 0.01, 10.0);
+  o.get_uint("retries", b.retries, 0, 16);
+  o.get_uint("backend_connect_timeout_ms", b.backend_connect_timeout_ms, 10, 600'000);
+}
+
+void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
+  Obj o(e, j, ptr,
+        {"interval_ms", "timeout_ms", "rise", "fall", "mode", "protocol_level", "keep_alive_s",
+         "username", "password", "accept_refusal", "client_id_prefix", "slowstart_ms", "on_down",
+         "shutdown_spread_ms"});
+  if (!o.valid()) return;
+  o.get_uint("interval_ms", h.interval_ms, 100, 3'600'000);
+  o.get_uint("timeout_ms", h.timeout_ms, 10, 600'000);
+  o.get_uint("rise", h.rise, 1, 100);
+  o.get_uint("fall", h.fall, 1, 100);
+  o.get_enum("mode", h.mode, {{"persistent", CheckMode::Persistent}, {"reconnect", CheckMode::Reconnect}});
+  uint32_t level = h.protocol_level;
+  if (const json* v = o.find("protocol_level")) {
+    if (v->is_number_integer() && (v->get<int64_t>() == 4 || v->get<int64_t>() == 5))
+      level = v->get<uint32_t>();
+    else
+      e.add(o.at("protocol_level"), "must be 4 (MQTT 3.1.1) or 5 (MQTT 5.0)");
+  }
+  h.protocol_level = static_cast<uint8_t>(level);
+  o.get_uint("keep_alive_s", h.keep_alive_s, 1, 65'535);
+  o.get_opt_string("username", h.username);
+  o.get_opt_string("password", h.password);
+  o.get_bool("accept_refusal", h.accept_refusal);
+  o.get_string("client_id_prefix", h.client_id_prefix);
+  if (h.client_id_prefix.size() > 16)
+    e.add(o.at("client_id_prefix"), "longer than 16 bytes (check ids must fit MQTT 3.1's 23)");
+  o.get_uint("slowstart_ms", h.slowstart_ms, 0, 3'600'000);
+  o.get_enum("on_down", h.on_down, {{"keep", OnDown::Keep}, {"shutdown-sessions", OnDown::ShutdownSessions}});
+  o.get_uint("shutdown_spread_ms", h.shutdown_spread_ms, 0, 3'600'000);
+  if (h.timeout_ms > h.interval_ms && o.find("timeout_ms"))
+    e.add(o.at("timeout_ms"), std::to_string(h.timeout_ms) + " must not exceed interval_ms (" +
+                                  std::to_string(h.interval_ms) + ")");
+}
+
+void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
+  Obj o(e, j, ptr,
+        {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
+         "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms"});
+  if (!o.valid()) return;
+  o.get_uint("max_connections", l.max_connections, 0, 10'000'000);
+  o.get_uint("max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
+  o.get_uint("max_connect_bytes", l.max_connect_bytes, 1024, 1024 * 1024);
+  o.get_uint("connect_timeout_ms", l.connect_timeout_ms, 100, 600'000);
+  o.get_uint("idle_grace_ms", l.idle_grace_ms, 0, 3'600'000);
+  o.get_uint("keepalive0_idle_cap_s", l.keepalive0_idle_cap_s, 1, 604'800);
+  o.get_uint("shutdown_grace_ms", l.shutdown_grace_ms, 0, 3'600'000);
+}
+
+}  // namespace
+
+std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err) {
+  std::string host, port_s;
+  if (!s.empty() && s[0] == '[') {
+    auto close = s.find(']');
+    if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') {
+      err = "\"" + s + "\" is not [IPv6]:port";
+      return std::nullopt;
+    }
+    host = s.substr(1, close - 1);
+    port_s = s.substr(close + 2);
+    in6_addr a6;
+    if (inet_pton(AF_INET6, host.c_str(), &a6) != 1) {
+      err = "\"" + host + "\" is not an IPv6 address";
+      return std::nullopt;
+    }
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      err = "\"" + s + "\" is not host:port";
+      return std::nullopt;
+    }
+    host = s.substr(0, colon);
+    port_s = s.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      err = "\"" + s + "\": write IPv6 addresses as [addr]:port";
+      return std::nullopt;
+    }
+  }
+  if (port_s.empty() || port_s.size() > 6 ||
+      port_s.find_first_not_of("0123456789") != std::string::npos) {
+    err = "port \"" + port_s + "\" is not a number";
+    return std::nullopt;
+  }
+  unsigned long port = std::stoul(port_s);
+  if (port < 1 || port > 65535) {
+    err = "port " + port_s + " out of range 1..65535";
+    return std::nullopt;
+  }
+  in_addr a4;
+  in6_addr a6;
+  if (inet_pton(AF_INET, host.c_str(), &a4) != 1 && inet_pton(AF_INET6, host.c_str(), &a6) != 1) {
+    // A name: resolve once, now (never on the data path).
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) {
+      err = "cannot resolve host \"" + host + "\"";
+      return std::nullopt;
+    }
+    const addrinfo* pick = res;
+    for (const addrinfo* p = res; p; p = p->ai_next)
+      if (p->ai_family == AF_INET) {
+        pick = p;
+        break;
+      }
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (pick->ai_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(pick->ai_addr)->sin_addr, buf, sizeof buf);
+    else
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(pick->ai_addr)->sin6_addr, buf, sizeof buf);
+    freeaddrinfo(res);
+    host = buf;
+  }
+  return Endpoint{host, static_cast<uint16_t>(port)};
+}
+
+LoadResult load_string(const std::string& text) {
+  LoadResult r;
+  Errors e(r.errors);
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& ex) {
+    e.add("", std::string("invalid JSON: ") + ex.what());
+    return r;
+  }
+  Config c;
+  Obj root(e, doc, "", {"listeners", "backends", "balance", "health", "limits", "metrics", "workers"});
+  if (!root.valid()) return r;
+  if (root.require("listeners")) load_listeners(e, *root.find("listeners"), "/listeners", c);
+  if (root.require("backends")) load_backends(e, *root.find("backends"), "/backends", c);
+  if (const json* j = root.find("balance")) load_balance(e, *j, "/balance", c.balance);
+  if (const json* j = root.find("health")) load_health(e, *j, "/health", c.health);
+  if (const json* j = root.find("limits")) load_limits(e, *j, "/limits", c.limits);
+  if (const json* j = root.find("metrics")) {
+    Obj m(e, *j, "/metrics", {"bind"});
+    Endpoint ep;
+    if (m.valid() && m.get_endpoint("bind", ep)) c.metrics.bind = ep;
+  }
+  root.get_uint("workers", c.workers, 0, 256);
+  if (r.errors.empty()) r.config = std::move(c);
+  return r;
+}
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    LoadResult r;
+    r.errors.push_back("/: cannot read file " + path);
+    return r;
+  }
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return load_string(ss.str());
+}
+
+}  // namespace conf

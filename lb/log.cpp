@@ -1,0 +1,51 @@
+#include "lb/log.hpp"
+
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+namespace lb {
+
+std::atomic<bool> g_log_verbose{false};
+
+namespace {
+std::mutex g_log_mu;
+const char* name(LogLevel l) {
+  switch (l) {
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    default: return "error";
+  }
+}
+}  // namespace
+
+void logf(LogLevel level, const char* fmt, ...) {
+  if (level == LogLevel::Debug && !g_log_verbose.load(std::memory_order_relaxed)) return;
+  char line[2048];
+  timeval tv;
+  gettimeofday(&tv, nullptr);
+  tm t;
+  gmtime_r(&tv.tv_sec, &t);
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s ", t.tm_year + 1900,
+                   t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                   static_cast<int>(tv.tv_usec / 1000), name(level));
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+  va_end(ap);
+  size_t len = static_cast<size_t>(n) + (m < 0 ? 0 : static_cast<size_t>(m));
+  if (len > sizeof line - 2) len = sizeof line - 2;
+  // Keep one event on one line whatever the message holds.
+  for (size_t i = static_cast<size_t>(n); i < len; ++i)
+    if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
+  line[len++] = '\n';
+  std::lock_guard<std::mutex> g(g_log_mu);
+  (void)!write(STDERR_FILENO, line, len);
+}
+
+}  // namespace lb

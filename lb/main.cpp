@@ -1,0 +1,97 @@
+// mqttlb: parse the command line, load the config, wire the parts, run.
+// Everything else lives in lbcore (lb/*.cpp).
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "conf/loader.hpp"
+#include "lb/app.hpp"
+#include "lb/log.hpp"
+#include "lb/server.hpp"
+
+namespace {
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
+               "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
+               "       mqttlb --version\n");
+}
+
+// HEALTH-WIRING: replaced by health::Monitor. Without a monitor every backend
+// is marked Up at start so mqttlb routes; connect failures still fall through
+// to the next backend (balance.retries).
+void mark_all_backends_up(lb::Server& server) {
+  for (const auto& b : server.backends()) b.state->status->state.store(health::State::Up);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path;
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--version") {
+      std::printf("mqttlb %s\n", MQTTLB_VERSION);
+      return 0;
+    } else if (a == "--check") {
+      check = true;
+    } else if ((a == "-c" || a == "--config") && i + 1 < argc) {
+      path = argv[++i];
+    } else if (a == "-v" || a == "--verbose") {
+      lb::g_log_verbose = true;
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    usage();
+    return 2;
+  }
+  conf::LoadResult r = conf::load_file(path);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.c_str());
+    return 1;
+  }
+  if (check) {
+    std::printf("%s: valid\n", path.c_str());
+    return 0;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  lb::raise_nofile_limit();
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (r.config->metrics.bind) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(r.config->metrics.bind->str());
+      exposer->RegisterCollectable(registry);
+    } catch (const std::exception& e) {
+      lb::logf(lb::LogLevel::Error, "metrics: cannot listen on %s: %s",
+               r.config->metrics.bind->str().c_str(), e.what());
+      return 1;
+    }
+  }
+
+  lb::Server server(*r.config, *registry);
+  mark_all_backends_up(server);  // HEALTH-WIRING
+  std::string err;
+  if (!server.start(err)) {
+    lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
+  for (const auto& l : r.config->listeners)
+    lb::logf(lb::LogLevel::Info, "listening: %s on %s", l.name.c_str(), l.bind.str().c_str());
+  if (r.config->metrics.bind)
+    lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", r.config->metrics.bind->str().c_str());
+  return lb::run_until_signalled(server, path, [&server](const conf::Config&) {
+    mark_all_backends_up(server);  // HEALTH-WIRING: new backends start Up without a monitor
+  });
+}

@@ -1,0 +1,164 @@
+#include "lb/server.hpp"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <thread>
+
+#include "lb/log.hpp"
+#include "lb/worker.hpp"
+
+namespace lb {
+
+uint64_t raise_nofile_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? 1'048'576 : static_cast<uint64_t>(rl.rlim_cur);
+}
+
+uint32_t default_max_connections(uint64_t nofile) {
+  constexpr uint64_t kReserve = 128;  // listeners, metrics, health checks, logs
+  if (nofile <= kReserve + 2) return 1;
+  uint64_t n = (nofile - kReserve) / 2;
+  return static_cast<uint32_t>(n > 10'000'000 ? 10'000'000 : n);
+}
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Server::Server(const conf::Config& cfg, prometheus::Registry& registry)
+    : metrics_(registry),
+      affinity_(cfg.balance.affinity_max_entries, int64_t{cfg.balance.affinity_ttl_s} * 1000),
+      listeners_(cfg.listeners) {
+  snap_ = build(cfg);
+  unsigned n = cfg.workers ? cfg.workers : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->post([](Worker& w) { w.stop(); });
+  join();
+  workers_.clear();
+}
+
+std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
+  // Called with snap_mu_ held or before any worker runs.
+  auto s = std::make_shared<Snapshot>();
+  s->cfg = cfg;
+  s->generation = ++generation_;
+  for (const auto& b : cfg.backends) {
+    auto& st = states_[b.name];
+    if (!st) {
+      st = std::make_shared<BackendState>(b.name);
+      st->metrics = metrics_.backend(b.name);
+    }
+    s->backends.push_back({b, st});
+  }
+  s->balancer = make_balancer(cfg.balance, cfg.backends);
+  s->max_connections = cfg.limits.max_connections
+                           ? cfg.limits.max_connections
+                           : default_max_connections(raise_nofile_limit());
+  max_conn_.store(s->max_connections);
+  max_per_ip_.store(cfg.limits.max_connections_per_ip);
+  return s;
+}
+
+bool Server::start(std::string& err) {
+  for (auto& w : workers_)
+    if (!w->listen(listeners_, err)) return false;
+  for (auto& w : workers_) w->start();
+  logf(LogLevel::Info, "started %zu workers, %zu listeners, %zu backends, max_connections=%u",
+       workers_.size(), listeners_.size(), snapshot()->backends.size(), max_conn_.load());
+  return true;
+}
+
+void Server::stop_accepting() {
+  stopping_.store(true);
+  for (auto& w : workers_) w->post([](Worker& w) { w.stop_accepting(); });
+}
+
+void Server::close_all_sessions() {
+  stopping_.store(true);
+  for (auto& w : workers_) w->post([](Worker& w) { w.stop(); });
+}
+
+void Server::join() {
+  for (auto& w : workers_) w->join();
+}
+
+void Server::swap(const conf::Config& cfg) {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  snap_ = build(cfg);
+  affinity_.set_limits(cfg.balance.affinity_max_entries, int64_t{cfg.balance.affinity_ttl_s} * 1000);
+}
+
+std::shared_ptr<const Snapshot> Server::snapshot() const {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  return snap_;
+}
+
+std::vector<RuntimeBackend> Server::backends() const { return snapshot()->backends; }
+
+void Server::shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms) {
+  for (auto& w : workers_)
+    w->post([backend_name, spread_ms](Worker& w) { w.shutdown_backend(backend_name, spread_ms); });
+}
+
+std::optional<Reject> Server::admit(const std::string& ip) {
+  int64_t n = active_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n > static_cast<int64_t>(max_conn_.load(std::memory_order_relaxed))) {
+    active_.fetch_sub(1, std::memory_order_relaxed);
+    return Reject::MaxConnections;
+  }
+  uint32_t per_ip = max_per_ip_.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> g(ip_mu_);
+  uint32_t& c = per_ip_[ip];
+  if (per_ip != 0 && c >= per_ip) {
+    if (c == 0) per_ip_.erase(ip);
+    active_.fetch_sub(1, std::memory_order_relaxed);
+    return Reject::MaxConnectionsPerIp;
+  }
+  ++c;
+  return std::nullopt;
+}
+
+void Server::release(const std::string& ip) {
+  active_.fetch_sub(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> g(ip_mu_);
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+}
+
+std::optional<Server::SessionRef> Server::register_client(const std::string& client_id,
+                                                          const SessionRef& ref) {
+  std::lock_guard<std::mutex> g(reg_mu_);
+  auto [it, inserted] = registry_.try_emplace(client_id, ref);
+  if (inserted) return std::nullopt;
+  SessionRef old = it->second;
+  it->second = ref;
+  if (old.backend != ref.backend) return old;
+  return std::nullopt;  // same broker: it handles the takeover itself [MQTT-3.1.4-3]
+}
+
+void Server::unregister_client(const std::string& client_id, uint64_t session) {
+  std::lock_guard<std::mutex> g(reg_mu_);
+  auto it = registry_.find(client_id);
+  if (it != registry_.end() && it->second.session == session) registry_.erase(it);
+}
+
+void Server::close_session(const SessionRef& ref, CloseReason why) {
+  if (ref.worker < 0 || static_cast<size_t>(ref.worker) >= workers_.size()) return;
+  uint64_t id = ref.session;
+  workers_[ref.worker]->post([id, why](Worker& w) { w.close_session(id, why); });
+}
+
+}  // namespace lb

@@ -1,0 +1,112 @@
+// The balancer runtime: N workers, the current config snapshot, state shared by
+// all workers (affinity table, takeover registry, connection limits), metrics.
+// Public methods are thread-safe unless noted.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "health/status.hpp"
+#include "lb/affinity.hpp"
+#include "lb/metrics.hpp"
+#include "lb/runtime.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace lb {
+
+class Worker;
+
+// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
+uint64_t raise_nofile_limit();
+// Default max_connections for a given open-files limit: two descriptors per
+// session, a reserve for listeners, metrics and health checks.
+uint32_t default_max_connections(uint64_t nofile);
+// Steady clock in milliseconds (affinity TTL, slowstart).
+int64_t steady_ms();
+
+class Server {
+ public:
+  Server(const conf::Config& cfg, prometheus::Registry& registry);
+  ~Server();
+
+  // Binds every listener in every worker and starts the worker threads.
+  bool start(std::string& err);
+  void stop_accepting();        // SIGTERM step 1: close listeners
+  void close_all_sessions();    // SIGTERM step 2 (after the grace period)
+  void join();                  // waits for every worker thread to end
+
+  // Validated config -> new snapshot, swapped in for new connections. Backends
+  // keep their Status and counters by name. Listeners and workers are not
+  // changed by a swap (logged by the caller).
+  void swap(const conf::Config& cfg);
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // Every backend of the current snapshot with its shared health Status (for
+  // the health monitor and for tests).
+  std::vector<RuntimeBackend> backends() const;
+
+  // Health on_down "shutdown-sessions": the workers close the client sessions
+  // currently forwarded to `backend_name`, spread evenly over spread_ms.
+  void shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms);
+
+  int64_t active_connections() const { return active_.load(std::memory_order_relaxed); }
+
+  // --- used by workers/sessions ---
+  Metrics& metrics() { return metrics_; }
+  AffinityTable& affinity() { return affinity_; }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  // Counts a new connection against max_connections and max_connections_per_ip.
+  std::optional<Reject> admit(const std::string& ip);
+  void release(const std::string& ip);
+  // Takeover registry: the newest session per client id. Returns the older
+  // session to close when it is forwarded to a different backend.
+  struct SessionRef {
+    int worker = -1;
+    uint64_t session = 0;
+    std::string backend;
+  };
+  std::optional<SessionRef> register_client(const std::string& client_id, const SessionRef& ref);
+  void unregister_client(const std::string& client_id, uint64_t session);
+  void close_session(const SessionRef& ref, CloseReason why);
+  uint64_t next_session_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  std::shared_ptr<Snapshot> build(const conf::Config& cfg);
+
+  Metrics metrics_;
+  AffinityTable affinity_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<conf::Listener> listeners_;  // bound at start; not reloadable yet
+
+  mutable std::mutex snap_mu_;
+  std::shared_ptr<const Snapshot> snap_;
+  std::map<std::string, std::shared_ptr<BackendState>> states_;  // by name, guarded by snap_mu_
+  uint64_t generation_ = 0;
+
+  std::atomic<int64_t> active_{0};
+  std::atomic<uint32_t> max_conn_{0};
+  std::atomic<uint32_t> max_per_ip_{0};
+  std::mutex ip_mu_;
+  std::unordered_map<std::string, uint32_t> per_ip_;
+
+  std::mutex reg_mu_;
+  std::unordered_map<std::string, SessionRef> registry_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> next_id_{1};
+};
+
+}  // namespace lb

@@ -1,0 +1,91 @@
+// The transport seam between a socket and the session. The session only talks
+// to `Transport` (read/write/shutdown/close) and hears back through
+// `TransportSink`; a TLS engine (tls/, memory BIOs) slots in later as another
+// Transport that wraps a TcpTransport, without changing the session.
+//
+// Ownership: a Transport is a heap object that never moves, created and used
+// only on its worker's loop thread. close() is idempotent; the owner frees the
+// object only from TransportSink::on_closed (called exactly once, after the
+// last uv_close callback). A queued write owns its bytes until its callback.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lb {
+
+class Transport;
+
+class TransportSink {
+ public:
+  virtual ~TransportSink() = default;
+  virtual void on_read(Transport* t, const uint8_t* data, size_t len) = 0;
+  virtual void on_eof(Transport* t) = 0;
+  virtual void on_error(Transport* t, int uv_err) = 0;  // read/write error or reset
+  virtual void on_connect(Transport* t, int status) = 0;  // outgoing connections
+  virtual void on_drained(Transport* t) = 0;  // pending() fell to the low-water mark
+  virtual void on_shutdown(Transport* t) = 0;  // our half-close reached the kernel
+  virtual void on_closed(Transport* t) = 0;   // last callback; the sink may free t
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void start_read() = 0;
+  virtual void stop_read() = 0;
+  // Writes at once what the kernel takes; queues a copy of the rest. Returns
+  // 0 or a uv error (the transport then reports on_error).
+  virtual int write(const uint8_t* data, size_t len) = 0;
+  virtual size_t pending() const = 0;  // bytes queued, not yet taken by the kernel
+  virtual void shutdown() = 0;         // half-close after the queued bytes
+  virtual void close(bool reset) = 0;  // idempotent; reset sends RST
+  virtual bool closing() const = 0;
+};
+
+// Per-loop read slab: every read on a loop lands here and is consumed (or
+// copied into a write request) inside the read callback, so idle connections
+// own no buffers.
+struct Slab {
+  static constexpr size_t kSize = 64 * 1024;
+  alignas(64) char data[kSize];
+};
+
+class TcpTransport final : public Transport {
+ public:
+  // The tcp handle is initialised on `loop`; the caller accepts into tcp() or connect()s.
+  TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink);
+  uv_tcp_t* tcp() { return &tcp_; }
+  int connect(const sockaddr* addr);
+
+  void start_read() override;
+  void stop_read() override;
+  int write(const uint8_t* data, size_t len) override;
+  size_t pending() const override { return pending_; }
+  void shutdown() override;
+  void close(bool reset) override;
+  bool closing() const override { return closing_; }
+
+  static constexpr size_t kLowWater = 16 * 1024;
+
+ private:
+  static void alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf);
+  static void read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  static void write_cb(uv_write_t* req, int status);
+  static void connect_cb(uv_connect_t* req, int status);
+  static void shutdown_cb(uv_shutdown_t* req, int status);
+  static void close_cb(uv_handle_t* h);
+
+  uv_tcp_t tcp_;
+  uv_connect_t connect_req_;
+  uv_shutdown_t shutdown_req_;
+  Slab* slab_;
+  TransportSink* sink_;
+  size_t pending_ = 0;
+  bool reading_ = false;
+  bool shut_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace lb

@@ -1,0 +1,94 @@
+// One worker thread: its own libuv loop, its own SO_REUSEPORT listening socket
+// per listener, its own session table and read slab. Other threads talk to it
+// only through post() (a mutex-guarded queue + uv_async).
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "lb/session.hpp"
+#include "lb/transport.hpp"
+
+namespace prometheus {
+class Counter;
+}
+
+namespace lb {
+
+class Server;
+
+struct ListenerCtx {
+  uv_tcp_t tcp;  // handle.data = this
+  class Worker* worker = nullptr;
+  std::string name;
+  prometheus::Counter* accepted = nullptr;
+  bool closed = false;
+};
+
+class Worker {
+ public:
+  Worker(Server& s, int index);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Binds one SO_REUSEPORT socket per listener on this worker's loop. Called
+  // from the main thread before start(); returns false with `err` set.
+  bool listen(const std::vector<conf::Listener>& listeners, std::string& err);
+  void start();  // spawns the thread running the loop
+  void join();
+
+  // Runs fn on the worker thread. Thread-safe; dropped once the worker stopped.
+  void post(std::function<void(Worker&)> fn);
+
+  // --- worker thread only ---
+  void stop_accepting();
+  void stop();  // close everything; the loop then ends
+  void close_session(uint64_t id, CloseReason why);
+  void shutdown_backend(const std::string& backend, uint32_t spread_ms);
+  void destroy(uint64_t id);  // from Session, after its last handle closed
+
+  Server& server() { return server_; }
+  uv_loop_t* loop() { return &loop_; }
+  Slab* slab() { return slab_.get(); }
+  int index() const { return index_; }
+  bool accepting() const { return accepting_; }
+
+ private:
+  static void async_cb(uv_async_t* a);
+  static void on_connection(uv_stream_t* s, int status);
+  static void drain_timer_cb(uv_timer_t* t);
+  void run_drain();
+
+  Server& server_;
+  const int index_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t drain_timer_;
+  std::unique_ptr<Slab> slab_;
+  std::vector<std::unique_ptr<ListenerCtx>> listeners_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::thread thread_;
+  bool accepting_ = true;
+  bool stopping_ = false;
+
+  std::mutex mu_;  // guards queue_ and async_open_
+  std::vector<std::function<void(Worker&)>> queue_;
+  bool async_open_ = false;
+
+  // shutdown_backend(): sessions to close, each at its due time (loop ms).
+  std::deque<std::pair<uint64_t, uint64_t>> drain_;  // (due_ms, session id), sorted
+};
+
+}  // namespace lb
