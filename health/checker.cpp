@@ -1,0 +1,549 @@
+#include "health/checker.hpp"
+
+#include <netdb.h>
+
+#include <cstdio>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "mqtt/codec.hpp"
+#include "mqtt/frame.hpp"
+#include "proxy/proxy_protocol.hpp"
+
+namespace health {
+
+namespace {
+
+// A check exchanges a handful of tiny packets; anything bigger than this in
+// the receive buffer is garbage (bounded buffer, never grows past it).
+constexpr size_t kMaxBuffered = 64 * 1024;
+
+struct WriteReq {
+  uv_write_t req;
+  std::vector<uint8_t> bytes;  // owned until the write callback, whatever the status
+};
+
+std::string ms_str(double seconds) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f ms", seconds * 1000.0);
+  return b;
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+// One TCP connection to the backend. Heap object, never moves; tcp.data = this.
+// Freed in the tcp handle's close callback. `owner` is cleared when the Checker
+// lets go of it, so late callbacks (ECANCELED connect/write) do nothing.
+struct Checker::Conn {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  Checker* owner = nullptr;
+  std::vector<uint8_t> rbuf;  // bytes of an incomplete packet, <= kMaxBuffered
+};
+
+const char* to_string(FailKind k) {
+  switch (k) {
+    case FailKind::None: return "none";
+    case FailKind::Resolve: return "resolve";
+    case FailKind::Connect: return "connect";
+    case FailKind::ConnectTimeout: return "connect_timeout";
+    case FailKind::Tls: return "tls";
+    case FailKind::ConnackTimeout: return "connack_timeout";
+    case FailKind::Refused: return "refused";
+    case FailKind::PingTimeout: return "pingresp_timeout";
+    case FailKind::Closed: return "closed";
+    case FailKind::Protocol: return "protocol";
+  }
+  return "unknown";
+}
+
+ConnackVerdict classify_connack(uint8_t code, bool v5) {
+  if (code == 0) return ConnackVerdict::Accepted;
+  if (v5) {
+    switch (code) {
+      case 0x85:  // Client Identifier not valid
+      case 0x86:  // Bad User Name or Password
+      case 0x87:  // Not authorized
+        return ConnackVerdict::LivenessRefusal;
+      default: return ConnackVerdict::Failure;
+    }
+  }
+  switch (code) {
+    case 0x02:  // Identifier rejected
+    case 0x04:  // Bad user name or password
+    case 0x05:  // Not authorized
+      return ConnackVerdict::LivenessRefusal;
+    default: return ConnackVerdict::Failure;
+  }
+}
+
+std::string connack_code_name(uint8_t code, bool v5) {
+  const char* n = "unknown code";
+  if (v5) {
+    switch (code) {
+      case 0x00: n = "success"; break;
+      case 0x80: n = "unspecified error"; break;
+      case 0x81: n = "malformed packet"; break;
+      case 0x82: n = "protocol error"; break;
+      case 0x83: n = "implementation specific error"; break;
+      case 0x84: n = "unsupported protocol version"; break;
+      case 0x85: n = "client identifier not valid"; break;
+      case 0x86: n = "bad user name or password"; break;
+      case 0x87: n = "not authorized"; break;
+      case 0x88: n = "server unavailable"; break;
+      case 0x89: n = "server busy"; break;
+      case 0x8A: n = "banned"; break;
+      case 0x8B: n = "server shutting down"; break;
+      case 0x8C: n = "bad authentication method"; break;
+      case 0x95: n = "packet too large"; break;
+      case 0x97: n = "quota exceeded"; break;
+      case 0x9C: n = "use another server"; break;
+      case 0x9D: n = "server moved"; break;
+      case 0x9F: n = "connection rate exceeded"; break;
+      default: break;
+    }
+  } else {
+    switch (code) {
+      case 0x00: n = "accepted"; break;
+      case 0x01: n = "unacceptable protocol version"; break;
+      case 0x02: n = "identifier rejected"; break;
+      case 0x03: n = "server unavailable"; break;
+      case 0x04: n = "bad user name or password"; break;
+      case 0x05: n = "not authorized"; break;
+      default: break;
+    }
+  }
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%02X ", code);
+  return b + std::string(n);
+}
+
+std::string make_client_id(std::string_view prefix, std::string_view instance_id,
+                           std::string_view backend_name) {
+  constexpr size_t kMax = 23;  // [MQTT-3.1.3-5]: servers MUST allow 1..23 bytes
+  auto clean = [](std::string_view in) {
+    std::string s(in);
+    for (char& c : s) {
+      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                c == '-' || c == '_';
+      if (!ok) c = '_';
+    }
+    return s;
+  };
+  std::string head = clean(prefix) + clean(instance_id) + "-";
+  std::string name = clean(backend_name);
+  // Keep at least 8 bytes for the backend part, shortening the prefix if needed.
+  if (head.size() > kMax - 8) head = head.substr(head.size() - (kMax - 8));
+  size_t budget = kMax - head.size();
+  if (name.size() <= budget) return head + name;
+  // Too long: a leading part of the name + 4 base36 digits of its hash.
+  static const char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint64_t h = fnv1a(backend_name);
+  std::string tag;
+  for (int i = 0; i < 4; ++i) {
+    tag += kDigits[h % 36];
+    h /= 36;
+  }
+  return head + name.substr(0, budget - tag.size()) + tag;
+}
+
+Checker* Checker::create(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
+                         std::string client_id, ResultFn on_result) {
+  return new Checker(loop, backend, hc, std::move(client_id), std::move(on_result));
+}
+
+Checker::Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
+                 std::string client_id, ResultFn on_result)
+    : loop_(loop), backend_(backend), hc_(hc), client_id_(std::move(client_id)),
+      on_result_(std::move(on_result)) {
+  uv_timer_init(loop_, &tick_);
+  uv_timer_init(loop_, &deadline_);
+  tick_.data = this;
+  deadline_.data = this;
+  open_handles_ = 2;
+}
+
+void Checker::on_handle_closed(uv_handle_t* h) {
+  auto* self = static_cast<Checker*>(h->data);
+  if (--self->open_handles_ == 0) delete self;
+}
+
+void Checker::close() {
+  if (closing_) return;
+  closing_ = true;
+  running_ = false;
+  in_check_ = false;
+  drop_conn();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), on_handle_closed);
+}
+
+void Checker::start() {
+  if (closing_ || running_) return;
+  running_ = true;
+  uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); }, 0,
+                 0);
+}
+
+void Checker::pause() {
+  if (closing_) return;
+  running_ = false;
+  in_check_ = false;
+  uv_timer_stop(&tick_);
+  uv_timer_stop(&deadline_);
+  drop_conn();
+}
+
+bool Checker::resolve() {
+  if (resolved_) return true;
+  const std::string& host = backend_.address.host;
+  std::memset(&addr_, 0, sizeof addr_);
+  if (uv_ip4_addr(host.c_str(), backend_.address.port,
+                  reinterpret_cast<sockaddr_in*>(&addr_)) == 0 ||
+      uv_ip6_addr(host.c_str(), backend_.address.port,
+                  reinterpret_cast<sockaddr_in6*>(&addr_)) == 0) {
+    resolved_ = true;
+    return true;
+  }
+  // A host name: resolved on the health thread (never a data-plane thread);
+  // retried at each check until it succeeds.
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return false;
+  std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (addr_.ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&addr_)->sin_port = htons(backend_.address.port);
+  else
+    reinterpret_cast<sockaddr_in6*>(&addr_)->sin6_port = htons(backend_.address.port);
+  resolved_ = true;
+  return true;
+}
+
+void Checker::schedule_next() {
+  if (!running_ || closing_) return;
+  uint64_t elapsed_ms = (uv_hrtime() - check_start_ns_) / 1'000'000;
+  uint64_t delay = hc_.interval_ms > elapsed_ms ? hc_.interval_ms - elapsed_ms : 0;
+  uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); },
+                 delay, 0);
+}
+
+void Checker::arm_deadline() {
+  uv_timer_start(&deadline_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->on_deadline(); },
+                 hc_.timeout_ms, 0);
+}
+
+void Checker::run_check() {
+  if (!running_ || closing_ || in_check_) return;
+  in_check_ = true;
+  check_start_ns_ = uv_hrtime();
+  if (conn_ != nullptr && phase_ == Phase::Kept) {
+    send_pingreq();
+    phase_ = Phase::AwaitPingresp;
+    arm_deadline();
+    return;
+  }
+  drop_conn();
+  new_connection();
+}
+
+void Checker::new_connection() {
+  if (!resolve()) {
+    finish(false, FailKind::Resolve, "cannot resolve " + backend_.address.host, false);
+    return;
+  }
+  if (backend_.tls) {
+    // TLS to backends is not implemented in the checker (see docs/health.md).
+    finish(false, FailKind::Tls, "TLS health checks are not supported yet", false);
+    return;
+  }
+  auto* c = new Conn;
+  c->owner = this;
+  uv_tcp_init(loop_, &c->tcp);
+  c->tcp.data = c;
+  c->connect_req.data = c;
+  conn_ = c;
+  phase_ = Phase::Connecting;
+  arm_deadline();
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<const sockaddr*>(&addr_),
+                          [](uv_connect_t* req, int status) {
+                            auto* conn = static_cast<Conn*>(req->data);
+                            if (conn->owner != nullptr) conn->owner->on_connected(conn, status);
+                          });
+  if (rc != 0) finish(false, FailKind::Connect, std::string("connect: ") + uv_strerror(rc), false);
+}
+
+void Checker::on_connected(Conn* c, int status) {
+  if (c != conn_ || phase_ != Phase::Connecting) return;
+  if (status < 0) {
+    finish(false, FailKind::Connect, std::string("connect: ") + uv_strerror(status), false);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  int rc = uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&c->tcp),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* conn = static_cast<Conn*>(h->data);
+        // Reads stop when the Conn is detached (uv_close), so owner is set here.
+        *buf = uv_buf_init(conn->owner->slab_, sizeof conn->owner->slab_);
+      },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        auto* conn = static_cast<Conn*>(s->data);
+        if (conn->owner != nullptr) conn->owner->on_read(conn, nread, buf);
+      });
+  if (rc != 0) {
+    finish(false, FailKind::Closed, std::string("read: ") + uv_strerror(rc), false);
+    return;
+  }
+  if (backend_.proxy_protocol != conf::ProxyProtocol::None) {
+    // The checker speaks for itself: source = our socket, destination = the broker.
+    sockaddr_storage src{}, dst{};
+    int ls = sizeof src, ld = sizeof dst;
+    uv_tcp_getsockname(&c->tcp, reinterpret_cast<sockaddr*>(&src), &ls);
+    uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&dst), &ld);
+    std::vector<uint8_t> hdr;
+    if (backend_.proxy_protocol == conf::ProxyProtocol::V1)
+      proxy::append_v1(hdr, src, dst);
+    else
+      proxy::append_v2(hdr, src, dst);
+    send(std::move(hdr));
+  }
+  send_connect();
+  phase_ = Phase::AwaitConnack;  // the deadline armed at connect covers CONNACK too
+}
+
+void Checker::send_connect() {
+  mqtt::ConnectInfo ci;
+  bool v5 = hc_.protocol_level == 5;
+  ci.version = v5 ? mqtt::Version::V5 : mqtt::Version::V311;
+  ci.protocol_level = v5 ? 5 : 4;
+  ci.clean_start = true;  // no session state left on the broker by checks
+  ci.keep_alive = hc_.keep_alive_s;
+  ci.client_id = client_id_;
+  ci.username = hc_.username;
+  ci.password = hc_.password;
+  std::vector<uint8_t> out;
+  mqtt::encode_connect(ci, out);
+  send(std::move(out));
+}
+
+void Checker::send_pingreq() {
+  std::vector<uint8_t> out;
+  mqtt::encode_pingreq(out);
+  send(std::move(out));
+}
+
+void Checker::send(std::vector<uint8_t> bytes) {
+  if (conn_ == nullptr) return;
+  auto* w = new WriteReq;
+  w->bytes = std::move(bytes);
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
+                           static_cast<unsigned>(w->bytes.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&conn_->tcp), &b, 1,
+                    [](uv_write_t* req, int) { delete static_cast<WriteReq*>(req->data); });
+  // A failed write shows up as a read error or a timeout; the request is ours.
+  if (rc != 0) delete w;
+}
+
+void Checker::on_read(Conn* c, ssize_t nread, const uv_buf_t* buf) {
+  if (c != conn_) return;
+  if (nread == 0) return;
+  if (nread < 0) {
+    std::string what = nread == UV_EOF ? "connection closed by the broker"
+                                       : std::string("connection error: ") + uv_strerror(nread);
+    if (phase_ == Phase::AwaitConnack) what += " before CONNACK";
+    if (phase_ == Phase::AwaitPingresp) what += " before PINGRESP";
+    finish(false, FailKind::Closed, what, false);
+    return;
+  }
+  if (c->rbuf.size() + static_cast<size_t>(nread) > kMaxBuffered) {
+    finish(false, FailKind::Protocol, "broker sent more than 64 KiB without a packet end", false);
+    return;
+  }
+  c->rbuf.insert(c->rbuf.end(), buf->base, buf->base + nread);
+  on_bytes(c);
+}
+
+void Checker::on_bytes(Conn* c) {
+  // Bounded: each pass consumes one packet from a buffer of <= kMaxBuffered bytes.
+  while (c == conn_ && !c->rbuf.empty()) {
+    // Only a few packet types can legitimately arrive; judge the first byte at
+    // once so garbage (an HTTP server, a TLS port) fails now, not at the timeout.
+    uint8_t type = c->rbuf[0] >> 4;
+    bool expected = type == static_cast<uint8_t>(mqtt::PacketType::Disconnect) ||
+                    (phase_ == Phase::AwaitConnack &&
+                     type == static_cast<uint8_t>(mqtt::PacketType::Connack)) ||
+                    (phase_ == Phase::AwaitPingresp &&
+                     type == static_cast<uint8_t>(mqtt::PacketType::Pingresp));
+    if (!expected) {
+      char b[64];
+      std::snprintf(b, sizeof b, "unexpected bytes from the broker (first byte 0x%02X)",
+                    c->rbuf[0]);
+      finish(false, FailKind::Protocol, b, false);
+      return;
+    }
+    mqtt::FrameResult fr = mqtt::peek_frame(c->rbuf);
+    if (fr.status == mqtt::DecodeStatus::Malformed) {
+      finish(false, FailKind::Protocol, "garbage from the broker (not an MQTT packet)", false);
+      return;
+    }
+    if (fr.status == mqtt::DecodeStatus::NeedMore) return;
+    size_t total = fr.header.total_length();
+    if (total > kMaxBuffered) {
+      finish(false, FailKind::Protocol, "oversized packet from the broker", false);
+      return;
+    }
+    if (c->rbuf.size() < total) return;
+    std::vector<uint8_t> pkt(c->rbuf.begin(), c->rbuf.begin() + static_cast<ptrdiff_t>(total));
+    c->rbuf.erase(c->rbuf.begin(), c->rbuf.begin() + static_cast<ptrdiff_t>(total));
+    on_packet(fr.header.first_byte, pkt.data() + fr.header.header_length,
+              total - fr.header.header_length);
+  }
+}
+
+void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
+  bool v5 = hc_.protocol_level == 5;
+  mqtt::Version ver = v5 ? mqtt::Version::V5 : mqtt::Version::V311;
+  std::span<const uint8_t> b(body, len);
+  auto type = static_cast<mqtt::PacketType>(first_byte >> 4);
+
+  if (type == mqtt::PacketType::Disconnect) {
+    mqtt::Disconnect d;
+    std::string what = "broker sent DISCONNECT";
+    if (v5 && mqtt::decode_disconnect(first_byte, b, ver, d).ok) {
+      char code[8];
+      std::snprintf(code, sizeof code, "0x%02X", d.reason);
+      what += std::string(" reason ") + code;
+    }
+    finish(false, FailKind::Closed, what, false);
+    return;
+  }
+
+  switch (phase_) {
+    case Phase::AwaitConnack: {
+      if (type != mqtt::PacketType::Connack) {
+        finish(false, FailKind::Protocol,
+               "expected CONNACK, got packet type " + std::to_string(first_byte >> 4), false);
+        return;
+      }
+      mqtt::Connack ack;
+      mqtt::Result r = mqtt::decode_connack(first_byte, b, ver, ack);
+      if (!r.ok) {
+        finish(false, FailKind::Protocol, std::string("malformed CONNACK: ") + r.what, false);
+        return;
+      }
+      switch (classify_connack(ack.code, v5)) {
+        case ConnackVerdict::Accepted:
+          send_pingreq();
+          phase_ = Phase::AwaitPingresp;
+          arm_deadline();
+          return;
+        case ConnackVerdict::LivenessRefusal:
+          if (hc_.accept_refusal) {
+            finish(true, FailKind::None,
+                   "CONNACK refused " + connack_code_name(ack.code, v5) +
+                       " (broker alive; counted as pass by accept_refusal)",
+                   false);
+          } else {
+            finish(false, FailKind::Refused,
+                   "CONNACK refused " + connack_code_name(ack.code, v5) +
+                       " (broker alive but rejects the checker: fix health.username/password "
+                       "or set health.accept_refusal)",
+                   false);
+          }
+          return;
+        case ConnackVerdict::Failure:
+          finish(false, FailKind::Refused, "CONNACK refused " + connack_code_name(ack.code, v5),
+                 false);
+          return;
+      }
+      return;
+    }
+    case Phase::AwaitPingresp: {
+      if (type != mqtt::PacketType::Pingresp || !mqtt::decode_empty(first_byte, b).ok) {
+        finish(false, FailKind::Protocol,
+               "expected PINGRESP, got packet type " + std::to_string(first_byte >> 4), false);
+        return;
+      }
+      double secs = static_cast<double>(uv_hrtime() - check_start_ns_) / 1e9;
+      if (hc_.mode == conf::CheckMode::Reconnect) {
+        // Polite end of a one-shot check session: DISCONNECT (2 bytes, written
+        // synchronously into the socket buffer when possible), then close.
+        std::vector<uint8_t> out;
+        mqtt::encode_disconnect(mqtt::Disconnect{}, ver, out);
+        uv_buf_t db = uv_buf_init(reinterpret_cast<char*>(out.data()),
+                                  static_cast<unsigned>(out.size()));
+        uv_try_write(reinterpret_cast<uv_stream_t*>(&conn_->tcp), &db, 1);
+        finish(true, FailKind::None, "CONNACK 0 + PINGRESP in " + ms_str(secs), false);
+      } else {
+        finish(true, FailKind::None, "PINGRESP in " + ms_str(secs), true);
+      }
+      return;
+    }
+    default:
+      finish(false, FailKind::Protocol,
+             "unexpected packet type " + std::to_string(first_byte >> 4) + " from the broker",
+             false);
+      return;
+  }
+}
+
+void Checker::on_deadline() {
+  std::string t = std::to_string(hc_.timeout_ms) + " ms";
+  switch (phase_) {
+    case Phase::Connecting:
+      finish(false, FailKind::ConnectTimeout, "timeout: no TCP connection within " + t, false);
+      return;
+    case Phase::AwaitConnack:
+      finish(false, FailKind::ConnackTimeout, "timeout: no CONNACK within " + t, false);
+      return;
+    case Phase::AwaitPingresp:
+      finish(false, FailKind::PingTimeout, "timeout: no PINGRESP within " + t, false);
+      return;
+    default: return;
+  }
+}
+
+void Checker::finish(bool pass, FailKind kind, std::string detail, bool keep_conn) {
+  uv_timer_stop(&deadline_);
+  bool scheduled = in_check_;
+  in_check_ = false;
+  if (keep_conn) {
+    phase_ = Phase::Kept;
+  } else {
+    drop_conn();
+  }
+  CheckResult r;
+  r.pass = pass;
+  r.kind = pass ? FailKind::None : kind;
+  r.detail = std::move(detail);
+  r.scheduled = scheduled;
+  r.seconds = scheduled ? static_cast<double>(uv_hrtime() - check_start_ns_) / 1e9 : 0.0;
+  if (scheduled) schedule_next();
+  if (on_result_ && !closing_) on_result_(r);
+}
+
+void Checker::drop_conn() {
+  phase_ = Phase::Idle;
+  Conn* c = conn_;
+  if (c == nullptr) return;
+  conn_ = nullptr;
+  c->owner = nullptr;
+  // Pending connect/write callbacks run (ECANCELED) before this close callback.
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp),
+           [](uv_handle_t* h) { delete static_cast<Conn*>(h->data); });
+}
+
+}  // namespace health

@@ -1,0 +1,140 @@
+// The active MQTT check of one backend, on the health thread's libuv loop.
+//
+// A check: TCP connect (+ PROXY header) → CONNECT (clean session, no will) →
+// CONNACK within timeout_ms → PINGREQ → PINGRESP within timeout_ms. In
+// persistent mode the connection is kept and later checks are one
+// PINGREQ/PINGRESP on it; any failure closes it and the next check starts a new
+// one. In reconnect mode every check ends with DISCONNECT and close.
+//
+// Thread: everything here runs on the loop's thread only.
+// Ownership: a Checker is heap-allocated by create() and never moves; it owns
+// two timers and at most one Conn (also heap, freed in its own close callback).
+// close() is idempotent; the Checker deletes itself after the last of its
+// handles' close callbacks has run. No result callback runs after close().
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "conf/config.hpp"
+
+namespace health {
+
+// Why a check failed; the `reason` label of mqttlb_health_check_failures_total.
+enum class FailKind : uint8_t {
+  None,
+  Resolve,         // the backend's host name does not resolve
+  Connect,         // TCP connect failed (refused, unreachable)
+  ConnectTimeout,  // no TCP connection within timeout_ms
+  Tls,             // TLS handshake or record failure
+  ConnackTimeout,  // connected, but no CONNACK within timeout_ms
+  Refused,         // CONNACK with a non-zero code
+  PingTimeout,     // no PINGRESP within timeout_ms
+  Closed,          // the broker closed or reset the connection
+  Protocol,        // garbage, malformed or unexpected packet
+};
+const char* to_string(FailKind k);  // metric label, e.g. "connack_timeout"
+
+struct CheckResult {
+  bool pass = false;
+  FailKind kind = FailKind::None;  // None when pass (also for an accepted refusal)
+  std::string detail;              // for logs: "timeout waiting for CONNACK (300 ms)"
+  double seconds = 0;              // from the start of the check to its verdict
+  bool scheduled = true;  // false: a kept connection died between checks
+};
+
+// What a CONNACK code means for the check.
+enum class ConnackVerdict : uint8_t {
+  Accepted,         // 0: the broker serves clients
+  LivenessRefusal,  // broker alive, rejected the checker: bad credentials, not
+                    // authorized, identifier rejected (3.1.1 0x02/0x04/0x05,
+                    // 5.0 0x85/0x86/0x87); pass only with accept_refusal
+  Failure,          // unavailable, busy, shutting down, anything else
+};
+ConnackVerdict classify_connack(uint8_t code, bool v5);
+// "0x05 not authorized"
+std::string connack_code_name(uint8_t code, bool v5);
+
+// The check's MQTT client id: prefix + instance id + "-" + backend name, at most
+// 23 bytes [MQTT-3.1.3-5]. When the name does not fit it is replaced by a
+// truncated part of it plus a hash of the whole, so ids stay distinct per backend.
+// Bytes outside [0-9A-Za-z_-] are replaced by '_'.
+std::string make_client_id(std::string_view prefix, std::string_view instance_id,
+                           std::string_view backend_name);
+
+class Checker {
+ public:
+  using ResultFn = std::function<void(const CheckResult&)>;
+
+  // Creates a Checker on `loop` (idle until start()). `on_result` is called on
+  // the loop thread for every check verdict, and also when a kept connection
+  // dies between checks (counted as one failed check).
+  static Checker* create(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
+                         std::string client_id, ResultFn on_result);
+
+  // Runs the first check now, then one every interval_ms (measured from the
+  // start of the previous check). Also resumes after pause().
+  void start();
+  // Stops checking and closes the connection (admin maint); no result of a
+  // check in flight is reported.
+  void pause();
+  // Closes everything; the Checker frees itself once all handles are closed.
+  void close();
+
+  const std::string& client_id() const { return client_id_; }
+  const std::string& name() const { return backend_.name; }
+
+  struct Conn;  // one TCP connection (+ TLS) to the backend; see checker.cpp
+
+ private:
+  Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
+          std::string client_id, ResultFn on_result);
+  ~Checker() = default;
+
+  enum class Phase : uint8_t { Idle, Connecting, AwaitConnack, AwaitPingresp, Kept, Closing };
+
+  void run_check();
+  void schedule_next();
+  void new_connection();
+  void on_connected(Conn* c, int status);
+  void on_read(Conn* c, ssize_t nread, const uv_buf_t* buf);
+  void on_bytes(Conn* c);  // consume complete packets from c->rbuf
+  void on_packet(uint8_t first_byte, const uint8_t* body, size_t len);
+  void on_deadline();
+  void send_connect();
+  void send_pingreq();
+  void send(std::vector<uint8_t> bytes);
+  // Ends the check in flight (or reports a dead kept connection).
+  void finish(bool pass, FailKind kind, std::string detail, bool keep_conn);
+  void drop_conn();
+  void arm_deadline();
+  bool resolve();
+  static void on_handle_closed(uv_handle_t* h);
+
+  uv_loop_t* loop_;
+  conf::Backend backend_;
+  conf::Health hc_;
+  std::string client_id_;
+  ResultFn on_result_;
+
+  uv_timer_t tick_;      // next check
+  uv_timer_t deadline_;  // timeout of the phase in flight
+  int open_handles_ = 0;
+  bool closing_ = false;
+  bool running_ = false;
+
+  sockaddr_storage addr_{};
+  bool resolved_ = false;
+
+  Conn* conn_ = nullptr;
+  Phase phase_ = Phase::Idle;
+  bool in_check_ = false;   // a check is in flight (its verdict not reported yet)
+  uint64_t check_start_ns_ = 0;
+  char slab_[4096];  // read buffer: copied into the Conn's packet buffer at once
+};
+
+}  // namespace health

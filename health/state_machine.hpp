@@ -1,0 +1,75 @@
+// The health state of one backend: rise/fall hysteresis over check results plus
+// the operator's admin state. Pure: no sockets, no clocks (time is passed in),
+// no threads; owned and driven by one checker on the health thread.
+//
+// Model. Two independent inputs decide the published state:
+//   - `healthy`: the check verdict with hysteresis. Starts false; `rise`
+//     consecutive passes make it true, `fall` consecutive failures make it false.
+//   - `admin`: Ready (default), Drain or Maint, set by the operator.
+// Published state:
+//   Maint                          if admin == Maint (checks stopped)
+//   Down                           else if !healthy
+//   Drain                          else if admin == Drain
+//   Up                             otherwise
+// So a draining broker that dies is reported Down (its sessions are gone
+// anyway), and shows Drain again once it recovers. Leaving Maint resets the
+// check history: the backend is Down until `rise` passes, like a fresh start.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "health/status.hpp"
+
+namespace health {
+
+enum class Admin : uint8_t { Ready, Drain, Maint };
+const char* to_string(Admin a);
+
+struct Transition {
+  State from;
+  State to;
+  std::string reason;  // human-readable, for the log line
+};
+
+class StateMachine {
+ public:
+  // rise and fall are clamped to >= 1.
+  StateMachine(uint32_t rise, uint32_t fall);
+
+  State state() const { return state_; }
+  bool healthy() const { return healthy_; }
+  Admin admin() const { return admin_; }
+  // Checks run in every state except Maint.
+  bool checks_enabled() const { return admin_ != Admin::Maint; }
+  // Consecutive passes / failures in the current streak.
+  uint32_t passes() const { return passes_; }
+  uint32_t failures() const { return failures_; }
+  // now_ms of the last transition into Up (drives slowstart); 0 if never.
+  int64_t up_since_ms() const { return up_since_ms_; }
+
+  // One check result. `detail` describes it ("CONNACK+PINGRESP in 3 ms",
+  // "timeout waiting for CONNACK"); it becomes part of the transition reason.
+  // Ignored while in Maint (a result that was in flight when Maint was set).
+  std::optional<Transition> on_check(bool pass, std::string_view detail, int64_t now_ms);
+
+  // Operator command. Returns the transition if the published state changed.
+  std::optional<Transition> set_admin(Admin a, int64_t now_ms);
+
+ private:
+  State compute() const;
+  std::optional<Transition> publish(std::string reason, int64_t now_ms);
+
+  uint32_t rise_;
+  uint32_t fall_;
+  bool healthy_ = false;
+  Admin admin_ = Admin::Ready;
+  State state_ = State::Down;
+  uint32_t passes_ = 0;
+  uint32_t failures_ = 0;
+  int64_t up_since_ms_ = 0;
+};
+
+}  // namespace health

@@ -1,0 +1,356 @@
+// health::Monitor + Checker against an in-process fake broker: classification
+// of every answer, persistent vs reconnect sessions, admin commands, metrics.
+// Real sockets on 127.0.0.1; every wait is bounded by a deadline.
+#include <doctest/doctest.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_broker.hpp"
+#include "health/checker.hpp"
+#include "health/monitor.hpp"
+
+using health::Admin;
+using health::State;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return cond();
+}
+
+conf::Health fast_health() {
+  conf::Health hc;
+  hc.interval_ms = 100;
+  hc.timeout_ms = 300;
+  hc.rise = 1;
+  hc.fall = 1;
+  return hc;
+}
+
+// A Monitor over one backend, collecting transitions and log lines.
+struct Harness {
+  prometheus::Registry registry;
+  std::shared_ptr<health::Status> status = std::make_shared<health::Status>();
+  std::mutex mu;
+  std::vector<std::string> transitions;  // "from->to"
+  std::vector<std::string> logs;
+  std::unique_ptr<health::Monitor> monitor;
+
+  Harness(uint16_t port, conf::Health hc, conf::ProxyProtocol pp = conf::ProxyProtocol::None) {
+    conf::Backend b;
+    b.name = "b1";
+    b.address.host = "127.0.0.1";
+    b.address.port = port;
+    b.proxy_protocol = pp;
+    monitor = std::make_unique<health::Monitor>(
+        std::vector<health::MonitoredBackend>{{b, status}}, hc, registry,
+        [this](const std::string&, State from, State to, const std::string&) {
+          std::lock_guard<std::mutex> l(mu);
+          transitions.push_back(std::string(health::to_string(from)) + "->" +
+                                health::to_string(to));
+        },
+        [this](const std::string& line) {
+          std::lock_guard<std::mutex> l(mu);
+          logs.push_back(line);
+        });
+    std::string err;
+    REQUIRE(monitor->start(err));
+  }
+  State state() const { return status->state.load(); }
+  bool logged(const std::string& needle) {
+    std::lock_guard<std::mutex> l(mu);
+    for (auto& s : logs)
+      if (s.find(needle) != std::string::npos) return true;
+    return false;
+  }
+  std::vector<std::string> seen() {
+    std::lock_guard<std::mutex> l(mu);
+    return transitions;
+  }
+  // Value of a counter/gauge sample whose labels include all of `want`.
+  double metric(const std::string& family, const std::map<std::string, std::string>& want) {
+    for (auto& f : registry.Collect()) {
+      if (f.name != family) continue;
+      for (auto& m : f.metric) {
+        size_t hits = 0;
+        for (auto& l : m.label)
+          if (want.count(l.name) && want.at(l.name) == l.value) ++hits;
+        if (hits != want.size()) continue;
+        if (f.type == prometheus::MetricType::Counter) return m.counter.value;
+        if (f.type == prometheus::MetricType::Gauge) return m.gauge.value;
+        if (f.type == prometheus::MetricType::Histogram)
+          return static_cast<double>(m.histogram.sample_count);
+      }
+    }
+    return -1;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("classify_connack: liveness refusals vs failures, 3.1.1 and 5.0") {
+  using health::ConnackVerdict;
+  using health::classify_connack;
+  CHECK(classify_connack(0, false) == ConnackVerdict::Accepted);
+  CHECK(classify_connack(0, true) == ConnackVerdict::Accepted);
+  for (uint8_t c : {0x02, 0x04, 0x05}) CHECK(classify_connack(c, false) == ConnackVerdict::LivenessRefusal);
+  for (uint8_t c : {0x01, 0x03, 0x06}) CHECK(classify_connack(c, false) == ConnackVerdict::Failure);
+  for (uint8_t c : {0x85, 0x86, 0x87}) CHECK(classify_connack(c, true) == ConnackVerdict::LivenessRefusal);
+  for (uint8_t c : {0x80, 0x84, 0x88, 0x89, 0x8B, 0x9F})
+    CHECK(classify_connack(c, true) == ConnackVerdict::Failure);
+  CHECK(health::connack_code_name(0x05, false) == "0x05 not authorized");
+  CHECK(health::connack_code_name(0x89, true) == "0x89 server busy");
+}
+
+TEST_CASE("make_client_id: prefix + instance + name, <= 23 bytes, distinct per backend") {
+  CHECK(health::make_client_id("mqttlb-hc-", "ab12", "b1") == "mqttlb-hc-ab12-b1");
+  std::string a = health::make_client_id("mqttlb-hc-", "ab12", "broker-eu-west-1-primary");
+  std::string b = health::make_client_id("mqttlb-hc-", "ab12", "broker-eu-west-1-secondary");
+  CHECK(a.size() <= 23);
+  CHECK(b.size() <= 23);
+  CHECK(a != b);
+  CHECK(a.rfind("mqttlb-hc-ab12-", 0) == 0);
+  // Another instance never shares an id with this one.
+  CHECK(health::make_client_id("mqttlb-hc-", "zz99", "b1") != "mqttlb-hc-ab12-b1");
+  // A long prefix is cut, keeping the instance id and some of the name.
+  std::string c = health::make_client_id("a-very-long-custom-prefix-", "ab12", "b1");
+  CHECK(c.size() <= 23);
+  CHECK(c.find("ab12-b1") != std::string::npos);
+  // Bytes that some brokers reject are replaced.
+  CHECK(health::make_client_id("hc/", "ab12", "b 1") == "hc_ab12-b_1");
+}
+
+TEST_CASE("a healthy broker is up within one round; the check session is kept") {
+  FakeBroker fb;
+  Harness h(fb.port(), fast_health());
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  CHECK(h.seen() == std::vector<std::string>{"down->up"});
+  // Persistent mode: further checks are PINGREQs on the same connection.
+  REQUIRE(eventually([&] { return fb.pingreqs() >= 4; }));
+  CHECK(fb.connections() == 1);
+  auto infos = fb.connect_infos();
+  REQUIRE(infos.size() == 1);
+  CHECK(infos[0].clean_start);
+  CHECK_FALSE(infos[0].will.has_value());
+  CHECK(infos[0].keep_alive == 60);
+  CHECK(infos[0].version == mqtt::Version::V311);
+  CHECK(infos[0].client_id == h.monitor->client_id("b1"));
+  CHECK(infos[0].client_id == "mqttlb-hc-" + h.monitor->instance_id() + "-b1");
+  CHECK(h.metric("mqttlb_backend_up", {{"backend", "b1"}}) == 1);
+  CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "up"}}) == 1);
+  CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "down"}}) == 0);
+  CHECK(h.metric("mqttlb_health_transitions_total", {{"backend", "b1"}, {"to", "up"}}) == 1);
+  CHECK(h.metric("mqttlb_health_check_duration_seconds", {{"backend", "b1"}}) >= 4);
+  CHECK(h.logged("health: backend b1 down -> up"));
+}
+
+TEST_CASE("reconnect mode: a new session per check, each ended by DISCONNECT") {
+  FakeBroker fb;
+  auto hc = fast_health();
+  hc.mode = conf::CheckMode::Reconnect;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return fb.connects() >= 3 && fb.disconnects() >= 3; }));
+  CHECK(h.state() == State::Up);
+  CHECK(fb.pingreqs() >= 3);
+}
+
+TEST_CASE("MQTT 5 check with credentials") {
+  FakeBroker fb;
+  fb.v5 = true;
+  auto hc = fast_health();
+  hc.protocol_level = 5;
+  hc.username = "hc";
+  hc.password = "secret";
+  hc.keep_alive_s = 30;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  auto infos = fb.connect_infos();
+  REQUIRE(!infos.empty());
+  CHECK(infos[0].version == mqtt::Version::V5);
+  CHECK(infos[0].username == std::optional<std::string>("hc"));
+  CHECK(infos[0].password == std::optional<std::string>("secret"));
+  CHECK(infos[0].keep_alive == 30);
+}
+
+TEST_CASE("CONNACK not authorized: down with a log naming the code; up with accept_refusal") {
+  for (bool v5 : {false, true}) {
+    CAPTURE(v5);
+    uint8_t code = v5 ? 0x87 : 0x05;
+    {
+      FakeBroker fb;
+      fb.v5 = v5;
+      fb.connack_code = code;
+      auto hc = fast_health();
+      hc.protocol_level = v5 ? 5 : 4;
+      Harness h(fb.port(), hc);
+      REQUIRE(eventually([&] { return fb.connects() >= 3; }));
+      CHECK(h.state() == State::Down);
+      CHECK(h.seen().empty());
+      CHECK(h.logged(v5 ? "0x87 not authorized" : "0x05 not authorized"));
+      CHECK(h.metric("mqttlb_health_check_failures_total",
+                     {{"backend", "b1"}, {"reason", "refused"}}) >= 2);
+    }
+    {
+      FakeBroker fb;
+      fb.v5 = v5;
+      fb.connack_code = code;
+      auto hc = fast_health();
+      hc.protocol_level = v5 ? 5 : 4;
+      hc.accept_refusal = true;
+      Harness h(fb.port(), hc);
+      REQUIRE(eventually([&] { return h.state() == State::Up; }));
+    }
+  }
+}
+
+TEST_CASE("server unavailable / busy stay failures even with accept_refusal") {
+  for (bool v5 : {false, true}) {
+    CAPTURE(v5);
+    FakeBroker fb;
+    fb.v5 = v5;
+    fb.connack_code = v5 ? 0x89 : 0x03;
+    auto hc = fast_health();
+    hc.protocol_level = v5 ? 5 : 4;
+    hc.accept_refusal = true;
+    Harness h(fb.port(), hc);
+    REQUIRE(eventually([&] { return fb.connects() >= 3; }));
+    CHECK(h.state() == State::Down);
+    CHECK(h.logged(v5 ? "0x89 server busy" : "0x03 server unavailable"));
+  }
+}
+
+TEST_CASE("a broker that accepts TCP but never answers CONNACK is down (timeout)") {
+  FakeBroker fb;
+  fb.mode = FakeBroker::Mode::Silent;
+  Harness h(fb.port(), fast_health());
+  REQUIRE(eventually([&] {
+    return h.metric("mqttlb_health_check_failures_total",
+                    {{"backend", "b1"}, {"reason", "connack_timeout"}}) >= 2;
+  }));
+  CHECK(h.state() == State::Down);
+  CHECK(h.logged("no CONNACK within 300 ms"));
+  // Timed-out sessions are closed, not piled up on the broker.
+  CHECK(eventually([&] { return fb.open_clients() <= 1; }));
+}
+
+TEST_CASE("garbage instead of CONNACK is a protocol failure") {
+  FakeBroker fb;
+  fb.mode = FakeBroker::Mode::Garbage;
+  Harness h(fb.port(), fast_health());
+  REQUIRE(eventually([&] {
+    return h.metric("mqttlb_health_check_failures_total",
+                    {{"backend", "b1"}, {"reason", "protocol"}}) >= 2;
+  }));
+  CHECK(h.state() == State::Down);
+}
+
+TEST_CASE("nothing listening: connect failures") {
+  uint16_t port;
+  { FakeBroker fb; port = fb.port(); }  // bound once, now closed
+  Harness h(port, fast_health());
+  REQUIRE(eventually([&] {
+    return h.metric("mqttlb_health_check_failures_total",
+                    {{"backend", "b1"}, {"reason", "connect"}}) >= 2;
+  }));
+  CHECK(h.state() == State::Down);
+}
+
+TEST_CASE("up -> down when PINGRESP stops, -> up again when it resumes (rise/fall 2)") {
+  FakeBroker fb;
+  auto hc = fast_health();
+  hc.rise = 2;
+  hc.fall = 2;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  fb.answer_ping = false;
+  REQUIRE(eventually([&] { return h.state() == State::Down; }));
+  CHECK(h.metric("mqttlb_health_check_failures_total",
+                 {{"backend", "b1"}, {"reason", "pingresp_timeout"}}) >= 1);
+  fb.answer_ping = true;
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->down", "down->up"});
+  CHECK(h.status->up_since_ms.load() > 0);
+}
+
+TEST_CASE("a kept session closed by the broker counts as a failure; a new one is opened") {
+  FakeBroker fb;
+  auto hc = fast_health();
+  hc.fall = 1;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  fb.drop_all();
+  REQUIRE(eventually([&] { return fb.connections() >= 2 && h.state() == State::Up; }));
+  CHECK(h.metric("mqttlb_health_check_failures_total",
+                 {{"backend", "b1"}, {"reason", "closed"}}) >= 1);
+  CHECK(h.seen().size() >= 3);  // up, down (closed), up
+}
+
+TEST_CASE("admin: drain keeps checking; maint stops checks and closes the session; ready") {
+  FakeBroker fb;
+  Harness h(fb.port(), fast_health());
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  CHECK(h.monitor->set_admin_state("b1", Admin::Drain));
+  CHECK_FALSE(h.monitor->set_admin_state("nope", Admin::Drain));
+  REQUIRE(eventually([&] { return h.state() == State::Drain; }));
+  int p = fb.pingreqs();
+  REQUIRE(eventually([&] { return fb.pingreqs() >= p + 2; }));
+
+  CHECK(h.monitor->set_admin_state("b1", Admin::Maint));
+  REQUIRE(eventually([&] { return h.state() == State::Maint; }));
+  REQUIRE(eventually([&] { return fb.open_clients() == 0; }));
+  int c = fb.connects();
+  p = fb.pingreqs();
+  // Negative check over several intervals: no check traffic in maint.
+  std::this_thread::sleep_for(500ms);
+  CHECK(fb.connects() == c);
+  CHECK(fb.pingreqs() == p);
+
+  CHECK(h.monitor->set_admin_state("b1", Admin::Ready));
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->drain", "drain->maint",
+                                             "maint->down", "down->up"});
+  CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "up"}}) == 1);
+  CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "maint"}}) == 0);
+}
+
+TEST_CASE("PROXY v1 and v2 headers precede the check's CONNECT") {
+  for (auto pp : {conf::ProxyProtocol::V1, conf::ProxyProtocol::V2}) {
+    FakeBroker fb;
+    fb.expect_proxy = true;
+    Harness h(fb.port(), fast_health(), pp);
+    REQUIRE(eventually([&] { return h.state() == State::Up; }));
+    CHECK(fb.proxy_headers() == 1);
+  }
+}
+
+TEST_CASE("stop() closes every check connection and is idempotent") {
+  FakeBroker fb;
+  Harness h(fb.port(), fast_health());
+  REQUIRE(eventually([&] { return fb.open_clients() == 1 && h.state() == State::Up; }));
+  h.monitor->stop();
+  h.monitor->stop();
+  CHECK(eventually([&] { return fb.open_clients() == 0; }));
+  CHECK_FALSE(h.monitor->set_admin_state("b1", Admin::Drain) == false);  // name still known
+}
+
+TEST_CASE("two monitors on the same broker use distinct client ids") {
+  FakeBroker fb;
+  Harness h1(fb.port(), fast_health());
+  Harness h2(fb.port(), fast_health());
+  REQUIRE(eventually([&] { return h1.state() == State::Up && h2.state() == State::Up; }));
+  CHECK(h1.monitor->client_id("b1") != h2.monitor->client_id("b1"));
+}
