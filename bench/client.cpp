@@ -1,0 +1,578 @@
+#include "bench/client.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "bench/runner.hpp"
+#include "mqtt/codec.hpp"
+#include "mqtt/frame.hpp"
+
+#ifdef MQTTLB_BENCH_TLS
+#include "tls/engine.hpp"
+#endif
+
+namespace bench {
+
+namespace {
+
+// Payload header written by publishers: send time (uv_hrtime, CLOCK_MONOTONIC,
+// comparable between processes on one host), sequence, publisher index.
+constexpr size_t kHeader = 16;
+constexpr size_t kHighWater = 64 * 1024;  // stop producing above this many unsent bytes
+constexpr size_t kSlab = 64 * 1024;
+uint8_t g_read_slab[kSlab];     // one loop, one read at a time: shared by all clients
+uint8_t g_plain_slab[kSlab];    // TLS plaintext out of the engine
+const uint8_t g_zeros[4096] = {};
+
+std::string err_name(int status) { return std::string(uv_err_name(status)) + " (" + uv_strerror(status) + ")"; }
+
+void put16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+}  // namespace
+
+Client::Client(Runner& r, Role role, uint32_t index, uint32_t slot)
+    : r_(r), role_(role), index_(index), slot_(slot) {
+  tcp_.data = this;
+  connect_req_.data = this;
+  write_req_.data = this;
+}
+
+Client::~Client() = default;
+
+void Client::set_topic(const std::string& topic) {
+  pub_header_.clear();
+  put16(pub_header_, static_cast<uint16_t>(topic.size()));
+  pub_header_.insert(pub_header_.end(), topic.begin(), topic.end());
+}
+
+void Client::start() {
+  const Options& o = r_.opts();
+  t_start_ = r_.now();
+  state_ = State::Connecting;
+  const sockaddr* src = r_.source_for(slot_);
+  int rc = uv_tcp_init_ex(r_.loop(), &tcp_, r_.target()->sa_family);
+  if (rc < 0) {
+    r_.on_failure(*this, "socket: " + err_name(rc), false);
+    state_ = State::Closed;
+    closing_ = true;
+    r_.on_closed(*this);  // nothing to close: the handle was never initialised
+    return;
+  }
+  inited_ = true;
+  if (src) {
+    // Let connect() pick the port per 4-tuple, so each source address gives a
+    // full ephemeral range instead of one bind()-reserved port per socket.
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) {
+      int one = 1;
+#ifdef IP_BIND_ADDRESS_NO_PORT
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+    }
+    rc = uv_tcp_bind(&tcp_, src, 0);
+    if (rc < 0) return fail("bind source address: " + err_name(rc), false);
+  }
+  rc = uv_tcp_connect(&connect_req_, &tcp_, r_.target(), on_connect);
+  if (rc < 0) return fail("connect: " + err_name(rc), false);
+  (void)o;
+}
+
+void Client::on_connect(uv_connect_t* req, int status) {
+  auto* c = static_cast<Client*>(req->data);
+  if (status == UV_ECANCELED || c->closing_) return;
+  if (status < 0) return c->fail("connect: " + err_name(status), false);
+  c->t_tcp_ = c->r_.now();
+  c->r_.st().tcp_connect.record(c->t_tcp_ - c->t_start_);
+  uv_tcp_nodelay(&c->tcp_, 1);
+  int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), on_alloc, on_read);
+  if (rc < 0) return c->fail("read: " + err_name(rc), false);
+#ifdef MQTTLB_BENCH_TLS
+  if (c->r_.opts().tls) {
+    c->tls_ = std::make_unique<tls::Engine>(*c->r_.tls_ctx(), tls::Role::Client, c->r_.opts().host);
+    if (c->r_.opts().resume && c->r_.tls_session() && c->r_.tls_session()->resumable())
+      c->tls_->set_session(*c->r_.tls_session());
+    c->state_ = State::Handshaking;
+    c->r_.schedule(*c);  // the ClientHello is ready to be taken
+    return;
+  }
+#endif
+  c->send_connect();
+}
+
+void Client::send_connect() {
+  const Options& o = r_.opts();
+  mqtt::ConnectInfo ci;
+  ci.protocol_level = o.version;
+  ci.version = static_cast<mqtt::Version>(o.version);
+  ci.clean_start = true;
+  ci.keep_alive = o.keepalive;
+  char role = role_ == Role::Pub ? 'p' : role_ == Role::Sub ? 's' : 'c';
+  ci.client_id = o.client_prefix + "-" + role + std::to_string(index_) + "-" +
+                 std::to_string(uv_os_getpid() % 100000);
+  if (o.version == 5) ci.properties.receive_maximum = 65535;
+  mqtt::encode_connect(ci, out_);
+  state_ = State::AwaitConnack;
+  t_connect_sent_ = r_.now();
+  r_.schedule(*this);
+}
+
+void Client::send_subscribe() {
+  const Options& o = r_.opts();
+  // Several SUBSCRIBE packets of at most 100 filters each; one SUBACK per packet.
+  uint16_t pid = 1;
+  for (size_t i = 0; i < filters_.size(); i += 100) {
+    mqtt::Subscribe s;
+    s.packet_id = pid++;
+    for (size_t j = i; j < std::min(filters_.size(), i + 100); j++) {
+      mqtt::Subscription sub;
+      sub.filter = filters_[j];
+      sub.qos = o.qos;
+      s.subscriptions.push_back(std::move(sub));
+    }
+    mqtt::encode_subscribe(s, static_cast<mqtt::Version>(o.version), out_);
+    subacks_pending_++;
+  }
+  state_ = State::AwaitSuback;
+  r_.schedule(*this);
+}
+
+void Client::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  buf->base = reinterpret_cast<char*>(g_read_slab);
+  buf->len = kSlab;
+}
+
+void Client::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<Client*>(s->data);
+  if (n == 0 || c->closing_) return;
+  if (n < 0) {
+    if (c->close_after_write_ || c->r_.closing()) return c->close();
+    bool lost = c->state_ == State::Ready || c->state_ == State::AwaitSuback;
+    std::string why = n == UV_EOF ? "closed by peer" : err_name(static_cast<int>(n));
+    if (!lost) why += c->state_ == State::AwaitConnack ? " before CONNACK" : " during handshake";
+    return c->fail(why, lost);
+  }
+  std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(n));
+  if (c->tls_) c->on_ciphertext(data);
+  else c->on_bytes(data);
+}
+
+void Client::on_ciphertext(std::span<const uint8_t> data) {
+#ifdef MQTTLB_BENCH_TLS
+  while (!data.empty() && !closing_) {
+    size_t took = tls_->feed_ciphertext(data);
+    data = data.subspan(took);
+    for (;;) {
+      size_t n = tls_->read_plaintext(std::span<uint8_t>(g_plain_slab, kSlab));
+      if (n == 0 || closing_) break;
+      on_bytes(std::span<const uint8_t>(g_plain_slab, n));
+    }
+    if (tls_->failed()) return fail("tls: " + tls_->error(), state_ == State::Ready);
+    if (state_ == State::Handshaking && tls_->handshake_done()) {
+      if (tls_->session_reused()) r_.st().tls_resumed++;
+      send_connect();
+    }
+    if (took == 0 && !data.empty()) return fail("tls: input not accepted", false);
+  }
+  if (tls_ && tls_->want_write()) r_.schedule(*this);
+#else
+  (void)data;
+#endif
+}
+
+void Client::on_bytes(std::span<const uint8_t> data) {
+  if (rbuf_.empty()) {
+    size_t used = parse(data);
+    if (!closing_ && used < data.size()) rbuf_.assign(data.begin() + used, data.end());
+  } else {
+    rbuf_.insert(rbuf_.end(), data.begin(), data.end());
+    size_t used = parse(rbuf_);
+    if (closing_) return;
+    rbuf_.erase(rbuf_.begin(), rbuf_.begin() + used);
+    if (rbuf_.empty() && rbuf_.capacity() > kSlab) std::vector<uint8_t>().swap(rbuf_);
+  }
+}
+
+size_t Client::parse(std::span<const uint8_t> data) {
+  size_t pos = 0;
+  while (pos < data.size() && !closing_) {
+    mqtt::FrameResult f = mqtt::peek_frame(data.subspan(pos));
+    if (f.status == mqtt::DecodeStatus::NeedMore) break;
+    if (f.status == mqtt::DecodeStatus::Malformed) {
+      fail("malformed packet from server", state_ == State::Ready);
+      break;
+    }
+    if (data.size() - pos < f.header.total_length()) break;
+    auto body = data.subspan(pos + f.header.header_length, f.header.remaining_length);
+    pos += f.header.total_length();
+    if (!handle_packet(f.header.first_byte, body)) break;
+  }
+  return pos;
+}
+
+bool Client::handle_packet(uint8_t first, std::span<const uint8_t> body) {
+  switch (static_cast<mqtt::PacketType>(first >> 4)) {
+    case mqtt::PacketType::Connack:
+      handle_connack(first, body);
+      break;
+    case mqtt::PacketType::Suback:
+      handle_suback(first, body);
+      break;
+    case mqtt::PacketType::Publish:
+      handle_publish(first, body);
+      break;
+    case mqtt::PacketType::Puback:
+    case mqtt::PacketType::Pubrec:
+    case mqtt::PacketType::Pubrel:
+    case mqtt::PacketType::Pubcomp:
+      handle_ack(first >> 4, body);
+      break;
+    case mqtt::PacketType::Pingresp:
+      break;
+    case mqtt::PacketType::Disconnect: {
+      std::string why = "DISCONNECT from server";
+      if (!body.empty()) {
+        char hex[8];
+        snprintf(hex, sizeof hex, "0x%02x", body[0]);
+        why += std::string(" reason ") + hex;
+      }
+      fail(why, true);
+      return false;
+    }
+    default:
+      fail("unexpected packet type " + std::to_string(first >> 4) + " from server",
+           state_ == State::Ready);
+      return false;
+  }
+  return !closing_;
+}
+
+void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
+  if (state_ != State::AwaitConnack) return fail("unexpected CONNACK", state_ == State::Ready);
+  mqtt::Connack ca;
+  mqtt::Result res = mqtt::decode_connack(first, body, static_cast<mqtt::Version>(r_.opts().version), ca);
+  if (!res.ok) return fail(std::string("bad CONNACK: ") + res.what, false);
+  if (ca.code != 0) {
+    char hex[8];
+    snprintf(hex, sizeof hex, "0x%02x", ca.code);
+    return fail(std::string("CONNACK refused: code ") + hex, false);
+  }
+  uint64_t now = r_.now();
+  r_.st().connack.record(now - t_connect_sent_);
+  r_.st().handshake.record(now - t_start_);
+  window_ = r_.opts().window;
+  if (ca.properties.receive_maximum) window_ = std::min<uint32_t>(window_, *ca.properties.receive_maximum);
+  if (role_ == Role::Pub && r_.opts().qos > 0) {
+    slots_.assign(window_ + 1, Inflight{});
+    free_ids_.clear();
+    for (uint32_t id = window_; id >= 1; id--) free_ids_.push_back(static_cast<uint16_t>(id));
+  }
+  r_.on_connected(*this);
+  if (role_ == Role::Sub && !filters_.empty()) {
+    send_subscribe();
+  } else {
+    state_ = State::Ready;
+    r_.on_ready(*this);
+  }
+}
+
+void Client::handle_suback(uint8_t first, std::span<const uint8_t> body) {
+  if (state_ != State::AwaitSuback) return fail("unexpected SUBACK", true);
+  mqtt::Suback sa;
+  mqtt::Result res = mqtt::decode_suback(first, body, static_cast<mqtt::Version>(r_.opts().version), sa);
+  if (!res.ok) return fail(std::string("bad SUBACK: ") + res.what, false);
+  for (uint8_t code : sa.codes) {
+    if (code >= 0x80) {
+      char hex[8];
+      snprintf(hex, sizeof hex, "0x%02x", code);
+      return fail(std::string("subscription refused: code ") + hex, false);
+    }
+  }
+  if (--subacks_pending_ == 0) {
+    state_ = State::Ready;
+    r_.on_ready(*this);
+  }
+}
+
+// Hot path: parsed by hand (no allocation). Layout: topic (2 + n), packet id
+// when QoS > 0, MQTT 5 properties (varint length + bytes), payload.
+void Client::handle_publish(uint8_t first, std::span<const uint8_t> body) {
+  uint8_t qos = (first >> 1) & 3;
+  if (qos == 3 || body.size() < 2) return fail("malformed PUBLISH from server", true);
+  size_t pos = 2 + ((size_t{body[0]} << 8) | body[1]);
+  uint16_t pid = 0;
+  if (qos > 0) {
+    if (body.size() < pos + 2) return fail("malformed PUBLISH from server", true);
+    pid = static_cast<uint16_t>((body[pos] << 8) | body[pos + 1]);
+    pos += 2;
+  }
+  if (r_.opts().version == 5) {
+    if (pos > body.size()) return fail("malformed PUBLISH from server", true);
+    mqtt::VarintResult v = mqtt::decode_varint(body.subspan(pos));
+    if (v.status != mqtt::DecodeStatus::Ok || body.size() - pos - v.length < v.value)
+      return fail("malformed PUBLISH properties from server", true);
+    pos += v.length + v.value;
+  }
+  if (pos > body.size()) return fail("malformed PUBLISH from server", true);
+  Stats& st = r_.st();
+  st.received++;
+  uint64_t now = r_.now();
+  if (!st.t_first_recv) st.t_first_recv = now;
+  st.t_last_recv = now;
+  if (body.size() - pos >= kHeader) {
+    uint64_t ts;
+    uint32_t seq, pub;
+    std::memcpy(&ts, &body[pos], 8);
+    std::memcpy(&seq, &body[pos + 8], 4);
+    std::memcpy(&pub, &body[pos + 12], 4);
+    if (now >= ts) st.latency.record(now - ts);
+    uint32_t& last = last_seq_[pub];  // last sequence seen + 1; 0 = none
+    if (seq >= last) {
+      st.unique++;
+      st.gaps += seq - last;
+      last = seq + 1;
+    } else {
+      st.duplicates++;
+    }
+    r_.on_delivered(pub, ts);
+  } else {
+    st.foreign++;
+  }
+  if (qos == 1) send_small(0x40, pid);
+  else if (qos == 2) send_small(0x50, pid);
+  if (qos > 0) r_.schedule(*this);
+}
+
+void Client::handle_ack(uint8_t type, std::span<const uint8_t> body) {
+  if (body.size() < 2) return fail("malformed acknowledgement from server", true);
+  uint16_t pid = static_cast<uint16_t>((body[0] << 8) | body[1]);
+  if (body.size() >= 3 && body[2] >= 0x80) {
+    char what[48];
+    snprintf(what, sizeof what, "%s reason 0x%02x", type == 4 ? "PUBACK" : type == 5 ? "PUBREC" : "PUBCOMP", body[2]);
+    r_.st().failures[what]++;
+  }
+  if (type == 6) {  // PUBREL to us as a QoS 2 receiver
+    send_small(0x70, pid);
+    r_.schedule(*this);
+    return;
+  }
+  if (pid == 0 || pid >= slots_.size() || !slots_[pid].used)
+    return fail("acknowledgement for unknown packet id " + std::to_string(pid), true);
+  Inflight& s = slots_[pid];
+  uint8_t want = r_.opts().qos == 1 ? 4 : (s.released ? 7 : 5);
+  if (type != want) return fail("unexpected acknowledgement type " + std::to_string(type), true);
+  if (type == 5) {
+    s.released = true;
+    send_small(0x62, pid);
+    r_.schedule(*this);
+    return;
+  }
+  Stats& st = r_.st();
+  uint64_t now = r_.now();
+  st.ack_latency.record(now - s.sent_at);
+  st.acked++;
+  s = Inflight{};
+  free_ids_.push_back(pid);
+  inflight_count_--;
+  r_.schedule(*this);
+}
+
+void Client::send_small(uint8_t first, uint16_t pid) {
+  out_.push_back(first);
+  out_.push_back(2);
+  put16(out_, pid);
+}
+
+bool Client::can_send() const {
+  if (state_ != State::Ready || closing_ || !r_.publishing()) return false;
+  if (out_.size() + wbuf_.size() >= kHighWater) return false;
+  if (r_.opts().qos > 0 && free_ids_.empty()) return false;
+  return true;
+}
+
+void Client::publish_one(uint64_t now) {
+  const Options& o = r_.opts();
+  uint16_t pid = 0;
+  if (o.qos > 0) {
+    pid = free_ids_.back();
+    free_ids_.pop_back();
+    slots_[pid] = Inflight{now, true, false};
+    inflight_count_++;
+  }
+  uint32_t remaining = static_cast<uint32_t>(pub_header_.size() + (o.qos ? 2 : 0) + (o.version == 5 ? 1 : 0) + o.size);
+  out_.push_back(static_cast<uint8_t>(0x30 | (o.qos << 1)));
+  mqtt::append_varint(out_, remaining);
+  out_.insert(out_.end(), pub_header_.begin(), pub_header_.end());
+  if (o.qos) put16(out_, pid);
+  if (o.version == 5) out_.push_back(0);  // no properties
+  uint8_t hdr[kHeader];
+  uint32_t seq = static_cast<uint32_t>(seq_++);
+  std::memcpy(hdr, &now, 8);
+  std::memcpy(hdr + 8, &seq, 4);
+  std::memcpy(hdr + 12, &index_, 4);
+  out_.insert(out_.end(), hdr, hdr + kHeader);
+  for (size_t left = o.size - kHeader; left > 0;) {
+    size_t n = std::min(left, sizeof g_zeros);
+    out_.insert(out_.end(), g_zeros, g_zeros + n);
+    left -= n;
+  }
+  r_.st().sent++;
+}
+
+void Client::pump() {
+  if (!can_send()) return;
+  uint64_t now = r_.now();
+  for (int budget = 4096; budget > 0 && can_send(); budget--) {
+    if (fanout_) {
+      // End-to-end window: messages sent but not yet seen by our subscribers.
+      auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) -
+                         static_cast<int64_t>(delivered_ / fanout_);
+      if (outstanding >= static_cast<int64_t>(window_)) break;
+    }
+    publish_one(now);
+  }
+}
+
+uint32_t Client::send_due(uint32_t n) {
+  uint32_t done = 0;
+  uint64_t now = r_.now();
+  while (done < n && can_send()) {
+    publish_one(now);
+    done++;
+  }
+  if (done) r_.schedule(*this);
+  return done;
+}
+
+void Client::check_stall(uint64_t) {
+  // Closed loop over QoS 0 (or a broker dropping messages): if the window is
+  // full and nothing arrived for two ticks, count the window lost and reopen it.
+  if (!fanout_ || state_ != State::Ready) return;
+  auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
+  if (outstanding < static_cast<int64_t>(window_)) {
+    last_delivery_ = 0;
+    return;
+  }
+  if (++last_delivery_ >= 2) {
+    delivered_base_ += static_cast<uint64_t>(outstanding);
+    last_delivery_ = 0;
+    r_.st().window_resets++;
+    r_.schedule(*this);
+  }
+}
+
+bool Client::wants_to_send() const {
+  if (role_ != Role::Pub || r_.opts().rate > 0 || !can_send()) return false;
+  if (!fanout_) return true;
+  auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
+  return outstanding < static_cast<int64_t>(window_);
+}
+
+bool Client::idle_publisher() const { return inflight_count_ == 0 && out_.empty() && !writing_; }
+
+void Client::keepalive(uint64_t now) {
+  uint16_t ka = r_.opts().keepalive;
+  if (!ka || closing_ || state_ < State::AwaitConnack || state_ == State::Closed) return;
+  if (now - std::max(t_last_send_, t_connect_sent_) < uint64_t{ka} * 500'000'000ull) return;
+  out_.push_back(0xC0);  // PINGREQ
+  out_.push_back(0);
+  r_.schedule(*this);
+}
+
+void Client::check_connect_timeout(uint64_t now, uint64_t timeout_ns) {
+  if (closing_ || now - t_start_ < timeout_ns) return;
+  switch (state_) {
+    case State::Connecting: return fail("timeout: TCP connect", false);
+    case State::Handshaking: return fail("timeout: TLS handshake", false);
+    case State::AwaitConnack: return fail("timeout: no CONNACK", false);
+    case State::AwaitSuback: return fail("timeout: no SUBACK", false);
+    default: return;
+  }
+}
+
+void Client::flush() {
+  if (!inited_ || closing_ || writing_ || state_ == State::Connecting) return;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+#ifdef MQTTLB_BENCH_TLS
+  if (tls_) {
+    if (tls_->handshake_done() && !out_.empty()) {
+      size_t took = tls_->write_plaintext(out_);
+      out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(took));
+    }
+    if (close_after_write_ && out_.empty()) tls_->shutdown();
+    tls_->take_ciphertext(wbuf_);
+  } else
+#endif
+  {
+    if (out_.empty()) {
+      if (close_after_write_) close();
+      return;
+    }
+    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));
+    int n = uv_try_write(stream, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) return fail("write: " + err_name(n), state_ == State::Ready);
+    t_last_send_ = r_.now();
+    if (n == static_cast<int>(out_.size())) {
+      out_.clear();
+      if (close_after_write_) close();
+      return;
+    }
+    if (n > 0) out_.erase(out_.begin(), out_.begin() + n);
+    std::swap(out_, wbuf_);  // wbuf_ was empty: out_ becomes an empty buffer
+  }
+  if (wbuf_.empty()) {
+    if (close_after_write_ && out_.empty()) close();
+    return;
+  }
+  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(wbuf_.data()), static_cast<unsigned>(wbuf_.size()));
+  int rc = uv_write(&write_req_, stream, &b, 1, on_write);
+  if (rc < 0) return fail("write: " + err_name(rc), state_ == State::Ready);
+  writing_ = true;
+  t_last_send_ = r_.now();
+}
+
+void Client::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<Client*>(req->data);
+  c->writing_ = false;
+  c->wbuf_.clear();
+  if (status == UV_ECANCELED || c->closing_) return;
+  if (status < 0) return c->fail("write: " + err_name(status), c->state_ == State::Ready);
+  if (c->role_ == Role::Pub) c->pump();  // the socket drained: refill the window
+  c->flush();
+}
+
+void Client::disconnect() {
+  if (closing_ || close_after_write_) return;
+  if (!inited_) return;
+  if (state_ == State::Connecting || state_ == State::Handshaking) return close();
+  mqtt::encode_disconnect(mqtt::Disconnect{}, static_cast<mqtt::Version>(r_.opts().version), out_);
+  close_after_write_ = true;
+  flush();
+}
+
+void Client::fail(const std::string& reason, bool lost) {
+  if (closing_) return;
+  r_.on_failure(*this, reason, lost);
+  close();
+}
+
+void Client::close() {
+  if (closing_) return;
+  closing_ = true;
+  state_ = State::Closed;
+  if (!inited_) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+}
+
+void Client::on_close(uv_handle_t* h) {
+  auto* c = static_cast<Client*>(h->data);
+  c->tls_.reset();
+  c->r_.on_closed(*c);
+}
+
+}  // namespace bench
