@@ -114,8 +114,10 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+    def stop(self, sig=None, timeout=10.0):
         """Signals the process (by PID) and waits; SIGKILL after `timeout`."""
+        # (Default set here: in the class body `signal` is the method above.)
+        sig = signal.SIGTERM if sig is None else sig
         if self.p.poll() is None:
             try:
                 os.kill(self.pid, sig)
