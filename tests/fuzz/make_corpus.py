@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""Writes the committed seed corpora for the fuzz targets (tests/fuzz/corpus/).
+
+  /usr/bin/python3 tests/fuzz/make_corpus.py        # (re)writes the seeds
+
+Deterministic: the same files every run. The seeds are built here byte by byte
+(not with our encoder): valid MQTT 3.1 / 3.1.1 / 5.0 CONNECTs with will,
+username, password and properties, truncations of them, overlong and
+malformed varints, each CONNECT rule violated once, and some garbage (HTTP,
+TLS ClientHello). Files whose name starts with "crash-" are reproducers added
+by hand after a fuzzer finding; this script never deletes them.
+"""
+import os
+import random
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        if n:
+            b |= 0x80
+        out.append(b)
+        if not n:
+            return bytes(out)
+
+
+def s(x):
+    if isinstance(x, str):
+        x = x.encode()
+    return struct.pack(">H", len(x)) + x
+
+
+def frame(body, first=0x10):
+    return bytes([first]) + varint(len(body)) + body
+
+
+def props(*items):
+    b = b"".join(items)
+    return varint(len(b)) + b
+
+
+def p8(i, v): return bytes([i, v])
+def p16(i, v): return bytes([i]) + struct.pack(">H", v)
+def p32(i, v): return bytes([i]) + struct.pack(">I", v)
+def pstr(i, v): return bytes([i]) + s(v)
+def ppair(i, k, v): return bytes([i]) + s(k) + s(v)
+
+
+def connect(name="MQTT", level=4, clean=True, keep_alive=60, client_id="dev-1",
+            cprops=b"", will=None, username=None, password=None, flags_xor=0, extra=b""):
+    """will = (qos, retain, topic, payload, will_props_bytes)."""
+    flags = 0
+    if username is not None:
+        flags |= 0x80
+    if password is not None:
+        flags |= 0x40
+    if will:
+        flags |= 0x04 | (will[0] << 3) | (0x20 if will[1] else 0)
+    if clean:
+        flags |= 0x02
+    flags ^= flags_xor
+    body = s(name) + bytes([level, flags]) + struct.pack(">H", keep_alive)
+    if level == 5:
+        body += varint(len(cprops)) + cprops
+    body += s(client_id)
+    if will:
+        if level == 5:
+            body += varint(len(will[4])) + will[4]
+        body += s(will[2]) + s(will[3])
+    if username is not None:
+        body += s(username)
+    if password is not None:
+        body += s(password)
+    return frame(body + extra)
+
+
+def connect_seeds():
+    seeds = {}
+    v5props = (p32(0x11, 3600) + p16(0x21, 20) + p32(0x27, 1 << 20) + p16(0x22, 10) +
+               p8(0x19, 1) + p8(0x17, 0) + ppair(0x26, "site", "berlin") +
+               ppair(0x26, "site", "paris") + pstr(0x15, "SCRAM-SHA-1") + pstr(0x16, b"\x01\x02"))
+    wprops = (p32(0x18, 5) + p8(0x01, 1) + p32(0x02, 60) + pstr(0x03, "text/plain") +
+              pstr(0x08, "replies/dev-1") + pstr(0x09, b"\xab\x00") + ppair(0x26, "k", "v"))
+    valid = {
+        "v31-min": connect("MQIsdp", 3, client_id="c"),
+        "v31-will-user-pass": connect("MQIsdp", 3, client_id="mosqpub|1234-host",
+                                      will=(1, True, "lwt", "gone", b""),
+                                      username="u", password="p"),
+        "v311-min": connect(),
+        "v311-empty-id-clean": connect(client_id=""),
+        "v311-will-user-pass": connect(clean=False, keep_alive=0,
+                                       will=(2, True, "status/dev-1", b"\x00\xff", b""),
+                                       username="alice", password=b"\xff\x00\xfe"),
+        "v311-utf8-id": connect(client_id="d\u00e9v-\u20ac-\U0001d11e"),
+        "v311-long-id": connect(client_id="x" * 300),
+        "v5-min": connect(level=5),
+        "v5-empty-id-persistent": connect(level=5, client_id="", clean=False),
+        "v5-props": connect(level=5, cprops=v5props, username="bob"),
+        "v5-will-props": connect(level=5, cprops=p32(0x11, 0xFFFFFFFF),
+                                 will=(1, False, "t/w", "bye", wprops)),
+        "v5-password-only": connect(level=5, password="secret"),
+        "v5-all": connect(level=5, cprops=v5props, will=(2, True, "a/b", "x", wprops),
+                          username="user", password="pass", keep_alive=65535),
+    }
+    seeds.update(valid)
+    # Valid CONNECT followed by other packets (bytes after it are not read).
+    seeds["v311-then-publish"] = valid["v311-min"] + frame(s("t") + b"hi", 0x30)
+    seeds["v5-then-garbage"] = valid["v5-min"] + b"\x00\xff\xff\xff\xff"
+    # Truncations of the richest CONNECTs.
+    for name in ("v311-will-user-pass", "v5-all", "v31-will-user-pass"):
+        b = valid[name]
+        for cut in sorted({1, 2, 3, len(b) // 3, len(b) // 2, len(b) - 1}):
+            seeds[f"trunc-{name}-{cut}"] = b[:cut]
+    # Overlong / malformed Remaining Length; non-minimal but legal ones.
+    seeds["len-5-bytes"] = b"\x10\xff\xff\xff\xff\x7f"
+    seeds["len-4-cont"] = b"\x10\x80\x80\x80\x80"
+    seeds["len-max"] = b"\x10\xff\xff\xff\x7f"
+    m = valid["v311-min"]  # its Remaining Length fits in one byte
+    seeds["len-nonminimal"] = b"\x10" + bytes([0x80 | (len(m) - 2), 0x00]) + m[2:]
+    seeds["len-too-large-64k"] = b"\x10" + varint(65536)
+    # One violation each.
+    seeds["bad-fixed-flags"] = b"\x12" + valid["v311-min"][1:]
+    seeds["bad-name-mqtt3"] = connect("MQTT", 3)
+    seeds["bad-name-mqisdp4"] = connect("MQIsdp", 4)
+    seeds["bad-level-6"] = connect(level=6)
+    seeds["bad-reserved"] = connect(flags_xor=0x01)
+    seeds["bad-will-qos3"] = connect(will=(3, False, "t", "p", b""))
+    seeds["bad-qos-no-will"] = connect(flags_xor=0x08)
+    seeds["bad-retain-no-will"] = connect(flags_xor=0x20)
+    seeds["bad-pass-no-user"] = connect(password="p")
+    seeds["bad-user-flag-no-field"] = connect(flags_xor=0x80)
+    seeds["bad-trailing"] = connect(extra=b"\x00")
+    seeds["bad-utf8-id-surrogate"] = connect(client_id=b"\xed\xa0\x80")
+    seeds["bad-utf8-id-nul"] = connect(client_id=b"a\x00")
+    seeds["bad-utf8-id-overlong"] = connect(client_id=b"\xc0\x80")
+    seeds["bad-utf8-topic"] = connect(will=(0, False, b"\xc3\x28", "p", b""))
+    seeds["bad-utf8-user"] = connect(username=b"\xf5\x80\x80\x80")
+    seeds["bad-v31-empty-id"] = connect("MQIsdp", 3, client_id="")
+    seeds["bad-v311-empty-id-persistent"] = connect(client_id="", clean=False)
+    seeds["bad-v5-prop-id"] = connect(level=5, cprops=p8(0x01, 1))
+    seeds["bad-v5-prop-dup"] = connect(level=5, cprops=p32(0x11, 1) + p32(0x11, 2))
+    seeds["bad-v5-recv-max-0"] = connect(level=5, cprops=p16(0x21, 0))
+    seeds["bad-v5-max-packet-0"] = connect(level=5, cprops=p32(0x27, 0))
+    seeds["bad-v5-auth-data-only"] = connect(level=5, cprops=pstr(0x16, "d"))
+    seeds["bad-v5-will-prop"] = connect(level=5, will=(0, False, "t", "p", p32(0x11, 1)))
+    b = connect(level=5, cprops=p32(0x11, 1))  # property length at offset 12: 5 -> 127
+    seeds["bad-v5-prop-len"] = b[:12] + b"\x7f" + b[13:]
+    # Not MQTT at all.
+    seeds["not-http"] = b"GET /mqtt HTTP/1.1\r\nHost: broker\r\nUpgrade: websocket\r\n\r\n"
+    seeds["not-tls-hello"] = bytes.fromhex(
+        "160301002f0100002b0303") + bytes(32) + bytes.fromhex("0000020035010000")
+    seeds["not-pingreq"] = b"\xc0\x00"
+    seeds["empty"] = b""
+    rng = random.Random(1)
+    for i in range(4):
+        seeds[f"garbage-{i}"] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+    return seeds
+
+
+def frame_seeds():
+    seeds = {}
+    for v in (0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455):
+        seeds[f"varint-{v}"] = varint(v)
+        seeds[f"header-{v}"] = b"\x30" + varint(v)
+    seeds["varint-cont-4th"] = b"\xff\xff\xff\xff"
+    seeds["varint-5-bytes"] = b"\x80\x80\x80\x80\x01"
+    seeds["varint-nonminimal"] = b"\x80\x00"
+    seeds["type-0"] = b"\x00\x00"
+    seeds["stream-small"] = (b"\xc0\x00\xd0\x00" + frame(b"\x00\x01", 0x40) +
+                             frame(s("a/b") + b"payload", 0x30) + b"\xe0\x00")
+    seeds["stream-then-malformed"] = b"\xc0\x00" + b"\x30\xff\xff\xff\xff\x00"
+    seeds["stream-then-type0"] = b"\xd0\x00\x00\x05"
+    seeds["stream-partial-body"] = frame(bytes(200), 0x32)[:150]
+    seeds["stream-mixed"] = b"".join(
+        frame(bytes([i]) * n, (t << 4) | (i & 15))
+        for i, (t, n) in enumerate([(3, 0), (3, 127), (9, 128), (11, 3), (15, 1)]))
+    return seeds
+
+
+def write(dirname, seeds):
+    d = os.path.join(HERE, "corpus", dirname)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        if not f.startswith("crash-") and f not in seeds:
+            os.remove(os.path.join(d, f))
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(data)
+    print(f"{d}: {len(seeds)} seeds")
+
+
+if __name__ == "__main__":
+    write("connect", connect_seeds())
+    write("frame", frame_seeds())
