@@ -21,7 +21,7 @@ using Bytes = std::vector<uint8_t>;
 
 constexpr uint8_t kFirstConnect = 0x10;
 constexpr uint8_t kFirstConnack = 0x20;
-constexpr uint8_t kFirstSubscribe = 0x82;    // flags 0010 [MQTT-3.8.1-1]
+constexpr uint8_t kFirstSubscribe = 0x82;  // flags 0010 [MQTT-3.8.1-1]
 constexpr uint8_t kFirstSuback = 0x90;
 constexpr uint8_t kFirstUnsubscribe = 0xA2;  // flags 0010 [MQTT-3.10.1-1]
 constexpr uint8_t kFirstUnsuback = 0xB0;
@@ -30,11 +30,15 @@ constexpr uint8_t kFirstPingresp = 0xD0;
 constexpr uint8_t kFirstDisconnect = 0xE0;
 constexpr uint8_t kFirstAuth = 0xF0;
 
-bool is_v5(Version v) { return v == Version::V5; }
+bool is_v5(Version v) {
+  return v == Version::V5;
+}
 
 // ---- encoding helpers ----
 
-size_t str_size(std::string_view s) { return 2 + s.size(); }
+size_t str_size(std::string_view s) {
+  return 2 + s.size();
+}
 
 // Property block: length varint + properties.
 size_t prop_block_size(const Properties& p) {
@@ -48,7 +52,9 @@ void put_u16(Bytes& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v & 0xFF));
 }
 
-void put_raw(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
+void put_raw(Bytes& out, std::string_view s) {
+  out.insert(out.end(), s.begin(), s.end());
+}
 
 // UTF-8 string or binary data: two-byte length, then the bytes.
 void put_str(Bytes& out, std::string_view s) {
@@ -67,8 +73,12 @@ void put_header(Bytes& out, uint8_t first_byte, size_t remaining) {
 
 // ---- decoding helpers ----
 
-Result malformed(const char* what) { return Result::fail(Reason::MalformedPacket, what); }
-Result protocol_error(const char* what) { return Result::fail(Reason::ProtocolError, what); }
+Result malformed(const char* what) {
+  return Result::fail(Reason::MalformedPacket, what);
+}
+Result protocol_error(const char* what) {
+  return Result::fail(Reason::ProtocolError, what);
+}
 
 // Bounds-checked cursor over one packet body.
 class Reader {
@@ -130,21 +140,23 @@ constexpr uint8_t kSubackReasons[] = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87,
                                       0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
 constexpr uint8_t kSuback3Codes[] = {0x00, 0x01, 0x02, 0x80};
 constexpr uint8_t kUnsubackReasons[] = {0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91};
-constexpr uint8_t kDisconnectReasons[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89,
-                                          0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
-                                          0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
-                                          0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
+constexpr uint8_t kDisconnectReasons[] = {
+    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
+    0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
 constexpr uint8_t kAuthReasons[] = {0x00, 0x18, 0x19};
 
 // Topic Filter in SUBSCRIBE/UNSUBSCRIBE: UTF-8 [MQTT-1.5.4-1] then syntax [MQTT-4.7.1-1..3].
 // Like mosquitto, an invalid filter fails the whole packet rather than one SUBACK entry.
 Result check_filter(const std::string& f) {
   if (!valid_mqtt_utf8(f)) return malformed("topic filter not valid UTF-8");
-  if (!valid_topic_filter(f)) return Result::fail(Reason::TopicFilterInvalid, "invalid topic filter");
+  if (!valid_topic_filter(f))
+    return Result::fail(Reason::TopicFilterInvalid, "invalid topic filter");
   return Result::success();
 }
 
-bool is_shared(std::string_view f) { return f.starts_with("$share/"); }
+bool is_shared(std::string_view f) {
+  return f.starts_with("$share/");
+}
 
 }  // namespace
 
@@ -272,8 +284,12 @@ void encode_unsuback(const Unsuback& u, Version v, Bytes& out) {
   }
 }
 
-void encode_pingreq(Bytes& out) { put_header(out, kFirstPingreq, 0); }
-void encode_pingresp(Bytes& out) { put_header(out, kFirstPingresp, 0); }
+void encode_pingreq(Bytes& out) {
+  put_header(out, kFirstPingreq, 0);
+}
+void encode_pingresp(Bytes& out) {
+  put_header(out, kFirstPingresp, 0);
+}
 
 void encode_disconnect(const Disconnect& d, Version v, Bytes& out) {
   // 5.0 (3.14.2): remaining length 0 for Normal disconnection without properties,
@@ -328,7 +344,7 @@ Result decode_publish(uint8_t first_byte, std::span<const uint8_t> body, Version
   out.dup = (first_byte & 0x08) != 0;
   out.qos = (first_byte >> 1) & 3;
   out.retain = (first_byte & 0x01) != 0;
-  if (out.qos == 3) return malformed("PUBLISH QoS 3");                      // [MQTT-3.3.1-4]
+  if (out.qos == 3) return malformed("PUBLISH QoS 3");                        // [MQTT-3.3.1-4]
   if (out.dup && out.qos == 0) return malformed("PUBLISH DUP set on QoS 0");  // [MQTT-3.3.1-2]
   Reader r(body);
   if (!r.str(out.topic)) return malformed("PUBLISH topic truncated");
@@ -366,8 +382,8 @@ Result decode_pub_response(uint8_t first_byte, std::span<const uint8_t> body, Ve
     // Remaining length 2: Success, no properties; 3: no properties (3.4.2.1).
     if (r.left() > 0) {
       r.u8(out.reason);
-      const bool ok = type <= 5 ? one_of(out.reason, kPubackReasons)
-                                : one_of(out.reason, kPubrelReasons);
+      const bool ok =
+          type <= 5 ? one_of(out.reason, kPubackReasons) : one_of(out.reason, kPubrelReasons);
       if (!ok) return protocol_error("PUBACK/PUBREC/PUBREL/PUBCOMP reason code invalid");
     }
     if (r.left() > 0) {
@@ -409,7 +425,8 @@ Result decode_subscribe(uint8_t first_byte, std::span<const uint8_t> body, Versi
     }
     out.subscriptions.push_back(std::move(s));
   }
-  if (out.subscriptions.empty()) return protocol_error("SUBSCRIBE without subscriptions");  // [MQTT-3.8.3-3]
+  if (out.subscriptions.empty())
+    return protocol_error("SUBSCRIBE without subscriptions");  // [MQTT-3.8.3-3]
   return Result::success();
 }
 
@@ -448,7 +465,8 @@ Result decode_unsubscribe(uint8_t first_byte, std::span<const uint8_t> body, Ver
     if (Result res = check_filter(f); !res.ok) return res;
     out.filters.push_back(std::move(f));
   }
-  if (out.filters.empty()) return protocol_error("UNSUBSCRIBE without topic filters");  // [MQTT-3.10.3-2]
+  if (out.filters.empty())
+    return protocol_error("UNSUBSCRIBE without topic filters");  // [MQTT-3.10.3-2]
   return Result::success();
 }
 
@@ -489,7 +507,8 @@ Result decode_disconnect(uint8_t first_byte, std::span<const uint8_t> body, Vers
   // 5.0: remaining length 0 means Normal disconnection, 1 means no properties (3.14.2).
   if (is_v5(v) && r.left() > 0) {
     r.u8(out.reason);
-    if (!one_of(out.reason, kDisconnectReasons)) return protocol_error("DISCONNECT reason code invalid");
+    if (!one_of(out.reason, kDisconnectReasons))
+      return protocol_error("DISCONNECT reason code invalid");
     if (r.left() > 0) {
       if (Result res = r.props(PropContext::Disconnect, out.properties); !res.ok) return res;
     }

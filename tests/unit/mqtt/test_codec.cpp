@@ -76,7 +76,9 @@ T round_trip(const T& in, Version v, Enc enc, Dec dec) {
 Result auth_dec(uint8_t f, std::span<const uint8_t> b, Version, Auth& out) {
   return decode_auth(f, b, out);
 }
-void auth_enc(const Auth& a, Version, Bytes& out) { encode_auth(a, out); }
+void auth_enc(const Auth& a, Version, Bytes& out) {
+  encode_auth(a, out);
+}
 
 // Checks `r` failed with reason `why`.
 void check_fail(const Result& r, Reason why) {
@@ -172,7 +174,9 @@ Properties auth_props() {
   return p;
 }
 
-Properties only_v5(const Properties& p, Version v) { return v == Version::V5 ? p : Properties{}; }
+Properties only_v5(const Properties& p, Version v) {
+  return v == Version::V5 ? p : Properties{};
+}
 
 }  // namespace
 
@@ -377,7 +381,8 @@ TEST_CASE("round trip CONNECT for every version (parsed by parse_connect)") {
     c.client_id = "client-\xC3\xA9";
     c.username = "user";
     c.password = std::string("p\x00w", 3);
-    c.will = WillMessage{2, true, "will/topic", std::string("\x00\x01", 2), only_v5(will_props(), v)};
+    c.will =
+        WillMessage{2, true, "will/topic", std::string("\x00\x01", 2), only_v5(will_props(), v)};
     c.properties = only_v5(connect_props(), v);
     Bytes w;
     encode_connect(c, w);
@@ -406,7 +411,8 @@ TEST_CASE("round trip CONNACK") {
   for (Version v : kVersions) {
     CAPTURE(static_cast<int>(v));
     const uint8_t refused = v == Version::V5 ? 0x87 : 0x05;
-    for (Connack in : {Connack{true, 0, connack_props()}, Connack{false, refused, reason_props()}}) {
+    for (Connack in :
+         {Connack{true, 0, connack_props()}, Connack{false, refused, reason_props()}}) {
       in.properties = only_v5(in.properties, v);
       Connack out = round_trip(in, v, encode_connack, decode_connack);
       CHECK(out.session_present == (in.session_present && v != Version::V31));
@@ -455,13 +461,13 @@ TEST_CASE("round trip PUBLISH: every QoS, flags, binary payloads, properties") {
 TEST_CASE("round trip PUBACK/PUBREC/PUBREL/PUBCOMP") {
   for (Version v : kVersions) {
     CAPTURE(static_cast<int>(v));
-    for (PacketType t : {PacketType::Puback, PacketType::Pubrec, PacketType::Pubrel,
-                         PacketType::Pubcomp}) {
+    for (PacketType t :
+         {PacketType::Puback, PacketType::Pubrec, PacketType::Pubrel, PacketType::Pubcomp}) {
       CAPTURE(static_cast<int>(t));
       const uint8_t fail = t <= PacketType::Pubrec ? 0x97 : 0x92;
-      for (PubResponse in : {PubResponse{t, 1, 0, {}}, PubResponse{t, 0xBEEF, fail, {}},
-                             PubResponse{t, 300, 0, reason_props()},
-                             PubResponse{t, 301, fail, reason_props()}}) {
+      for (PubResponse in :
+           {PubResponse{t, 1, 0, {}}, PubResponse{t, 0xBEEF, fail, {}},
+            PubResponse{t, 300, 0, reason_props()}, PubResponse{t, 301, fail, reason_props()}}) {
         if (v != Version::V5) {
           in.reason = 0;
           in.properties = {};
@@ -544,7 +550,8 @@ TEST_CASE("round trip PINGREQ, PINGRESP, DISCONNECT, AUTH") {
     f = frame(w);
     check_ok(decode_empty(f.first, f.body));
 
-    for (Disconnect in : {Disconnect{}, Disconnect{0x04, {}}, Disconnect{0x9C, disconnect_props()}}) {
+    for (Disconnect in :
+         {Disconnect{}, Disconnect{0x04, {}}, Disconnect{0x9C, disconnect_props()}}) {
       if (v != Version::V5) in = {};
       Disconnect out = round_trip(in, v, encode_disconnect, decode_disconnect);
       CHECK(out.reason == in.reason);
@@ -598,7 +605,8 @@ TEST_CASE("reject: fixed header flags other than the required ones [MQTT-2.1.3-1
   check_fail(decode_wire<Unsubscribe>(B({0xA0, 5}) + unsub_body, v, decode_unsubscribe),
              Reason::MalformedPacket);
   check_ok(decode_wire<Unsuback>(B({0xB0, 2, 0, 1}), v, decode_unsuback));
-  check_fail(decode_wire<Unsuback>(B({0xB8, 2, 0, 1}), v, decode_unsuback), Reason::MalformedPacket);
+  check_fail(decode_wire<Unsuback>(B({0xB8, 2, 0, 1}), v, decode_unsuback),
+             Reason::MalformedPacket);
   check_ok(decode_wire<Disconnect>(B({0xE0, 0}), v, decode_disconnect));
   check_fail(decode_wire<Disconnect>(B({0xE1, 0}), v, decode_disconnect), Reason::MalformedPacket);
   check_ok(decode_wire<Auth>(B({0xF0, 0}), Version::V5, auth_dec));
@@ -686,22 +694,21 @@ TEST_CASE("reject: PUBLISH topic with wildcards or invalid UTF-8") {
     check_fail(pub("sport/#"), Reason::TopicNameInvalid);
     check_fail(pub("a\xC0\x80"), Reason::MalformedPacket);  // overlong NUL [MQTT-1.5.4-1]
     check_fail(pub(std::string_view("a\0b", 3)), Reason::MalformedPacket);  // [MQTT-1.5.4-2]
-    check_fail(pub("\xED\xBF\xBF"), Reason::MalformedPacket);  // surrogate
+    check_fail(pub("\xED\xBF\xBF"), Reason::MalformedPacket);               // surrogate
   }
 }
 
 TEST_CASE("reject: empty PUBLISH topic unless 5.0 with a Topic Alias") {
   // 5.0 with Topic Alias 1: property block 03 23 00 01.
-  check_ok(decode_wire<Publish>(B({0x30, 7, 0, 0, 3, 0x23, 0, 1, 'x'}), Version::V5,
-                                decode_publish));
+  check_ok(
+      decode_wire<Publish>(B({0x30, 7, 0, 0, 3, 0x23, 0, 1, 'x'}), Version::V5, decode_publish));
   check_fail(decode_wire<Publish>(B({0x30, 4, 0, 0, 0, 'x'}), Version::V5, decode_publish),
              Reason::ProtocolError);
   check_fail(decode_wire<Publish>(B({0x30, 3, 0, 0, 'x'}), Version::V311, decode_publish),
              Reason::TopicNameInvalid);
   // Topic Alias 0 is not permitted [MQTT-3.3.2-8].
-  CHECK_FALSE(decode_wire<Publish>(B({0x30, 7, 0, 0, 3, 0x23, 0, 0, 'x'}), Version::V5,
-                                   decode_publish)
-                  .ok);
+  CHECK_FALSE(
+      decode_wire<Publish>(B({0x30, 7, 0, 0, 3, 0x23, 0, 0, 'x'}), Version::V5, decode_publish).ok);
 }
 
 TEST_CASE("reject: SUBSCRIBE without subscriptions [MQTT-3.8.3-3]") {
@@ -709,10 +716,12 @@ TEST_CASE("reject: SUBSCRIBE without subscriptions [MQTT-3.8.3-3]") {
     CAPTURE(static_cast<int>(v));
     const Bytes pr = v == Version::V5 ? B({0}) : Bytes{};
     Bytes b = B({0, 1}) + pr + B({0, 1, 'a', 0});
-    check_ok(decode_wire<Subscribe>(B({0x82, static_cast<int>(b.size())}) + b, v, decode_subscribe));
+    check_ok(
+        decode_wire<Subscribe>(B({0x82, static_cast<int>(b.size())}) + b, v, decode_subscribe));
     b = B({0, 1}) + pr;
-    check_fail(decode_wire<Subscribe>(B({0x82, static_cast<int>(b.size())}) + b, v, decode_subscribe),
-               Reason::ProtocolError);
+    check_fail(
+        decode_wire<Subscribe>(B({0x82, static_cast<int>(b.size())}) + b, v, decode_subscribe),
+        Reason::ProtocolError);
   }
 }
 
@@ -726,14 +735,14 @@ TEST_CASE("reject: subscription options: reserved bits, QoS 3, Retain Handling 3
     return decode_wire<Subscribe>(B({0x82, 6, 0, 1, 0, 1, 'a', opts}), Version::V311,
                                   decode_subscribe);
   };
-  check_ok(sub5(0x2E));                                       // every 5.0 option set legally
-  check_fail(sub5(0x40), Reason::MalformedPacket);            // reserved [MQTT-3.8.3-5]
+  check_ok(sub5(0x2E));                             // every 5.0 option set legally
+  check_fail(sub5(0x40), Reason::MalformedPacket);  // reserved [MQTT-3.8.3-5]
   check_fail(sub5(0x80), Reason::MalformedPacket);
-  check_fail(sub5(0x03), Reason::MalformedPacket);            // QoS 3
-  check_fail(sub5(0x30), Reason::ProtocolError);              // Retain Handling 3
+  check_fail(sub5(0x03), Reason::MalformedPacket);  // QoS 3
+  check_fail(sub5(0x30), Reason::ProtocolError);    // Retain Handling 3
   check_ok(sub3(0x02));
-  check_fail(sub3(0x04), Reason::MalformedPacket);            // 3.1.1: upper 6 bits reserved
-  check_fail(sub3(0x03), Reason::MalformedPacket);            // QoS 3 [MQTT-3-8.3-4]
+  check_fail(sub3(0x04), Reason::MalformedPacket);  // 3.1.1: upper 6 bits reserved
+  check_fail(sub3(0x03), Reason::MalformedPacket);  // QoS 3 [MQTT-3-8.3-4]
   // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
   check_ok(sub5(0x04, "x/y"));
   check_ok(sub5(0x00, "$share/g/x"));
@@ -790,8 +799,8 @@ TEST_CASE("reject: properties not allowed in the packet") {
                                      Version::V5, decode_subscribe)
                   .ok);
   // Server Reference in CONNACK ok, in AUTH not.
-  check_ok(decode_wire<Connack>(B({0x20, 7, 0, 0x9C, 4, 0x1C, 0, 1, 'h'}), Version::V5,
-                                decode_connack));
+  check_ok(
+      decode_wire<Connack>(B({0x20, 7, 0, 0x9C, 4, 0x1C, 0, 1, 'h'}), Version::V5, decode_connack));
   check_fail(decode_wire<Auth>(B({0xF0, 6, 0x18, 4, 0x1C, 0, 1, 'h'}), Version::V5, auth_dec),
              Reason::ProtocolError);
 }
@@ -816,9 +825,9 @@ TEST_CASE("reject: strings and blocks that run past the packet") {
   // 5.0 property length larger than what is left.
   check_ok(decode_wire<Publish>(B({0x30, 8, 0, 1, 't', 3, 0x23, 0, 1, 'x'}), Version::V5,
                                 decode_publish));
-  check_fail(decode_wire<Publish>(B({0x30, 7, 0, 1, 't', 4, 0x23, 0, 1}), Version::V5,
-                                  decode_publish),
-             Reason::MalformedPacket);
+  check_fail(
+      decode_wire<Publish>(B({0x30, 7, 0, 1, 't', 4, 0x23, 0, 1}), Version::V5, decode_publish),
+      Reason::MalformedPacket);
   check_fail(decode_wire<Connack>(B({0x20, 2, 0, 0}), Version::V5, decode_connack),
              Reason::MalformedPacket);  // 5.0 CONNACK needs its property length
 }
@@ -831,9 +840,9 @@ TEST_CASE("reject: bytes left unread") {
              Reason::MalformedPacket);
   check_fail(decode_wire<PubResponse>(B({0x40, 3, 0, 1, 0}), Version::V311, decode_pub_response),
              Reason::MalformedPacket);
-  check_fail(decode_wire<PubResponse>(B({0x40, 5, 0, 1, 0, 0, 7}), Version::V5,
-                                      decode_pub_response),
-             Reason::MalformedPacket);
+  check_fail(
+      decode_wire<PubResponse>(B({0x40, 5, 0, 1, 0, 0, 7}), Version::V5, decode_pub_response),
+      Reason::MalformedPacket);
   check_fail(decode_wire<Unsuback>(B({0xB0, 3, 0, 1, 0}), Version::V311, decode_unsuback),
              Reason::MalformedPacket);
   check_fail(decode_wire<Disconnect>(B({0xE0, 1, 0}), Version::V311, decode_disconnect),
@@ -963,18 +972,20 @@ std::vector<Sample> samples() {
       s.push_back({w, canon<T>(v, dec, enc)});
     };
     add(Connack{true, 0, only_v5(connack_props(), v)}, encode_connack, decode_connack);
-    add(Publish{1, true, true, "a/b/c", 12, only_v5(publish_props(), v), "payload"},
-        encode_publish, decode_publish);
+    add(Publish{1, true, true, "a/b/c", 12, only_v5(publish_props(), v), "payload"}, encode_publish,
+        decode_publish);
     add(Publish{0, false, false, "t", 0, {}, ""}, encode_publish, decode_publish);
     add(PubResponse{PacketType::Pubrel, 3, 0, only_v5(reason_props(), v)}, encode_pub_response,
         decode_pub_response);
-    add(Subscribe{4, only_v5(subscribe_props(), v), {{"a/+", 1, false, false, 0}, {"#", 2, false, false, 0}}},
+    add(Subscribe{4,
+                  only_v5(subscribe_props(), v),
+                  {{"a/+", 1, false, false, 0}, {"#", 2, false, false, 0}}},
         encode_subscribe, decode_subscribe);
     add(Suback{4, only_v5(reason_props(), v), {0, 1, 2}}, encode_suback, decode_suback);
     add(Unsubscribe{5, only_v5(user_props(), v), {"a/+", "b"}}, encode_unsubscribe,
         decode_unsubscribe);
-    add(Unsuback{5, only_v5(reason_props(), v), v == Version::V5 ? std::vector<uint8_t>{0, 0x11}
-                                                                 : std::vector<uint8_t>{}},
+    add(Unsuback{5, only_v5(reason_props(), v),
+                 v == Version::V5 ? std::vector<uint8_t>{0, 0x11} : std::vector<uint8_t>{}},
         encode_unsuback, decode_unsuback);
     add(Disconnect{v == Version::V5 ? uint8_t{0x9D} : uint8_t{0}, only_v5(disconnect_props(), v)},
         encode_disconnect, decode_disconnect);
@@ -1008,7 +1019,8 @@ TEST_CASE("mutated packets: never read out of bounds; what is accepted re-encode
           body.resize(body.empty() ? 0 : rng() % body.size());
           break;
         case 2:  // append garbage
-          for (unsigned k = 0, n = 1 + rng() % 4; k < n; ++k) body.push_back(static_cast<uint8_t>(rng()));
+          for (unsigned k = 0, n = 1 + rng() % 4; k < n; ++k)
+            body.push_back(static_cast<uint8_t>(rng()));
           break;
         default:  // other flags, same type
           first = static_cast<uint8_t>((first & 0xF0) | (rng() & 0x0F));

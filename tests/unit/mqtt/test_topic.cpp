@@ -29,9 +29,9 @@ TEST_CASE("valid_topic_name: non-empty UTF-8 without wildcards") {
 }
 
 TEST_CASE("valid_topic_filter: wildcards occupy whole levels, '#' last") {
-  for (const char* ok : {"sport/tennis/player1/#", "sport/#", "#", "+", "+/tennis/#",
-                         "sport/+/player1", "/+", "+/+", "sport/+", "a//b", "/", "$SYS/#",
-                         "$share/group/sport/+", "$share/group/#"}) {
+  for (const char* ok :
+       {"sport/tennis/player1/#", "sport/#", "#", "+", "+/tennis/#", "sport/+/player1", "/+", "+/+",
+        "sport/+", "a//b", "/", "$SYS/#", "$share/group/sport/+", "$share/group/#"}) {
     CAPTURE(ok);
     CHECK(valid_topic_filter(ok));
   }
