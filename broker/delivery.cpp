@@ -1,0 +1,279 @@
+// Sessions and delivery: attach/detach a connection to its session, wills,
+// fan-out of one message to every matching subscription, in-flight windows and
+// per-session queues.
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "broker/server.hpp"
+#include "mqtt/codec.hpp"
+
+namespace broker {
+
+namespace {
+constexpr size_t kWriteHigh = 256 * 1024;  // same threshold as server.cpp
+}
+
+// PUBLISH bytes encoded once per fan-out for each (5.0?, QoS, RETAIN) when no
+// Subscription Identifier makes the packet recipient-specific. QoS 1/2 copies
+// are patched with the recipient's packet id.
+struct FanCache {
+  std::vector<uint8_t> bytes[2][3][2];
+  size_t pid_off[2][3][2] = {};
+};
+
+void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::string* assigned) {
+  std::string id = info.client_id;
+  if (id.empty()) {  // [MQTT-3.1.3-6]: assign a unique id; 5.0 returns it in CONNACK
+    do {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "-%" PRIu64, next_auto_id_++);
+      id = "auto-" + opt_.name + buf;
+    } while (sessions_.count(id));
+    if (c->v5()) *assigned = id;
+  }
+  auto it = sessions_.find(id);
+  if (it != sessions_.end() && it->second->conn) {
+    // Takeover [MQTT-3.1.4-3]: the old connection goes (5.0: DISCONNECT 0x8E).
+    Conn* old = it->second->conn;
+    log_debug("takeover client=%s", id.c_str());
+    if (old->v5() && old->online()) {
+      scratch_.clear();
+      mqtt::encode_disconnect({uint8_t(mqtt::Reason::SessionTakenOver), {}}, old->version, scratch_);
+      send_scratch(old);
+    }
+    drain_close(old);
+    detach(old);  // its will and, for expiry 0, the end of its session
+    it = sessions_.find(id);
+  }
+  Session* s = it == sessions_.end() ? nullptr : it->second.get();
+  if (s && info.clean_start) {  // [MQTT-3.1.2-4]
+    destroy_session(s);
+    s = nullptr;
+  }
+  present = s != nullptr;  // [MQTT-3.2.2-2/3]
+  if (!s) {
+    auto fresh = std::make_unique<Session>();
+    fresh->client_id = id;
+    fresh->serial = next_serial_++;
+    s = fresh.get();
+    sessions_.emplace(id, std::move(fresh));
+  }
+  s->conn = c;
+  c->session = s;
+  s->will.reset();  // reconnected before the Will Delay passed: no will [MQTT-3.1.3-9]
+  s->expires_at_ms = 0;
+  if (c->v5()) {
+    s->expiry_s = info.properties.session_expiry_interval.value_or(0);
+    c->max_out = info.properties.maximum_packet_size.value_or(0);
+    c->window = std::min<uint16_t>(opt_.max_inflight, info.properties.receive_maximum.value_or(65535));
+  } else {
+    s->expiry_s = info.clean_start ? 0 : Session::kNeverExpires;
+    c->window = opt_.max_inflight;
+  }
+  if (c->window == 0) c->window = 1;
+  c->keep_alive = info.keep_alive;
+  if (info.will) c->will = std::make_unique<mqtt::WillMessage>(*info.will);
+}
+
+void Server::detach(Conn* c) {
+  Session* s = c->session;
+  if (!s) return;
+  c->session = nullptr;
+  s->conn = nullptr;
+  log_debug("disconnect client=%s %s", s->client_id.c_str(), c->graceful ? "(DISCONNECT)" : "(abnormal)");
+  if (c->will && !stopping_) {
+    const uint32_t delay =
+        c->v5() ? c->will->properties.will_delay_interval.value_or(0) : 0;
+    if (delay == 0 || s->expiry_s == 0) {
+      publish_will(*c->will, s->serial);
+    } else {  // published at min(Will Delay, Session Expiry) [MQTT-3.1.3-9]
+      const uint32_t wait = std::min(delay, s->expiry_s);
+      s->will = std::make_unique<PendingWill>();
+      s->will->will = std::move(*c->will);
+      s->will->due_ms = now() + uint64_t(wait) * 1000;
+    }
+  }
+  c->will.reset();
+  if (s->expiry_s == 0) return destroy_session(s);
+  s->expires_at_ms =
+      s->expiry_s == Session::kNeverExpires ? 0 : now() + uint64_t(s->expiry_s) * 1000;
+}
+
+void Server::destroy_session(Session* s) {
+  if (s->will && !stopping_) {  // the session ends before the will delay: publish now
+    auto w = std::move(s->will);
+    publish_will(w->will, s->serial);
+  }
+  for (const auto& [filter, o] : s->subs) trie_.remove(filter, s);
+  if (s->conn) s->conn->session = nullptr;
+  const std::string id = s->client_id;
+  sessions_.erase(id);
+}
+
+void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
+  auto m = std::make_shared<Message>();
+  m->topic = std::move(w.topic);
+  m->payload = std::move(w.payload);
+  m->qos = w.qos;
+  m->retain = w.retain;
+  m->origin = origin;
+  auto& pr = w.properties;
+  if (pr.message_expiry_interval && *pr.message_expiry_interval)
+    m->expiry_ms = now() + uint64_t(*pr.message_expiry_interval) * 1000;
+  if (pr.payload_format_indicator || pr.content_type || pr.response_topic ||
+      pr.correlation_data || !pr.user_properties.empty()) {
+    auto fwd = std::make_unique<mqtt::Properties>();
+    fwd->payload_format_indicator = pr.payload_format_indicator;
+    fwd->content_type = std::move(pr.content_type);
+    fwd->response_topic = std::move(pr.response_topic);
+    fwd->correlation_data = std::move(pr.correlation_data);
+    fwd->user_properties = std::move(pr.user_properties);
+    m->props = std::move(fwd);
+  }
+  if (m->retain) retained_.set(m->topic, m);
+  route(m);
+}
+
+size_t Server::route(const MsgPtr& m) {
+  ++fan_epoch_;
+  targets_.clear();
+  // Overlapping subscriptions of one session give one delivery with the highest
+  // QoS and every Subscription Identifier [MQTT-3.3.4-2..5].
+  trie_.match(m->topic, [&](const SubEntry& e) {
+    Session* s = e.session;
+    if (e.opts.no_local && s->serial == m->origin) return;  // [MQTT-3.8.3-3]
+    if (s->fan_epoch != fan_epoch_) {
+      s->fan_epoch = fan_epoch_;
+      s->fan_index = uint32_t(targets_.size());
+      targets_.push_back({s, e.opts.qos, e.opts.retain_as_published, {}});
+    } else {
+      Target& t = targets_[s->fan_index];
+      t.qos = std::max(t.qos, e.opts.qos);
+      t.rap = t.rap || e.opts.retain_as_published;
+    }
+    if (e.opts.sub_id) targets_[s->fan_index].sub_ids.push_back(e.opts.sub_id);
+  });
+  FanCache cache;
+  for (auto& t : targets_) {
+    // Forwarded messages carry RETAIN 0 unless Retain As Published [MQTT-3.3.1-12/13].
+    deliver(t.s, m, std::min(m->qos, t.qos), t.rap && m->retain, t.sub_ids, &cache);
+  }
+  return targets_.size();
+}
+
+void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
+                     std::span<const uint32_t> sub_ids, FanCache* cache) {
+  if (m->expired(now())) {
+    ++stats_.dropped_expired;
+    return;
+  }
+  Conn* c = s->conn;
+  const bool on = c && c->online();
+  if (!on && qos == 0) return;  // QoS 0 is not kept for offline sessions
+  if (on && s->queue.empty() && backlog(c) < kWriteHigh &&
+      (qos == 0 || s->inflight.size() < c->window)) {
+    Delivery d;
+    d.qos = qos;
+    d.retain = retain;
+    if (qos) {
+      d.pid = s->alloc_pid();
+      d.state = qos == 1 ? Delivery::WaitAck : Delivery::WaitRec;
+    }
+    if (cache && sub_ids.empty()) {
+      const int v = c->v5() ? 1 : 0;
+      auto& b = cache->bytes[v][qos][retain];
+      if (b.empty()) cache->pid_off[v][qos][retain] = encode_publish(b, *m, v, qos, retain, false, 0, {}, now());
+      if (c->max_out && b.size() > c->max_out) {  // [MQTT-3.1.2-25]: discard
+        ++stats_.dropped_too_large;
+        return;
+      }
+      send(c, b);
+      if (qos && c->out) {
+        auto& pend = c->out->pending;
+        const size_t at = pend.size() - b.size() + cache->pid_off[v][qos][retain];
+        pend[at] = uint8_t(d.pid >> 8);
+        pend[at + 1] = uint8_t(d.pid);
+      }
+    } else {
+      d.msg = m;
+      d.sub_ids.assign(sub_ids.begin(), sub_ids.end());
+      if (!transmit(c, d, false)) return;
+    }
+    if (qos) {
+      d.msg = m;
+      if (d.sub_ids.empty()) d.sub_ids.assign(sub_ids.begin(), sub_ids.end());
+      s->inflight.push_back(std::move(d));
+    }
+    return;
+  }
+  Delivery d;
+  d.msg = m;
+  d.sub_ids.assign(sub_ids.begin(), sub_ids.end());
+  d.qos = qos;
+  d.retain = retain;
+  if (!s->enqueue(std::move(d), opt_.max_queued)) ++stats_.dropped_queue_full;
+}
+
+bool Server::transmit(Conn* c, Delivery& d, bool dup) {
+  scratch_.clear();
+  encode_publish(scratch_, *d.msg, c->v5(), d.qos, d.retain, dup, d.pid, d.sub_ids, now());
+  if (c->max_out && scratch_.size() > c->max_out) {
+    ++stats_.dropped_too_large;
+    return false;
+  }
+  send_scratch(c);
+  return true;
+}
+
+void Server::pump(Session* s) {
+  Conn* c = s->conn;
+  if (!c || !c->online()) return;
+  while (!s->queue.empty() && backlog(c) < kWriteHigh) {
+    const Delivery& f = s->queue.front();
+    if (f.msg->expired(now())) {
+      s->pop_front();
+      ++stats_.dropped_expired;
+      continue;
+    }
+    if (f.qos && s->inflight.size() >= c->window) break;
+    Delivery d = s->pop_front();
+    if (d.qos) {
+      d.pid = s->alloc_pid();
+      d.state = d.qos == 1 ? Delivery::WaitAck : Delivery::WaitRec;
+      if (transmit(c, d, false)) s->inflight.push_back(std::move(d));
+    } else {
+      transmit(c, d, false);
+    }
+  }
+}
+
+void Server::resume(Session* s) {
+  Conn* c = s->conn;
+  // Unacknowledged deliveries are sent again, PUBLISH with DUP, or PUBREL,
+  // in their original order [MQTT-4.4.0-1].
+  for (size_t i = 0; i < s->inflight.size();) {
+    Delivery& d = s->inflight[i];
+    if (d.state == Delivery::WaitComp) {
+      scratch_.clear();
+      mqtt::encode_pub_response({mqtt::PacketType::Pubrel, d.pid, 0, {}}, c->version, scratch_);
+      send_scratch(c);
+    } else if (!transmit(c, d, true)) {
+      s->inflight.erase(s->inflight.begin() + long(i));
+      continue;
+    }
+    ++i;
+  }
+  pump(s);
+}
+
+void Server::send_retained(Session* s, const std::string& filter, const SubOpts& o) {
+  retained_.match(filter, [&](const MsgPtr& m) {
+    const uint32_t id = o.sub_id;
+    // Retained messages are sent with RETAIN 1 [MQTT-3.3.1-8].
+    deliver(s, m, std::min(m->qos, o.qos), true,
+            id ? std::span<const uint32_t>(&id, 1) : std::span<const uint32_t>(), nullptr);
+  });
+}
+
+}  // namespace broker

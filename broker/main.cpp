@@ -1,0 +1,104 @@
+// mqttlb-broker: the reference MQTT broker (SPEC.md "mqttlb-broker").
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "broker/server.hpp"
+
+namespace {
+
+const char kUsage[] =
+    "usage: mqttlb-broker --port N [options]\n"
+    "  --port N               TCP port to listen on (0 = any free port)\n"
+    "  --bind ADDR            address to bind (default 127.0.0.1; IPv6 allowed)\n"
+    "  --name NAME            name shown in logs (default: broker)\n"
+    "  --proxy-protocol       require a PROXY v1/v2 header before CONNECT\n"
+    "  --max-connections N    refuse connections beyond N (default 100000)\n"
+    "  --max-packet-size N    largest packet accepted, bytes (default 1048576)\n"
+    "  --max-queued N         messages queued per session (default 1000)\n"
+    "  --max-inflight N       outgoing QoS 1/2 window per client (default 20)\n"
+    "  --debug                log each connect and disconnect\n"
+    "  --help, --version\n";
+
+bool parse_num(const char* s, unsigned long long lo, unsigned long long hi, unsigned long long& out) {
+  if (!s || !*s) return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(s, &end, 10);
+  if (errno || *end || s[0] == '-' || v < lo || v > hi) return false;
+  out = v;
+  return true;
+}
+
+// Open-files soft limit up to the hard limit: one descriptor per client.
+void raise_nofile() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  broker::Options o;
+  bool have_port = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    unsigned long long n = 0;
+    auto num = [&](unsigned long long lo, unsigned long long hi) {
+      if (!parse_num(v, lo, hi, n)) {
+        std::fprintf(stderr, "mqttlb-broker: %s needs a number in %llu..%llu\n%s", a.c_str(), lo,
+                     hi, kUsage);
+        std::exit(2);
+      }
+      ++i;
+      return n;
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      std::printf("mqttlb-broker %s\n", MQTTLB_VERSION);
+      return 0;
+    } else if (a == "--port") {
+      o.port = int(num(0, 65535));
+      have_port = true;
+    } else if (a == "--bind" && v) {
+      o.bind = v;
+      ++i;
+    } else if (a == "--name" && v) {
+      o.name = v;
+      ++i;
+    } else if (a == "--proxy-protocol") {
+      o.proxy_protocol = true;
+    } else if (a == "--debug") {
+      o.debug = true;
+    } else if (a == "--max-connections") {
+      o.max_connections = size_t(num(1, 10000000));
+    } else if (a == "--max-packet-size") {
+      o.max_packet_size = uint32_t(num(64, 268435455));
+    } else if (a == "--max-queued") {
+      o.max_queued = size_t(num(1, 10000000));
+    } else if (a == "--max-inflight") {
+      o.max_inflight = uint16_t(num(1, 65535));
+    } else {
+      std::fprintf(stderr, "mqttlb-broker: unknown or incomplete option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (!have_port) {
+    std::fprintf(stderr, "mqttlb-broker: --port is required\n%s", kUsage);
+    return 2;
+  }
+  raise_nofile();
+  std::signal(SIGPIPE, SIG_IGN);  // a peer closing mid-write is an error code, not a signal
+  broker::Server server(o);
+  return server.run();
+}

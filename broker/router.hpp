@@ -1,0 +1,128 @@
+// Subscription trie and retained-message store. Pure data structures: no I/O,
+// no libuv; one instance per broker, used from the loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace broker {
+
+struct Session;
+struct Message;
+using MsgPtr = std::shared_ptr<const Message>;
+
+// Options of one subscription (MQTT 5 section 3.8.3.1; before 5.0 only qos).
+struct SubOpts {
+  uint8_t qos = 0;
+  bool no_local = false;
+  bool retain_as_published = false;
+  uint8_t retain_handling = 0;
+  uint32_t sub_id = 0;  // 0 = none
+  bool operator==(const SubOpts&) const = default;
+};
+
+struct SubEntry {
+  Session* session;
+  SubOpts opts;
+};
+
+// Whether `filter` matches `topic` ('+', '#'; a topic starting with '$' is not
+// matched by a filter whose first level is a wildcard [MQTT-4.7.2-1]).
+bool filter_matches(std::string_view filter, std::string_view topic);
+
+// Filters split into levels; each node keeps the subscriptions whose filter
+// ends there. Matching a topic visits at most (levels x 3) nodes.
+class SubTrie {
+ public:
+  SubTrie();
+  ~SubTrie();
+  // Adds or replaces (same filter, same session) a subscription. Returns true
+  // when it did not exist before.
+  bool add(std::string_view filter, Session* s, const SubOpts& o);
+  // Returns true when it existed.
+  bool remove(std::string_view filter, Session* s);
+  size_t size() const { return count_; }
+
+  // Calls f(const SubEntry&) for every subscription matching `topic`. The trie
+  // must not be modified during the call.
+  template <typename F>
+  void match(std::string_view topic, F&& f) const {
+    const bool dollar = !topic.empty() && topic[0] == '$';
+    match_level(root_.get(), topic, true, dollar, f);
+  }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct Node {
+    std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> kids;
+    std::vector<SubEntry> subs;
+    const Node* kid(std::string_view k) const {
+      auto it = kids.find(k);
+      return it == kids.end() ? nullptr : it->second.get();
+    }
+  };
+
+  template <typename F>
+  static void emit(const Node* n, F& f) {
+    for (const auto& e : n->subs) f(e);
+  }
+
+  // `rest` is the topic from the current level on; `more` says whether a level
+  // remains (a topic "a/" has a last, empty level).
+  template <typename F>
+  static void match_level(const Node* n, std::string_view rest, bool first, bool dollar, F& f) {
+    const size_t slash = rest.find('/');
+    const std::string_view level = rest.substr(0, slash);
+    const bool last = slash == std::string_view::npos;
+    const std::string_view next = last ? std::string_view() : rest.substr(slash + 1);
+    auto step = [&](const Node* k) {
+      if (!k) return;
+      if (last) {
+        emit(k, f);
+        if (const Node* h = k->kid("#")) emit(h, f);  // "a/#" matches "a" [MQTT-4.7.1-2]
+      } else {
+        match_level(k, next, false, dollar, f);
+      }
+    };
+    step(n->kid(level));
+    if (first && dollar) return;
+    step(n->kid("+"));
+    if (const Node* h = n->kid("#")) emit(h, f);
+  }
+
+  std::unique_ptr<Node> root_;
+  size_t count_ = 0;
+};
+
+// Retained messages by topic [MQTT-3.3.1-5..7].
+class RetainedStore {
+ public:
+  // An empty payload deletes; returns the number of messages stored after.
+  void set(const std::string& topic, MsgPtr m);
+  // Calls f(const MsgPtr&) for each retained message matching `filter`.
+  template <typename F>
+  void match(std::string_view filter, F&& f) const {
+    if (filter.find_first_of("+#") == std::string_view::npos) {
+      auto it = by_topic_.find(filter);
+      if (it != by_topic_.end()) f(it->second);
+      return;
+    }
+    for (const auto& [t, m] : by_topic_)
+      if (filter_matches(filter, t)) f(m);
+  }
+  void erase(std::string_view topic);
+  size_t size() const { return by_topic_.size(); }
+
+ private:
+  std::map<std::string, MsgPtr, std::less<>> by_topic_;
+};
+
+}  // namespace broker

@@ -1,0 +1,165 @@
+// The broker server: one libuv loop, a TCP listener, connections, sessions.
+// Everything here runs on the loop thread.
+//
+// Ownership: Server owns every Conn (intrusive list) and every Session (map by
+// client id). A Conn is freed only in its uv_close callback; a WriteReq owns
+// its bytes until its write callback, whatever the status. Sessions are never
+// destroyed while a fan-out is iterating the trie: connection teardown that
+// ends a session happens in the close callback, never inside a write.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/router.hpp"
+#include "broker/session.hpp"
+#include "mqtt/codec.hpp"
+
+namespace broker {
+
+struct Options {
+  std::string bind = "127.0.0.1";
+  int port = 1883;
+  std::string name = "broker";
+  bool proxy_protocol = false;
+  bool debug = false;
+  size_t max_connections = 100000;
+  uint32_t max_packet_size = 1024 * 1024;  // incoming limit (5.0 CONNACK Maximum Packet Size)
+  size_t max_queued = 1000;                // per session, QoS 0/1/2 waiting to be sent
+  uint16_t max_inflight = 20;              // outgoing QoS 1/2 window per client
+  uint16_t receive_maximum = 100;          // incoming QoS 2 awaiting PUBREL (5.0 CONNACK)
+  uint16_t topic_alias_maximum = 10;       // client -> server aliases (5.0 CONNACK)
+};
+
+// Unwritten output of one connection; exists only while there is some.
+struct OutQ {
+  std::vector<uint8_t> pending;  // not yet handed to uv_write
+  size_t writing = 0;            // bytes owned by the in-flight WriteReq (0 = none)
+  bool dirty = false;            // listed in Server::dirty_
+};
+
+struct Conn {
+  enum State : uint8_t { AwaitProxy, AwaitConnect, Connected, Draining, Closing };
+
+  uv_tcp_t tcp;  // tcp.data = this
+  Conn* prev = nullptr;
+  Conn* next = nullptr;
+  Session* session = nullptr;
+  std::vector<uint8_t> in;        // a partial packet only; empty (no capacity) when idle
+  std::unique_ptr<OutQ> out;      // null when everything is written
+  std::unique_ptr<mqtt::WillMessage> will;
+  std::unique_ptr<std::vector<std::string>> aliases;  // 5.0 inbound Topic Alias table
+  std::unique_ptr<std::string> peer;                   // "addr:port", only with --debug
+  uint64_t since_ms = 0;     // last packet received (or state change before CONNECT)
+  uint32_t max_out = 0;      // client's Maximum Packet Size (0 = no limit)
+  uint16_t keep_alive = 0;   // seconds
+  uint16_t window = 0;       // outgoing QoS 1/2 window
+  State state = AwaitConnect;
+  mqtt::Version version = mqtt::Version::V311;
+  bool reading = false;
+  bool graceful = false;     // DISCONNECT received: no will (unless 0x04)
+  bool counted = false;      // holds a slot of max_connections
+
+  bool v5() const { return version == mqtt::Version::V5; }
+  bool online() const { return state == Connected; }
+};
+
+class Server {
+ public:
+  explicit Server(Options o);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds, listens, prints the ready line and runs until SIGTERM/SIGINT.
+  // Returns the process exit code.
+  int run();
+
+ private:
+  // --- I/O (server.cpp) ---
+  static void on_connection(uv_stream_t* s, int status);
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_closed(uv_handle_t* h);
+  static void on_tick(uv_timer_t* t);
+  static void on_signal(uv_signal_t* s, int sig);
+  void feed(Conn* c, std::span<const uint8_t> data);
+  size_t consume(Conn* c, std::span<const uint8_t> data);
+  void send(Conn* c, std::span<const uint8_t> bytes);
+  void send_scratch(Conn* c) { send(c, scratch_); }
+  void flush();
+  void flush_conn(Conn* c);
+  size_t backlog(const Conn* c) const;
+  void set_reading(Conn* c, bool on);
+  void close(Conn* c);      // immediately (abnormal unless c->graceful)
+  void drain_close(Conn* c);  // after pending output is written
+  void tick();
+  void shutdown();
+  void log_debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+  // --- protocol (protocol.cpp) ---
+  void on_packet(Conn* c, const mqtt::FrameHeader& h, std::span<const uint8_t> body);
+  void on_connect(Conn* c, std::span<const uint8_t> packet);
+  void on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body);
+  void on_pub_response(Conn* c, uint8_t fb, std::span<const uint8_t> body);
+  void on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body);
+  void on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body);
+  void on_disconnect(Conn* c, uint8_t fb, std::span<const uint8_t> body);
+  // Protocol violation: 5.0 clients get DISCONNECT(reason, reason string) first.
+  void fail(Conn* c, mqtt::Reason r, const char* what);
+  void send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned);
+  void reject_connect(Conn* c, const mqtt::ConnectResult& r);
+
+  // --- sessions and delivery (delivery.cpp) ---
+  void attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::string* assigned);
+  void detach(Conn* c);  // connection gone: will, session expiry
+  void destroy_session(Session* s);
+  void publish_will(mqtt::WillMessage& w, uint64_t origin);
+  // Routes a message to every matching subscription; returns how many sessions.
+  size_t route(const MsgPtr& m);
+  void deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
+               std::span<const uint32_t> sub_ids, struct FanCache* cache);
+  bool transmit(Conn* c, Delivery& d, bool dup);
+  void pump(Session* s);
+  void resume(Session* s);
+  void send_retained(Session* s, const std::string& filter, const SubOpts& o);
+  uint64_t now() const { return uv_now(loop_); }
+
+  Options opt_;
+  uv_loop_t* loop_;
+  uv_tcp_t listener_;
+  uv_timer_t tick_timer_;
+  uv_signal_t sigterm_, sigint_;
+  int open_handles_ = 0;
+  Conn* conns_ = nullptr;  // intrusive list head
+  size_t conn_count_ = 0;
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  SubTrie trie_;
+  RetainedStore retained_;
+  Stats stats_;
+  std::vector<Conn*> dirty_;
+  std::vector<uint8_t> scratch_;  // one packet being encoded
+  struct Target {
+    Session* s;
+    uint8_t qos;
+    bool rap;
+    std::vector<uint32_t> sub_ids;
+  };
+  std::vector<Target> targets_;  // fan-out scratch, reused
+  uint64_t fan_epoch_ = 0;
+  uint64_t next_serial_ = 1;
+  uint64_t next_auto_id_ = 1;
+  uint64_t last_session_sweep_ = 0;
+  bool stopping_ = false;
+  std::unique_ptr<uint8_t[]> slab_;  // per-loop read buffer shared by all connections
+  static constexpr size_t kSlab = 64 * 1024;
+};
+
+}  // namespace broker

@@ -1,0 +1,87 @@
+#include "broker/session.hpp"
+
+#include <algorithm>
+
+#include "mqtt/codec.hpp"
+#include "mqtt/frame.hpp"
+
+namespace broker {
+
+uint16_t Session::alloc_pid() {
+  if (inflight.size() >= 65535) return 0;
+  for (;;) {
+    uint16_t p = next_pid++;
+    if (next_pid == 0) next_pid = 1;
+    if (p != 0 && !find_inflight(p)) return p;
+  }
+}
+
+bool Session::enqueue(Delivery d, size_t max_queue) {
+  d.state = Delivery::Queued;
+  if (queue.size() < max_queue) {
+    if (d.qos == 0) ++queued_qos0;
+    queue.push_back(std::move(d));
+    return true;
+  }
+  // Full: QoS 0 goes first, the oldest one, to make room for QoS 1/2.
+  if (d.qos == 0 || queued_qos0 == 0) return false;
+  auto it = std::find_if(queue.begin(), queue.end(), [](const Delivery& q) { return q.qos == 0; });
+  queue.erase(it);
+  queue.push_back(std::move(d));
+  return false;
+}
+
+Delivery Session::pop_front() {
+  Delivery d = std::move(queue.front());
+  queue.pop_front();
+  if (d.qos == 0) --queued_qos0;
+  return d;
+}
+
+Delivery* Session::find_inflight(uint16_t pid) {
+  for (auto& d : inflight)
+    if (d.pid == pid) return &d;
+  return nullptr;
+}
+
+void Session::erase_inflight(uint16_t pid) {
+  auto it = std::find_if(inflight.begin(), inflight.end(),
+                         [pid](const Delivery& d) { return d.pid == pid; });
+  if (it != inflight.end()) inflight.erase(it);  // keeps send order for re-delivery
+}
+
+size_t encode_publish(std::vector<uint8_t>& out, const Message& m, bool v5, uint8_t qos,
+                      bool retain, bool dup, uint16_t pid, std::span<const uint32_t> sub_ids,
+                      uint64_t now_ms) {
+  static const mqtt::Properties kNone;
+  const mqtt::Properties* props = &kNone;
+  mqtt::Properties tmp;
+  if (v5 && (m.props || m.expiry_ms || !sub_ids.empty())) {
+    if (m.props) tmp = *m.props;
+    if (m.expiry_ms) {
+      const uint64_t left = m.expiry_ms > now_ms ? (m.expiry_ms - now_ms + 999) / 1000 : 0;
+      tmp.message_expiry_interval = uint32_t(std::max<uint64_t>(left, 1));
+    }
+    tmp.subscription_identifiers.assign(sub_ids.begin(), sub_ids.end());
+    props = &tmp;
+  }
+  const size_t plen = v5 ? mqtt::properties_size(*props) : 0;
+  const size_t rem = 2 + m.topic.size() + (qos ? 2 : 0) +
+                     (v5 ? mqtt::varint_size(uint32_t(plen)) + plen : 0) + m.payload.size();
+  out.push_back(uint8_t(0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
+  mqtt::append_varint(out, uint32_t(rem));
+  out.push_back(uint8_t(m.topic.size() >> 8));
+  out.push_back(uint8_t(m.topic.size()));
+  out.insert(out.end(), m.topic.begin(), m.topic.end());
+  size_t pid_off = 0;
+  if (qos) {
+    pid_off = out.size();
+    out.push_back(uint8_t(pid >> 8));
+    out.push_back(uint8_t(pid));
+  }
+  if (v5) mqtt::append_properties(out, *props);
+  out.insert(out.end(), m.payload.begin(), m.payload.end());
+  return pid_off;
+}
+
+}  // namespace broker
