@@ -272,6 +272,12 @@ void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
     free_ids_.clear();
     for (uint32_t id = window_; id >= 1; id--) free_ids_.push_back(static_cast<uint16_t>(id));
   }
+#ifdef MQTTLB_BENCH_TLS
+  // Resumption: keep the first session (its TLS 1.3 ticket has been read by
+  // now, after the handshake) for every later connection to offer.
+  if (tls_ && r_.opts().resume && r_.tls_session() && !r_.tls_session()->resumable())
+    *r_.tls_session() = tls_->get_session();
+#endif
   r_.on_connected(*this);
   if (role_ == Role::Sub && !filters_.empty()) {
     send_subscribe();
