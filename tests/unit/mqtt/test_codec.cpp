@@ -180,6 +180,53 @@ Properties only_v5(const Properties& p, Version v) {
 
 }  // namespace
 
+TEST_CASE("the sample property sets used by the round trips cover every MQTT 5 property") {
+  const Properties sets[] = {connect_props(),    will_props(),   connack_props(),
+                             publish_props(),    reason_props(), subscribe_props(),
+                             disconnect_props(), auth_props()};
+  const auto has = [](const auto& field) {
+    if constexpr (requires { field.has_value(); }) {
+      return field.has_value();
+    } else {
+      return !field.empty();
+    }
+  };
+#define COVERED(f)                                      \
+  do {                                                  \
+    bool found = false;                                 \
+    for (const Properties& p : sets) found |= has(p.f); \
+    CHECK_MESSAGE(found, #f " is not in any sample");   \
+  } while (0)
+  COVERED(payload_format_indicator);
+  COVERED(message_expiry_interval);
+  COVERED(content_type);
+  COVERED(response_topic);
+  COVERED(correlation_data);
+  COVERED(subscription_identifiers);
+  COVERED(session_expiry_interval);
+  COVERED(assigned_client_identifier);
+  COVERED(server_keep_alive);
+  COVERED(authentication_method);
+  COVERED(authentication_data);
+  COVERED(request_problem_information);
+  COVERED(will_delay_interval);
+  COVERED(request_response_information);
+  COVERED(response_information);
+  COVERED(server_reference);
+  COVERED(reason_string);
+  COVERED(receive_maximum);
+  COVERED(topic_alias_maximum);
+  COVERED(topic_alias);
+  COVERED(maximum_qos);
+  COVERED(retain_available);
+  COVERED(user_properties);
+  COVERED(maximum_packet_size);
+  COVERED(wildcard_subscription_available);
+  COVERED(subscription_identifier_available);
+  COVERED(shared_subscription_available);
+#undef COVERED
+}
+
 // ======================= byte-exact encodings =======================
 
 TEST_CASE("CONNECT bytes: protocol name and level per version") {
