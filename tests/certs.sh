@@ -11,10 +11,12 @@
 #   client.crt client.key         client certificate (clientAuth) signed by the root
 #   other-ca.crt other-ca.key     an unrelated root CA (for "wrong CA" tests)
 #   other-client.crt/.key         client certificate signed by other-ca
-# Prints nothing on success; exits non-zero (with openssl's message) on failure.
+# DIR itself is made world-traversable (mode 755) for the same reason as the
+# key modes at the end. Prints nothing on success; exits non-zero (with openssl's message) on failure.
 set -eu
 dir=${1:?usage: certs.sh DIR}
 mkdir -p "$dir"
+chmod 755 "$dir"
 cd "$dir"
 days=2
 
@@ -60,3 +62,6 @@ rm -f chain-leaf.crt
 sign client ca "$client_ext" "mqttlb test client"
 sign other-client other-ca "$client_ext" "mqttlb other client"
 rm -f ./*.srl
+# Throwaway keys, readable by all: mosquitto started as root drops to the
+# "mosquitto" user before it loads its certificate and key.
+chmod 644 ./*.key ./*.crt
