@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <utility>
 
@@ -21,9 +22,9 @@ namespace {
 
 constexpr std::array<State, 4> kStates = {State::Down, State::Up, State::Drain, State::Maint};
 constexpr std::array<FailKind, 9> kFailKinds = {
-    FailKind::Resolve,        FailKind::Connect,  FailKind::ConnectTimeout,
-    FailKind::Tls,            FailKind::ConnackTimeout, FailKind::Refused,
-    FailKind::PingTimeout,    FailKind::Closed,   FailKind::Protocol};
+    FailKind::Resolve, FailKind::Connect,     FailKind::ConnectTimeout,
+    FailKind::Tls,     FailKind::ConnackTimeout, FailKind::Refused,
+    FailKind::PingTimeout, FailKind::Closed,  FailKind::Protocol};
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -39,8 +40,25 @@ std::string random_instance_id() {
   return s;
 }
 
-// The metric objects of one backend; pointers into the registry's families,
-// which live as long as the registry (the registry outlives the Monitor).
+bool same_target(const conf::Backend& a, const conf::Backend& b) {
+  if (a.name != b.name || a.address.host != b.address.host || a.address.port != b.address.port ||
+      a.proxy_protocol != b.proxy_protocol || a.tls.has_value() != b.tls.has_value())
+    return false;
+  if (!a.tls) return true;
+  return a.tls->ca == b.tls->ca && a.tls->verify == b.tls->verify && a.tls->sni == b.tls->sni &&
+         a.tls->cert == b.tls->cert && a.tls->key == b.tls->key;
+}
+
+// Settings that change what a Checker does (rise/fall/slowstart/on_down do not).
+bool same_checks(const conf::Health& a, const conf::Health& b) {
+  return a.interval_ms == b.interval_ms && a.timeout_ms == b.timeout_ms && a.mode == b.mode &&
+         a.protocol_level == b.protocol_level && a.keep_alive_s == b.keep_alive_s &&
+         a.username == b.username && a.password == b.password &&
+         a.accept_refusal == b.accept_refusal && a.client_id_prefix == b.client_id_prefix;
+}
+
+// The metric objects of one backend: pointers into the registry's families,
+// which live as long as the registry (it must outlive the Monitor).
 struct BackendMetrics {
   prometheus::Gauge* up = nullptr;
   std::array<prometheus::Gauge*, 4> state{};
@@ -53,33 +71,50 @@ struct BackendMetrics {
 
 }  // namespace
 
-// Everything the health thread owns. Checkers are created, driven and closed on
-// the loop thread only; `commands` is the one thing other threads touch (under
-// `mu`), followed by uv_async_send.
+// Everything the health thread owns. Entries and Checkers are created, driven
+// and closed on the loop thread only (after start()); the command queue and the
+// name -> client id map are what other threads touch, under `mu`, followed by
+// uv_async_send.
 struct Monitor::Impl {
   struct Entry {
     MonitoredBackend mb;
     std::string client_id;
     StateMachine sm;
-    Checker* checker = nullptr;  // self-freeing after close(); nulled then
+    Checker* checker = nullptr;  // frees itself after close(); nulled then
     std::string last_logged_failure;
     BackendMetrics m;
     Entry(MonitoredBackend b, std::string id, uint32_t rise, uint32_t fall)
         : mb(std::move(b)), client_id(std::move(id)), sm(rise, fall) {}
   };
 
+  struct Command {
+    enum class Kind { Admin, Update } kind = Kind::Admin;
+    std::string name;
+    Admin admin = Admin::Ready;
+    std::vector<MonitoredBackend> backends;
+    conf::Health hc;
+  };
+
+  std::string instance_id;
   conf::Health hc;
   TransitionFn on_transition;
   LogFn log;
-  std::vector<std::unique_ptr<Entry>> entries;
+  std::vector<std::unique_ptr<Entry>> entries;  // loop thread (before start: ctor)
+
+  prometheus::Family<prometheus::Gauge>* f_up = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_state = nullptr;
+  prometheus::Family<prometheus::Counter>* f_transitions = nullptr;
+  prometheus::Family<prometheus::Histogram>* f_duration = nullptr;
+  prometheus::Family<prometheus::Counter>* f_failures = nullptr;
+  prometheus::Family<prometheus::Counter>* f_checks = nullptr;
 
   uv_loop_t loop;
   uv_async_t async;
-  bool loop_ready = false;
 
   std::mutex mu;
-  std::vector<std::pair<size_t, Admin>> commands;  // guarded by mu
-  bool stop_requested = false;                     // guarded by mu
+  std::vector<Command> commands;           // guarded by mu
+  bool stop_requested = false;             // guarded by mu
+  std::map<std::string, std::string> ids;  // backend name -> client id; guarded by mu
 
   void logf(const std::string& line) {
     if (log) {
@@ -87,6 +122,50 @@ struct Monitor::Impl {
     } else {
       std::fprintf(stderr, "%s\n", line.c_str());
     }
+  }
+
+  std::unique_ptr<Entry> make_entry(MonitoredBackend b) {
+    const std::string name = b.backend.name;
+    if (!b.status) b.status = std::make_shared<Status>();
+    b.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
+    b.status->state.store(State::Down, std::memory_order_release);
+    auto e = std::make_unique<Entry>(std::move(b),
+                                     make_client_id(hc.client_id_prefix, instance_id, name),
+                                     hc.rise, hc.fall);
+    static const prometheus::Histogram::BucketBoundaries kBuckets = {
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+    BackendMetrics& m = e->m;
+    m.up = &f_up->Add({{"backend", name}});
+    m.up->Set(0);
+    for (size_t i = 0; i < kStates.size(); ++i) {
+      m.state[i] = &f_state->Add({{"backend", name}, {"state", to_string(kStates[i])}});
+      m.state[i]->Set(kStates[i] == State::Down ? 1 : 0);
+      m.transitions[i] = &f_transitions->Add({{"backend", name}, {"to", to_string(kStates[i])}});
+    }
+    m.duration = &f_duration->Add({{"backend", name}}, kBuckets);
+    for (FailKind k : kFailKinds)
+      m.failures[static_cast<size_t>(k)] =
+          &f_failures->Add({{"backend", name}, {"reason", to_string(k)}});
+    m.passes = &f_checks->Add({{"backend", name}, {"result", "pass"}});
+    m.fails = &f_checks->Add({{"backend", name}, {"result", "fail"}});
+    return e;
+  }
+
+  void publish_ids() {
+    std::lock_guard<std::mutex> lk(mu);
+    ids.clear();
+    for (auto& e : entries) ids[e->mb.backend.name] = e->client_id;
+  }
+
+  void start_checker(Entry* e) {
+    e->checker = Checker::create(&loop, e->mb.backend, hc, e->client_id,
+                                 [this, e](const CheckResult& r) { on_result(*e, r); });
+    if (e->sm.checks_enabled()) e->checker->start();
+  }
+
+  void stop_checker(Entry* e) {
+    if (e->checker) e->checker->close();
+    e->checker = nullptr;
   }
 
   void publish(Entry& e, const Transition& t) {
@@ -120,24 +199,10 @@ struct Monitor::Impl {
     if (auto t = e.sm.on_check(r.pass, r.detail, steady_ms())) publish(e, *t);
   }
 
-  void on_async() {
-    std::vector<std::pair<size_t, Admin>> cmds;
-    bool stop;
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      cmds.swap(commands);
-      stop = stop_requested;
-    }
-    if (stop) {
-      for (auto& e : entries) {
-        if (e->checker) e->checker->close();
-        e->checker = nullptr;
-      }
-      uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
-      return;
-    }
-    for (auto& [idx, a] : cmds) {
-      Entry& e = *entries[idx];
+  void apply_admin(const std::string& name, Admin a) {
+    for (auto& ep : entries) {
+      Entry& e = *ep;
+      if (e.mb.backend.name != name) continue;
       auto t = e.sm.set_admin(a, steady_ms());
       if (e.sm.checks_enabled()) {
         e.checker->start();  // no-op if already running
@@ -145,17 +210,74 @@ struct Monitor::Impl {
         e.checker->pause();
       }
       if (t) publish(e, *t);
+      return;
+    }
+  }
+
+  void apply_update(std::vector<MonitoredBackend> backends, const conf::Health& nhc) {
+    bool restart = !same_checks(hc, nhc);
+    hc = nhc;
+    std::vector<std::unique_ptr<Entry>> next;
+    for (auto& b : backends) {
+      std::unique_ptr<Entry> kept;
+      for (auto& old : entries) {
+        if (old && old->mb.backend.name == b.backend.name) {
+          if (same_target(old->mb.backend, b.backend) && old->mb.status == b.status)
+            kept = std::move(old);
+          break;
+        }
+      }
+      if (kept) {
+        kept->mb.backend = b.backend;  // weight may differ; irrelevant to checks
+        kept->sm.set_thresholds(hc.rise, hc.fall);
+        kept->mb.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
+        if (restart) {
+          stop_checker(kept.get());
+          kept->client_id = make_client_id(hc.client_id_prefix, instance_id, b.backend.name);
+          start_checker(kept.get());
+        }
+        next.push_back(std::move(kept));
+      } else {
+        next.push_back(make_entry(std::move(b)));
+        start_checker(next.back().get());
+        logf("health: backend " + next.back()->mb.backend.name + " added (checks start now)");
+      }
+    }
+    for (auto& old : entries) {
+      if (!old) continue;
+      bool replaced = false;
+      for (auto& n : next) replaced |= n->mb.backend.name == old->mb.backend.name;
+      if (!replaced) logf("health: backend " + old->mb.backend.name + " removed");
+      stop_checker(old.get());
+    }
+    entries = std::move(next);
+    publish_ids();
+  }
+
+  void on_async() {
+    std::vector<Command> cmds;
+    bool stop;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      cmds.swap(commands);
+      stop = stop_requested;
+    }
+    if (stop) {
+      for (auto& e : entries) stop_checker(e.get());
+      uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
+      return;
+    }
+    for (auto& c : cmds) {
+      if (c.kind == Command::Kind::Admin)
+        apply_admin(c.name, c.admin);
+      else
+        apply_update(std::move(c.backends), c.hc);
     }
   }
 
   void run() {
-    for (auto& ep : entries) {
-      Entry* e = ep.get();
-      e->checker = Checker::create(&loop, e->mb.backend, hc, e->client_id,
-                                   [this, e](const CheckResult& r) { on_result(*e, r); });
-      e->checker->start();
-    }
-    on_async();  // admin commands (or a stop) issued before the thread started
+    for (auto& e : entries) start_checker(e.get());
+    on_async();  // commands (or a stop) issued before the thread started
     uv_run(&loop, UV_RUN_DEFAULT);
     // Every handle is closed (the checkers freed themselves): the loop closes.
     uv_loop_close(&loop);
@@ -165,60 +287,37 @@ struct Monitor::Impl {
 Monitor::Monitor(std::vector<MonitoredBackend> backends, const conf::Health& hc,
                  prometheus::Registry& registry, TransitionFn on_transition, LogFn log)
     : impl_(std::make_unique<Impl>()), instance_id_(random_instance_id()) {
-  impl_->hc = hc;
-  impl_->on_transition = std::move(on_transition);
-  impl_->log = std::move(log);
-
-  auto& up = prometheus::BuildGauge()
-                 .Name("mqttlb_backend_up")
-                 .Help("1 when the backend passes its health checks and takes new connections")
-                 .Register(registry);
-  auto& state = prometheus::BuildGauge()
-                    .Name("mqttlb_backend_state")
-                    .Help("Backend health state: 1 for the current state, 0 for the others")
+  Impl& m = *impl_;
+  m.instance_id = instance_id_;
+  m.hc = hc;
+  m.on_transition = std::move(on_transition);
+  m.log = std::move(log);
+  m.f_up = &prometheus::BuildGauge()
+                .Name("mqttlb_backend_up")
+                .Help("1 when the backend passes its health checks and takes new connections")
+                .Register(registry);
+  m.f_state = &prometheus::BuildGauge()
+                   .Name("mqttlb_backend_state")
+                   .Help("Backend health state: 1 for the current state, 0 for the others")
+                   .Register(registry);
+  m.f_transitions = &prometheus::BuildCounter()
+                         .Name("mqttlb_health_transitions_total")
+                         .Help("Backend health state changes, by new state")
+                         .Register(registry);
+  m.f_duration = &prometheus::BuildHistogram()
+                      .Name("mqttlb_health_check_duration_seconds")
+                      .Help("Time from the start of a health check to its verdict")
+                      .Register(registry);
+  m.f_failures = &prometheus::BuildCounter()
+                      .Name("mqttlb_health_check_failures_total")
+                      .Help("Failed health checks, by reason")
+                      .Register(registry);
+  m.f_checks = &prometheus::BuildCounter()
+                    .Name("mqttlb_health_checks_total")
+                    .Help("Health check verdicts, by result")
                     .Register(registry);
-  auto& transitions = prometheus::BuildCounter()
-                          .Name("mqttlb_health_transitions_total")
-                          .Help("Backend health state changes, by new state")
-                          .Register(registry);
-  auto& duration = prometheus::BuildHistogram()
-                       .Name("mqttlb_health_check_duration_seconds")
-                       .Help("Time from the start of a health check to its verdict")
-                       .Register(registry);
-  auto& failures = prometheus::BuildCounter()
-                       .Name("mqttlb_health_check_failures_total")
-                       .Help("Failed health checks, by reason")
-                       .Register(registry);
-  auto& checks = prometheus::BuildCounter()
-                     .Name("mqttlb_health_checks_total")
-                     .Help("Health check verdicts, by result")
-                     .Register(registry);
-  const prometheus::Histogram::BucketBoundaries buckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
-
-  for (auto& b : backends) {
-    const std::string name = b.backend.name;  // b is moved from below
-    if (!b.status) b.status = std::make_shared<Status>();
-    b.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
-    b.status->state.store(State::Down, std::memory_order_release);
-    std::string id = make_client_id(hc.client_id_prefix, instance_id_, name);
-    auto e = std::make_unique<Impl::Entry>(std::move(b), id, hc.rise, hc.fall);
-    BackendMetrics& m = e->m;
-    m.up = &up.Add({{"backend", name}});
-    m.up->Set(0);
-    for (size_t i = 0; i < kStates.size(); ++i) {
-      m.state[i] = &state.Add({{"backend", name}, {"state", to_string(kStates[i])}});
-      m.state[i]->Set(kStates[i] == State::Down ? 1 : 0);
-      m.transitions[i] = &transitions.Add({{"backend", name}, {"to", to_string(kStates[i])}});
-    }
-    m.duration = &duration.Add({{"backend", name}}, buckets);
-    for (FailKind k : kFailKinds)
-      m.failures[static_cast<size_t>(k)] =
-          &failures.Add({{"backend", name}, {"reason", to_string(k)}});
-    m.passes = &checks.Add({{"backend", name}, {"result", "pass"}});
-    m.fails = &checks.Add({{"backend", name}, {"result", "fail"}});
-    impl_->entries.push_back(std::move(e));
-  }
+  for (auto& b : backends) m.entries.push_back(m.make_entry(std::move(b)));
+  m.publish_ids();
 }
 
 Monitor::~Monitor() {
@@ -244,7 +343,6 @@ bool Monitor::start(std::string& err) {
     err = std::string("health: uv_async_init: ") + uv_strerror(rc);
     return false;
   }
-  impl_->loop_ready = true;
   thread_ = std::thread([impl = impl_.get()] { impl->run(); });
   started_ = true;
   return true;
@@ -256,33 +354,47 @@ void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
     if (!started_) return;
+    {
+      std::lock_guard<std::mutex> lk2(impl_->mu);
+      impl_->stop_requested = true;
+    }
+    uv_async_send(&impl_->async);
   }
-  {
-    std::lock_guard<std::mutex> lk(impl_->mu);
-    impl_->stop_requested = true;
-  }
-  uv_async_send(&impl_->async);
   if (thread_.joinable()) thread_.join();
 }
 
 bool Monitor::set_admin_state(const std::string& backend, Admin a) {
-  for (size_t i = 0; i < impl_->entries.size(); ++i) {
-    if (impl_->entries[i]->mb.backend.name != backend) continue;
-    {
-      std::lock_guard<std::mutex> lk(impl_->mu);
-      impl_->commands.emplace_back(i, a);
-    }
-    std::lock_guard<std::mutex> lk(mu_);
-    if (started_ && !stopped_) uv_async_send(&impl_->async);
-    return true;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    if (impl_->ids.count(backend) == 0) return false;
+    Impl::Command c;
+    c.kind = Impl::Command::Kind::Admin;
+    c.name = backend;
+    c.admin = a;
+    impl_->commands.push_back(std::move(c));
   }
-  return false;
+  std::lock_guard<std::mutex> lk(mu_);
+  if (started_ && !stopped_) uv_async_send(&impl_->async);
+  return true;
+}
+
+void Monitor::update(std::vector<MonitoredBackend> backends, const conf::Health& hc) {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    Impl::Command c;
+    c.kind = Impl::Command::Kind::Update;
+    c.backends = std::move(backends);
+    c.hc = hc;
+    impl_->commands.push_back(std::move(c));
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  if (started_ && !stopped_) uv_async_send(&impl_->async);
 }
 
 std::string Monitor::client_id(const std::string& backend) const {
-  for (auto& e : impl_->entries)
-    if (e->mb.backend.name == backend) return e->client_id;
-  return "";
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  auto it = impl_->ids.find(backend);
+  return it == impl_->ids.end() ? std::string() : it->second;
 }
 
 }  // namespace health

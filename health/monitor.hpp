@@ -55,6 +55,13 @@ class Monitor {
   // thread. Returns false if no backend has that name.
   bool set_admin_state(const std::string& backend, Admin a);
 
+  // Config reload: the new backend list and health settings, applied
+  // asynchronously. A backend whose name, address, PROXY/TLS settings and
+  // Status object are unchanged keeps its state, streaks and admin state
+  // (its checker is restarted only if check settings changed); a new or
+  // changed one starts Down with an immediate check; a removed one stops.
+  void update(std::vector<MonitoredBackend> backends, const conf::Health& hc);
+
   // Random per-process id embedded in every check client id, so two balancers
   // never take over each other's check sessions.
   const std::string& instance_id() const { return instance_id_; }
@@ -67,7 +74,7 @@ class Monitor {
   std::unique_ptr<Impl> impl_;
   std::string instance_id_;
   std::thread thread_;
-  std::mutex mu_;  // guards started_/stopped_ and Impl's command queue
+  std::mutex mu_;  // guards started_/stopped_
   bool started_ = false;
   bool stopped_ = false;
 };

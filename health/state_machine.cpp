@@ -16,6 +16,13 @@ const char* to_string(Admin a) {
 StateMachine::StateMachine(uint32_t rise, uint32_t fall)
     : rise_(rise == 0 ? 1 : rise), fall_(fall == 0 ? 1 : fall) {}
 
+void StateMachine::set_thresholds(uint32_t rise, uint32_t fall) {
+  rise_ = rise == 0 ? 1 : rise;
+  fall_ = fall == 0 ? 1 : fall;
+  if (passes_ > rise_) passes_ = rise_;
+  if (failures_ > fall_) failures_ = fall_;
+}
+
 State StateMachine::compute() const {
   if (admin_ == Admin::Maint) return State::Maint;
   if (!healthy_) return State::Down;

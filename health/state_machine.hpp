@@ -58,6 +58,10 @@ class StateMachine {
   // Operator command. Returns the transition if the published state changed.
   std::optional<Transition> set_admin(Admin a, int64_t now_ms);
 
+  // New thresholds (config reload); the current streaks count toward them from
+  // the next result on. Clamped to >= 1.
+  void set_thresholds(uint32_t rise, uint32_t fall);
+
  private:
   State compute() const;
   std::optional<Transition> publish(std::string reason, int64_t now_ms);

@@ -354,3 +354,38 @@ TEST_CASE("two monitors on the same broker use distinct client ids") {
   REQUIRE(eventually([&] { return h1.state() == State::Up && h2.state() == State::Up; }));
   CHECK(h1.monitor->client_id("b1") != h2.monitor->client_id("b1"));
 }
+
+TEST_CASE("update (reload): unchanged backends keep their state; new ones are checked; removed ones stop") {
+  FakeBroker fb1, fb2;
+  Harness h(fb1.port(), fast_health());
+  REQUIRE(eventually([&] { return h.state() == State::Up; }));
+  auto hc = fast_health();
+  conf::Backend b1, b2;
+  b1.name = "b1";
+  b1.address.host = "127.0.0.1";
+  b1.address.port = fb1.port();
+  b2 = b1;
+  b2.name = "b2";
+  b2.address.port = fb2.port();
+  auto s2 = std::make_shared<health::Status>();
+  h.monitor->update({{b1, h.status}, {b2, s2}}, hc);
+  REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
+  CHECK(h.monitor->client_id("b2") == "mqttlb-hc-" + h.monitor->instance_id() + "-b2");
+  CHECK(h.seen() == std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
+  CHECK(fb1.connections() == 1);  // b1's kept session survived the reload
+
+  // Remove b1: its check session is closed, b2 keeps running.
+  h.monitor->update({{b2, s2}}, hc);
+  REQUIRE(eventually([&] { return fb1.open_clients() == 0; }));
+  CHECK(h.monitor->client_id("b1").empty());
+  CHECK_FALSE(h.monitor->set_admin_state("b1", Admin::Drain));
+  int p = fb2.pingreqs();
+  REQUIRE(eventually([&] { return fb2.pingreqs() >= p + 2; }));
+  CHECK(s2->state.load() == State::Up);
+
+  // Changed check settings restart the checker but keep the state.
+  hc.mode = conf::CheckMode::Reconnect;
+  h.monitor->update({{b2, s2}}, hc);
+  REQUIRE(eventually([&] { return fb2.disconnects() >= 2; }));
+  CHECK(s2->state.load() == State::Up);
+}

@@ -196,3 +196,11 @@ TEST_CASE("Status::weight_factor ramps over slowstart after up_since") {
   st.slowstart_ms = 0;
   CHECK(st.weight_factor(10'000) == doctest::Approx(1.0));
 }
+
+TEST_CASE("set_thresholds (reload) applies to the next results") {
+  StateMachine sm(5, 5);
+  feed(sm, true, 2);
+  sm.set_thresholds(2, 1);
+  CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});  // streak 3 >= new rise 2
+  CHECK(feed(sm, false, 1) == std::vector<State>{State::Down});
+}
