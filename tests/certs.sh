@@ -11,6 +11,7 @@
 #   client.crt client.key         client certificate (clientAuth) signed by the root
 #   other-ca.crt other-ca.key     an unrelated root CA (for "wrong CA" tests)
 #   other-client.crt/.key         client certificate signed by other-ca
+#   rsa-server.crt/.key           like server.crt but with an RSA 2048 key
 # DIR itself is made world-traversable (mode 755) for the same reason as the
 # key modes at the end. Prints nothing on success; exits non-zero (with openssl's message) on failure.
 set -eu
@@ -36,7 +37,7 @@ done
 
 # sign NAME SIGNER_BASENAME EXT_BODY CN
 sign() {
-  key "$1.key"
+  [ -f "$1.key" ] || key "$1.key"
   openssl req -new -key "$1.key" -subj "/CN=$4" -out "$1.csr"
   ext_file "$1" "$3"
   openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial -sha256 \
@@ -59,6 +60,8 @@ sign chain-leaf inter "$server_ext" localhost
 cat chain-leaf.crt inter.crt > chain-server.crt
 mv chain-leaf.key chain-server.key
 rm -f chain-leaf.crt
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa-server.key 2>/dev/null
+sign rsa-server ca "$server_ext" localhost
 sign client ca "$client_ext" "mqttlb test client"
 sign other-client other-ca "$client_ext" "mqttlb other client"
 rm -f ./*.srl

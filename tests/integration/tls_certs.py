@@ -9,13 +9,15 @@ signed by the root, SAN DNS:localhost + IP:127.0.0.1), inter.crt/.key
 (intermediate), chain-server.crt/.key (leaf signed by the intermediate; the .crt
 is the full chain), client.crt/.key (clientAuth, signed by the root),
 other-ca.crt/.key and other-client.crt/.key (an unrelated CA and a client it
-signed, for "wrong CA" tests). Takes about 0.2 s.
+signed, for "wrong CA" tests), rsa-server.crt/.key (as server, RSA 2048 key).
+Takes well under a second.
 """
 import os
 import subprocess
 
 CERTS_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "certs.sh")
-NAMES = ["ca", "other-ca", "server", "inter", "chain-server", "client", "other-client"]
+NAMES = ["ca", "other-ca", "server", "inter", "chain-server", "client", "other-client",
+         "rsa-server"]
 
 
 def make_certs(directory):

@@ -78,7 +78,12 @@ bool transfer(Engine& from, Engine& to, std::string& to_got, size_t chunk) {
   if (buf.empty()) return false;
   size_t off = 0;
   while (off < buf.size() && !to.failed()) {
-    size_t n = to.feed_ciphertext(std::span(buf).subspan(off, std::min(chunk, buf.size() - off)));
+    size_t want = std::min(chunk, buf.size() - off);
+    size_t n = to.feed_ciphertext(std::span(buf).subspan(off, want));
+    // documented guarantee: after draining plaintext, a feed of up to
+    // max_ciphertext_in - kMaxRecordSize bytes is accepted whole
+    if (want <= Engine::Limits{}.max_ciphertext_in - Engine::kMaxRecordSize && !to.failed())
+      REQUIRE(n == want);
     off += n;
     size_t r = drain(to, to_got);
     REQUIRE((n > 0 || r > 0 || to.failed()));  // never stuck while its plaintext is read
@@ -176,6 +181,22 @@ TEST_CASE("TLS 1.2 peers still work") {
   l.send_all(c, "over tls 1.2");
   CHECK(c.protocol() == "TLSv1.2");
   CHECK(l.s_got == "over tls 1.2");
+}
+
+TEST_CASE("RSA server certificate, TLS 1.3 and 1.2") {
+  auto sctx = server_ctx("rsa-server.crt", "rsa-server.key");
+  auto cctx = client_ctx();
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    CAPTURE(version);
+    SSL_CTX_set_max_proto_version(cctx->native(), version);
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "rsa");
+    CHECK_MESSAGE(c.peer_verified(), c.error());
+    CHECK(l.s_got == "rsa");
+    if (version == TLS1_2_VERSION) CHECK(c.cipher().rfind("ECDHE-RSA-", 0) == 0);
+  }
 }
 
 TEST_CASE("1 MiB each way; pending output stays bounded") {
@@ -302,6 +323,16 @@ TEST_CASE("client certificates: verify_client required / optional") {
     l.send_all(c, "x");
     REQUIRE(s.failed());
     CHECK_MESSAGE(s.error().find("certificate verify failed") != std::string::npos, s.error());
+    CHECK(l.s_got.empty());
+  }
+  SUBCASE("optional, certificate from another CA: refused") {
+    auto sctx = server_ctx("server.crt", "server.key", Verify::Optional, "ca.crt");
+    auto cctx = client_ctx("ca.crt", "other-client.crt", "other-client.key");
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    Link l{c, s};
+    l.send_all(c, "x");
+    CHECK(s.failed());
     CHECK(l.s_got.empty());
   }
   SUBCASE("optional, client sends none: accepted, not verified") {
