@@ -84,6 +84,7 @@ struct App {
 }  // namespace
 
 int run_until_signalled(Server& server, const std::string& config_path,
+                        std::function<void()> on_ready,
                         std::function<void(const conf::Config&)> on_reload) {
   App a;
   a.server = &server;
@@ -97,6 +98,7 @@ int run_until_signalled(Server& server, const std::string& config_path,
     h->data = &a;
     uv_signal_start(h, App::signal_cb, sig);
   }
+  if (on_ready) on_ready();
   uv_run(&a.loop, UV_RUN_DEFAULT);
   uv_loop_close(&a.loop);
   server.join();

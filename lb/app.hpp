@@ -16,7 +16,10 @@ class Server;
 // reloads and validates `config_path`; a valid config is swapped in (backends,
 // balance, limits) and passed to on_reload; an invalid one is rejected whole.
 // Returns the process exit code (0).
+// on_ready runs once the signal handlers are installed (log "listening" there:
+// scripts wait for that line and may signal right after it).
 int run_until_signalled(Server& server, const std::string& config_path,
+                        std::function<void()> on_ready,
                         std::function<void(const conf::Config&)> on_reload);
 
 }  // namespace lb

@@ -87,11 +87,14 @@ int main(int argc, char** argv) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;
   }
-  for (const auto& l : r.config->listeners)
-    lb::logf(lb::LogLevel::Info, "listening: %s on %s", l.name.c_str(), l.bind.str().c_str());
-  if (r.config->metrics.bind)
-    lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", r.config->metrics.bind->str().c_str());
-  return lb::run_until_signalled(server, path, [&server](const conf::Config&) {
+  const conf::Config& cfg = *r.config;
+  auto ready = [&cfg] {
+    for (const auto& l : cfg.listeners)
+      lb::logf(lb::LogLevel::Info, "listening: %s on %s", l.name.c_str(), l.bind.str().c_str());
+    if (cfg.metrics.bind)
+      lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", cfg.metrics.bind->str().c_str());
+  };
+  return lb::run_until_signalled(server, path, ready, [&server](const conf::Config&) {
     mark_all_backends_up(server);  // HEALTH-WIRING: new backends start Up without a monitor
   });
 }

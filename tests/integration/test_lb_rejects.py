@@ -1,0 +1,314 @@
+"""mqttlb's answers to everything that is not a good client: bad first
+packets, slow clients, no backend, unsupported protocol levels, limits; plus
+the command line (--check, --version), signals, and the exact bytes (and PROXY
+header) a broker receives."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import harness
+from harness import binary, free_port, wait_until
+from lb_helpers import (PINGREQ, Sock, connect_packet, is_closed, metric, metrics, mqtt_connect,
+                        read_packet, start_backends, start_mqttlb, _str, _varint)
+
+
+def raw_connect_variant(proto=b"MQTT", level=4, flags=0x02, first=0x10, client_id=b"x"):
+    body = _str(proto) + bytes([level, flags]) + b"\x00\x3c" + _str(client_id)
+    return bytes([first]) + _varint(len(body)) + body
+
+
+TLS_CLIENT_HELLO = bytes.fromhex(
+    "16030100a5010000a10303" + "00" * 32 + "000020c02bc02fc02cc030cca9cca8c009c013c00ac014"
+    "009c009d002f0035c012000a0100005800000014001200000f7777772e6578616d706c652e636f6d")
+
+BAD_FIRST_PACKETS = {
+    # name: (bytes, metric reason)
+    "http": (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "not_connect"),
+    "tls_client_hello": (TLS_CLIENT_HELLO, "not_connect"),
+    "garbage": (bytes(range(0x50, 0x90)), "not_connect"),
+    "pingreq_first": (PINGREQ, "not_connect"),
+    "bad_fixed_header_flags": (raw_connect_variant(first=0x12), "bad_fixed_header_flags"),
+    "oversize": (b"\x10\xff\xff\x7f" + b"\x00" * 16, "too_large"),
+    "bad_protocol_name": (raw_connect_variant(proto=b"HTTP"), "bad_protocol_name"),
+    "reserved_flag": (raw_connect_variant(flags=0x03), "reserved_flag"),
+    "malformed_length": (b"\x10\xff\xff\xff\xff\x01", "malformed_length"),
+}
+
+
+class Recorder:
+    """A raw TCP peer that records every byte it receives (to check exactly what
+    a broker would see). Serves one connection; answers nothing."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.data = b""
+        self.peer = None
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        self.srv.settimeout(20)
+        try:
+            c, _ = self.srv.accept()
+        except OSError:
+            return
+        self.peer = c
+        c.settimeout(20)
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    return
+                self.data += b
+        except OSError:
+            return
+
+    def close(self):
+        self.srv.close()
+        if self.peer:
+            self.peer.close()
+
+
+class Rejects(harness.TestCase):
+    def test_bad_first_packets_closed_counted_and_good_clients_unaffected(self):
+        backends = start_backends(self)
+        _, port, mport, _ = start_mqttlb(self, backends, limits={"max_connect_bytes": 4096})
+        good, _ = mqtt_connect(port, "good-before")
+        self.addCleanup(good.close)
+        for name, (payload, _) in BAD_FIRST_PACKETS.items():
+            s = Sock(socket.AF_INET, socket.SOCK_STREAM)
+            s.connect(("127.0.0.1", port))
+            s.sendall(payload)
+            s.settimeout(5)
+            got = b""
+            try:
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    got += b
+            except ConnectionResetError:
+                pass
+            self.assertEqual(got, b"", f"{name}: expected a silent close, got {got!r}")
+            s.close()
+        expected = {}
+        for _, reason in BAD_FIRST_PACKETS.values():
+            expected[reason] = expected.get(reason, 0) + 1
+        m = metrics(mport)
+        for reason, n in expected.items():
+            self.assertEqual(m.get(f'mqttlb_connections_rejected_total{{reason="{reason}"}}'), n, reason)
+        # No backend was touched by any of them: one session in total (good-before).
+        self.assertEqual(sum(v for k, v in m.items() if k.startswith("mqttlb_backend_sessions_total")), 1)
+        # The good client is still served, and new ones are too.
+        good.sendall(PINGREQ)
+        self.assertEqual(read_packet(good)[0], 0xD0)
+        after, code = mqtt_connect(port, "good-after")
+        self.assertEqual(code, 0)
+        after.close()
+
+    def test_half_sent_and_silent_connect_closed_at_timeout(self):
+        backends = start_backends(self, 1)
+        _, port, mport, _ = start_mqttlb(self, backends, limits={"connect_timeout_ms": 700})
+        half = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        half.connect(("127.0.0.1", port))
+        pkt = connect_packet("slowpoke")
+        half.sendall(pkt[: len(pkt) // 2])
+        silent = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        silent.connect(("127.0.0.1", port))
+        t0 = time.monotonic()
+        self.assertTrue(is_closed(half, 10), "half-sent CONNECT not closed")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.5)
+        self.assertTrue(is_closed(silent, 10), "silent client not closed")
+        half.close()
+        silent.close()
+        wait_until(lambda: metric(mport, 'mqttlb_connections_rejected_total{reason="connect_timeout"}') == 2,
+                   5, what="connect timeouts counted")
+
+    def test_all_backends_down_answers_connack_server_unavailable(self):
+        dead = [("d1", free_port()), ("d2", free_port())]
+        _, port, mport, _ = start_mqttlb(self, dead, balance={"retries": 1})
+        for level, expected in ((3, 0x03), (4, 0x03), (5, 0x88)):
+            s, code = mqtt_connect(port, f"nobody-{level}", level=level, expect_ok=False)
+            self.assertEqual(code, expected, f"level {level}")
+            self.assertTrue(is_closed(s, 5))
+            s.close()
+        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="no_backend"}'), 3)
+        self.assertGreaterEqual(metric(mport, 'mqttlb_backend_connect_failures_total{backend="d1"}'), 3)
+
+    def test_unsupported_protocol_level_gets_connack(self):
+        backends = start_backends(self, 1)
+        _, port, mport, _ = start_mqttlb(self, backends)
+        s = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(raw_connect_variant(level=6))
+        first, body = read_packet(s)
+        self.assertEqual((first, body[1]), (0x20, 0x84))  # 5.0 form: Unsupported Protocol Version
+        self.assertTrue(is_closed(s, 5))
+        s.close()
+        s = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(raw_connect_variant(level=2))
+        first, body = read_packet(s)
+        self.assertEqual((first, bytes(body)), (0x20, b"\x00\x01"))  # 3.1.1: return code 0x01
+        self.assertTrue(is_closed(s, 5))
+        s.close()
+        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="unsupported_level"}'), 2)
+
+    def test_connection_limits_closed_at_accept_and_counted(self):
+        backends = start_backends(self, 1)
+        _, port, mport, _ = start_mqttlb(self, backends, limits={"max_connections": 3})
+        held = [mqtt_connect(port, f"lim-{i}")[0] for i in range(3)]
+        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        extra.connect(("127.0.0.1", port))
+        self.assertTrue(is_closed(extra, 5), "4th connection not closed")
+        extra.close()
+        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="max_connections"}'), 1)
+        held.pop().close()
+        wait_until(lambda: metric(mport, "mqttlb_connections_active") == 2, 5, what="slot freed")
+        s, code = mqtt_connect(port, "lim-again")  # a freed slot is usable again
+        held.append(s)
+        for h in held:
+            h.close()
+
+        _, port2, mport2, _ = start_mqttlb(self, backends, limits={"max_connections_per_ip": 2})
+        held = [mqtt_connect(port2, f"ip-{i}")[0] for i in range(2)]
+        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        extra.connect(("127.0.0.1", port2))
+        self.assertTrue(is_closed(extra, 5), "3rd connection from one IP not closed")
+        extra.close()
+        self.assertEqual(
+            metric(mport2, 'mqttlb_connections_rejected_total{reason="max_connections_per_ip"}'), 1)
+        for h in held:
+            h.close()
+
+    def test_exact_bytes_and_proxy_headers_reach_the_broker(self):
+        for proto in ("none", "v1", "v2"):
+            rec = Recorder()
+            self.addCleanup(rec.close)
+            _, port, _, _ = start_mqttlb(
+                self, [{"name": "rec", "address": f"127.0.0.1:{rec.port}", "proxy_protocol": proto}],
+                workers=1)
+            sent = connect_packet("exact-bytes", 5, 17) + b"\x82\x0a\x00\x01\x00\x00\x04a/b/\x00"
+            s = socket.create_connection(("127.0.0.1", port))
+            # Send in awkward pieces: the broker must still see the same bytes.
+            for i in range(0, len(sent), 3):
+                s.sendall(sent[i:i + 3])
+                time.sleep(0.002)
+            wait_until(lambda: rec.data.endswith(sent), 5, what=f"bytes at the recorder ({proto})")
+            cport = s.getsockname()[1]
+            if proto == "none":
+                self.assertEqual(rec.data, sent)
+            elif proto == "v1":
+                hdr = f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {port}\r\n".encode()
+                self.assertEqual(rec.data, hdr + sent)
+            else:
+                sig = b"\r\n\r\n\x00\r\nQUIT\n"
+                self.assertTrue(rec.data.startswith(sig + b"\x21\x11\x00\x0c"), rec.data[:20])
+                addr = rec.data[16:28]
+                self.assertEqual(addr[:8], bytes([127, 0, 0, 1, 127, 0, 0, 1]))
+                self.assertEqual(int.from_bytes(addr[8:10], "big"), cport)
+                self.assertEqual(int.from_bytes(addr[10:12], "big"), port)
+                self.assertEqual(rec.data[28:], sent)
+            # Half-close propagates: our FIN reaches the broker as EOF, and the
+            # broker's bytes still flow back afterwards.
+            s.shutdown(socket.SHUT_WR)
+            wait_until(lambda: rec.peer is not None and not rec._t.is_alive(), 5,
+                       what="EOF propagated to the broker")
+            rec.peer.sendall(b"\xd0\x00")
+            s.settimeout(5)
+            self.assertEqual(s.recv(16), b"\xd0\x00")
+            rec.peer.shutdown(socket.SHUT_WR)
+            self.assertEqual(s.recv(16), b"")  # both halves closed: session ends
+            s.close()
+
+
+class CommandLine(harness.TestCase):
+    def write(self, obj):
+        path = os.path.join(self.tmpdir(), "c.json")
+        with open(path, "w") as f:
+            f.write(obj if isinstance(obj, str) else json.dumps(obj))
+        return path
+
+    def test_check_and_version(self):
+        lb = binary("mqttlb")
+        ok = self.write({"listeners": [{"name": "m", "bind": "127.0.0.1:1883"}],
+                         "backends": [{"name": "b", "address": "127.0.0.1:1884"}]})
+        r = subprocess.run([lb, "--check", "-c", ok], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bad = self.write({"listeners": [{"name": "m", "bind": "127.0.0.1:1883", "tls": {"cert": "a", "key": "b"}}],
+                          "backends": [{"name": "b", "address": "127.0.0.1:70000", "wieght": 2}],
+                          "balance": {"algorithm": "fastest"}})
+        r = subprocess.run([lb, "--check", "-c", bad], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.strip().splitlines()
+        self.assertIn("/backends/0/address: port 70000 out of range 1..65535", lines)
+        self.assertIn("/backends/0/wieght: unknown key", lines)
+        self.assertIn("/listeners/0/tls: TLS listeners are not supported by this build yet", lines)
+        self.assertTrue(any(l.startswith("/balance/algorithm: ") for l in lines), lines)
+        self.assertEqual(len(lines), 4, lines)
+        r = subprocess.run([lb, "-c", bad], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)  # running refuses the same config
+        r = subprocess.run([lb, "--version"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^mqttlb \d+\.\d+\.\d+")
+
+    def test_sigterm_drains_then_exits_zero(self):
+        backends = start_backends(self, 1)
+        p, port, _, _ = start_mqttlb(self, backends, limits={"shutdown_grace_ms": 60000})
+        s, _ = mqtt_connect(port, "drainer")
+        p.signal(signal.SIGTERM)
+        p.wait_for_line("stop accepting", 5)
+        # No new connections are accepted...
+        wait_until(lambda: not harness.port_open(port), 5, what="listener closed")
+        # ...but the held session still works during the grace period.
+        s.sendall(PINGREQ)
+        self.assertEqual(read_packet(s)[0], 0xD0)
+        s.close()  # the last session ends: mqttlb exits well before the 60 s grace
+        p.p.wait(15)
+        self.assertEqual(p.p.returncode, 0)
+
+    def test_sigterm_grace_expiry_closes_sessions(self):
+        backends = start_backends(self, 1)
+        p, port, _, _ = start_mqttlb(self, backends, limits={"shutdown_grace_ms": 500})
+        s, _ = mqtt_connect(port, "stubborn")
+        p.signal(signal.SIGINT)
+        self.assertTrue(is_closed(s, 10), "session not closed after the grace period")
+        s.close()
+        p.p.wait(15)
+        self.assertEqual(p.p.returncode, 0)
+
+    def test_sighup_reload_valid_and_invalid(self):
+        backends = start_backends(self, 2)
+        p, port, mport, path = start_mqttlb(self, backends[:1])
+        with open(path) as f:
+            cfg = json.load(f)
+        with open(path, "w") as f:
+            f.write('{"listeners": 1}')
+        p.signal(signal.SIGHUP)
+        p.wait_for_line(r"is invalid; keeping the running config", 5)
+        s, code = mqtt_connect(port, "after-bad-reload")  # still serving the old config
+        s.close()
+        cfg["backends"] = [{"name": "b2", "address": f"127.0.0.1:{backends[1][1]}"}]
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p.signal(signal.SIGHUP)
+        p.wait_for_line(r"reloaded", 5)
+        s, _ = mqtt_connect(port, "after-good-reload")
+        wait_until(lambda: metric(mport, 'mqttlb_backend_sessions_total{backend="b2"}') == 1, 5,
+                   what="new connection placed on the reloaded backend")
+        s.close()
+        self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="invalid"}'), 1)
+        self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), 1)
+
+
+if __name__ == "__main__":
+    harness.main()
