@@ -1,5 +1,6 @@
 #include "tls/context.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -229,6 +230,17 @@ bool Context::set_alpn(const std::vector<std::string>& protocols, std::string& e
   delete old;
   SSL_CTX_set_alpn_select_cb(ctx_, select_alpn, nullptr);
   return true;
+}
+
+bool Context::inherit_ticket_keys(const Context& previous) {
+  if (role_ != Role::Server || previous.role_ != Role::Server) return false;
+  // name (16) + HMAC secret (32) + AES key (32): the only length OpenSSL accepts.
+  unsigned char keys[80];
+  bool ok = SSL_CTX_get_tlsext_ticket_keys(previous.ctx_, keys, sizeof keys) == 1 &&
+            SSL_CTX_set_tlsext_ticket_keys(ctx_, keys, sizeof keys) == 1;
+  OPENSSL_cleanse(keys, sizeof keys);
+  ERR_clear_error();
+  return ok;
 }
 
 }  // namespace tls

@@ -55,6 +55,12 @@ class Context {
   // on a name that is empty or longer than 255 bytes.
   bool set_alpn(const std::vector<std::string>& protocols, std::string& err);
 
+  // Server only: use the session-ticket keys of `previous` (a server Context
+  // this one replaces, e.g. on reload), so tickets it issued stay valid and
+  // reconnecting clients keep resuming. Call before sharing. False if either
+  // context is not a server context.
+  bool inherit_ticket_keys(const Context& previous);
+
  private:
   Context(SSL_CTX* ctx, Role role) : ctx_(ctx), role_(role) {}
   SSL_CTX* ctx_;  // owned: one reference, released in the destructor

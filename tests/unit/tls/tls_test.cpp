@@ -473,6 +473,11 @@ TEST_CASE("session resumption") {
     auto other = server_ctx();
     connect_once(*cctx, *other, first, &reused);
     CHECK_FALSE(reused);
+    // ...unless it inherits the keys of the one it replaces (config reload)
+    auto reloaded = server_ctx();
+    REQUIRE(reloaded->inherit_ticket_keys(*sctx));
+    connect_once(*cctx, *reloaded, first, &reused);
+    CHECK(reused);
   }
   Engine late(*cctx, Role::Client, "localhost");
   std::vector<uint8_t> hello;
@@ -481,6 +486,7 @@ TEST_CASE("session resumption") {
   bool ignored = false;
   tls::Session s = connect_once(*cctx, *fresh, {}, &ignored);
   CHECK_FALSE(late.set_session(s));  // too late once the ClientHello is out
+  CHECK_FALSE(cctx->inherit_ticket_keys(*fresh));  // server contexts only
 }
 
 TEST_CASE("close_notify") {
