@@ -10,6 +10,8 @@
 #include "mqtt/codec.hpp"
 #include "mqtt/frame.hpp"
 #include "proxy/proxy_protocol.hpp"
+#include "tls/context.hpp"
+#include "tls/engine.hpp"
 
 namespace health {
 
@@ -49,6 +51,7 @@ struct Checker::Conn {
   uv_connect_t connect_req;
   Checker* owner = nullptr;
   std::vector<uint8_t> rbuf;  // bytes of an incomplete packet, <= kMaxBuffered
+  std::unique_ptr<tls::Engine> tls;  // set when the backend uses TLS
 };
 
 const char* to_string(FailKind k) {
@@ -173,6 +176,8 @@ Checker::Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Heal
   open_handles_ = 2;
 }
 
+Checker::~Checker() = default;
+
 void Checker::on_handle_closed(uv_handle_t* h) {
   auto* self = static_cast<Checker*>(h->data);
   if (--self->open_handles_ == 0) delete self;
@@ -263,11 +268,7 @@ void Checker::new_connection() {
     finish(false, FailKind::Resolve, "cannot resolve " + backend_.address.host, false);
     return;
   }
-  if (backend_.tls) {
-    // TLS to backends is not implemented in the checker (see docs/health.md).
-    finish(false, FailKind::Tls, "TLS health checks are not supported yet", false);
-    return;
-  }
+  if (backend_.tls && !tls_ready()) return;
   auto* c = new Conn;
   c->owner = this;
   uv_tcp_init(loop_, &c->tcp);
@@ -317,9 +318,13 @@ void Checker::on_connected(Conn* c, int status) {
       proxy::append_v1(hdr, src, dst);
     else
       proxy::append_v2(hdr, src, dst);
-    send(std::move(hdr));
+    send_raw(std::move(hdr));  // PROXY precedes the TLS handshake
   }
-  send_connect();
+  if (backend_.tls) {
+    const std::string& sni = backend_.tls->sni.empty() ? backend_.address.host : backend_.tls->sni;
+    c->tls = std::make_unique<tls::Engine>(*tls_ctx_, tls::Role::Client, sni);
+  }
+  send_connect();  // with TLS: held by the engine until the handshake completes
   phase_ = Phase::AwaitConnack;  // the deadline armed at connect covers CONNACK too
 }
 
@@ -344,8 +349,35 @@ void Checker::send_pingreq() {
   send(std::move(out));
 }
 
+bool Checker::tls_ready() {
+  if (tls_ctx_) return true;
+  std::string err;
+  tls_ctx_ = tls::Context::client(tls::client_options(*backend_.tls), err);
+  if (tls_ctx_) return true;
+  finish(false, FailKind::Tls, "TLS client context: " + err, false);
+  return false;
+}
+
 void Checker::send(std::vector<uint8_t> bytes) {
   if (conn_ == nullptr) return;
+  if (conn_->tls) {
+    // Check packets are tiny: the engine accepts them whole (its limit is 64 KiB).
+    conn_->tls->write_plaintext(bytes);
+    flush_tls();
+    return;
+  }
+  send_raw(std::move(bytes));
+}
+
+void Checker::flush_tls() {
+  if (conn_ == nullptr || !conn_->tls || !conn_->tls->want_write()) return;
+  std::vector<uint8_t> out;
+  conn_->tls->take_ciphertext(out);
+  send_raw(std::move(out));
+}
+
+void Checker::send_raw(std::vector<uint8_t> bytes) {
+  if (conn_ == nullptr || bytes.empty()) return;
   auto* w = new WriteReq;
   w->bytes = std::move(bytes);
   w->req.data = w;
@@ -372,7 +404,31 @@ void Checker::on_read(Conn* c, ssize_t nread, const uv_buf_t* buf) {
     finish(false, FailKind::Protocol, "broker sent more than 64 KiB without a packet end", false);
     return;
   }
-  c->rbuf.insert(c->rbuf.end(), buf->base, buf->base + nread);
+  if (!c->tls) {
+    c->rbuf.insert(c->rbuf.end(), buf->base, buf->base + nread);
+    on_bytes(c);
+    return;
+  }
+  // TLS: ciphertext in (a read is <= sizeof slab_, well under the engine's
+  // input limit when drained after each feed), plaintext out.
+  auto in = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf->base),
+                                     static_cast<size_t>(nread));
+  c->tls->feed_ciphertext(in);
+  uint8_t plain[4096];
+  for (;;) {
+    size_t n = c->tls->read_plaintext(plain);
+    if (n == 0) break;
+    if (c->rbuf.size() + n > kMaxBuffered) {
+      finish(false, FailKind::Protocol, "broker sent more than 64 KiB without a packet end", false);
+      return;
+    }
+    c->rbuf.insert(c->rbuf.end(), plain, plain + n);
+  }
+  flush_tls();
+  if (c->tls->failed()) {
+    finish(false, FailKind::Tls, "TLS: " + c->tls->error(), false);
+    return;
+  }
   on_bytes(c);
 }
 
@@ -483,6 +539,12 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
         // synchronously into the socket buffer when possible), then close.
         std::vector<uint8_t> out;
         mqtt::encode_disconnect(mqtt::Disconnect{}, ver, out);
+        if (conn_->tls) {
+          conn_->tls->write_plaintext(out);
+          conn_->tls->shutdown();  // close_notify after the DISCONNECT
+          out.clear();
+          conn_->tls->take_ciphertext(out);
+        }
         uv_buf_t db = uv_buf_init(reinterpret_cast<char*>(out.data()),
                                   static_cast<unsigned>(out.size()));
         uv_try_write(reinterpret_cast<uv_stream_t*>(&conn_->tcp), &db, 1);
@@ -507,6 +569,10 @@ void Checker::on_deadline() {
       finish(false, FailKind::ConnectTimeout, "timeout: no TCP connection within " + t, false);
       return;
     case Phase::AwaitConnack:
+      if (conn_ && conn_->tls && !conn_->tls->handshake_done()) {
+        finish(false, FailKind::Tls, "timeout: TLS handshake not done within " + t, false);
+        return;
+      }
       finish(false, FailKind::ConnackTimeout, "timeout: no CONNACK within " + t, false);
       return;
     case Phase::AwaitPingresp:

@@ -17,10 +17,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "conf/config.hpp"
+
+namespace tls {
+class Context;
+}
 
 namespace health {
 
@@ -93,7 +98,7 @@ class Checker {
  private:
   Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
           std::string client_id, ResultFn on_result);
-  ~Checker() = default;
+  ~Checker();
 
   enum class Phase : uint8_t { Idle, Connecting, AwaitConnack, AwaitPingresp, Kept, Closing };
 
@@ -107,7 +112,12 @@ class Checker {
   void on_deadline();
   void send_connect();
   void send_pingreq();
+  // MQTT bytes to the broker (through TLS when configured).
   void send(std::vector<uint8_t> bytes);
+  // Bytes straight onto the socket (PROXY header, TLS records).
+  void send_raw(std::vector<uint8_t> bytes);
+  void flush_tls();
+  bool tls_ready();  // builds the TLS client context once; false (and a result) on error
   // Ends the check in flight (or reports a dead kept connection).
   void finish(bool pass, FailKind kind, std::string detail, bool keep_conn);
   void drop_conn();
@@ -129,6 +139,7 @@ class Checker {
 
   sockaddr_storage addr_{};
   bool resolved_ = false;
+  std::unique_ptr<tls::Context> tls_ctx_;  // built on the first TLS check
 
   Conn* conn_ = nullptr;
   Phase phase_ = Phase::Idle;

@@ -44,6 +44,14 @@ std::optional<Transition> StateMachine::publish(std::string reason, int64_t now_
 std::optional<Transition> StateMachine::on_check(bool pass, std::string_view detail,
                                                  int64_t now_ms) {
   if (admin_ == Admin::Maint) return std::nullopt;
+  bool first = fresh_;
+  fresh_ = false;
+  if (pass && first && !healthy_) {
+    failures_ = 0;
+    passes_ = 1;
+    healthy_ = true;
+    return publish("first check passed: " + std::string(detail), now_ms);
+  }
   if (pass) {
     failures_ = 0;
     if (passes_ < rise_) ++passes_;
@@ -75,6 +83,7 @@ std::optional<Transition> StateMachine::set_admin(Admin a, int64_t now_ms) {
     healthy_ = false;
     passes_ = 0;
     failures_ = 0;
+    fresh_ = true;
   }
   return publish(std::string("admin ") + to_string(a) + " (was " + to_string(old) + ")", now_ms);
 }

@@ -5,6 +5,10 @@
 // Model. Two independent inputs decide the published state:
 //   - `healthy`: the check verdict with hysteresis. Starts false; `rise`
 //     consecutive passes make it true, `fall` consecutive failures make it false.
+//     Exception, so a fresh balancer serves within one check round: the very
+//     first result after start (or after leaving Maint) decides at once; a
+//     pass makes it healthy (like HAProxy's `init-state down`). A first failure
+//     ends that grace: from then on `rise` passes are needed.
 //   - `admin`: Ready (default), Drain or Maint, set by the operator.
 // Published state:
 //   Maint                          if admin == Maint (checks stopped)
@@ -13,7 +17,7 @@
 //   Up                             otherwise
 // So a draining broker that dies is reported Down (its sessions are gone
 // anyway), and shows Drain again once it recovers. Leaving Maint resets the
-// check history: the backend is Down until `rise` passes, like a fresh start.
+// check history: the backend is Down until its first pass, like a fresh start.
 #pragma once
 
 #include <cstdint>
@@ -73,6 +77,7 @@ class StateMachine {
   State state_ = State::Down;
   uint32_t passes_ = 0;
   uint32_t failures_ = 0;
+  bool fresh_ = true;  // no result yet since start / leaving Maint
   int64_t up_since_ms_ = 0;
 };
 

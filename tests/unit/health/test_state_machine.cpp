@@ -34,8 +34,26 @@ TEST_CASE("starts down and healthy=false; checks enabled") {
   CHECK(sm.up_since_ms() == 0);
 }
 
+TEST_CASE("a fresh machine goes up on its first pass (serves within one round), even with rise 3") {
+  StateMachine sm(3, 2);
+  auto t = sm.on_check(true, "CONNACK 0 + PINGRESP", 50);
+  REQUIRE(t);
+  CHECK(t->from == State::Down);
+  CHECK(t->to == State::Up);
+  CHECK(t->reason.find("first check passed") != std::string::npos);
+  CHECK(sm.up_since_ms() == 50);
+}
+
+TEST_CASE("a first failure ends the first-pass grace: rise passes needed") {
+  StateMachine sm(3, 2);
+  CHECK(feed(sm, false, 1).empty());
+  CHECK(feed(sm, true, 2).empty());
+  CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});
+}
+
 TEST_CASE("down -> up after exactly rise consecutive passes, with a reason and up_since") {
   StateMachine sm(3, 2);
+  CHECK_FALSE(sm.on_check(false, "connect: connection refused", 50));
   CHECK_FALSE(sm.on_check(true, "p1", 100));
   CHECK_FALSE(sm.on_check(true, "p2", 200));
   CHECK(sm.state() == State::Down);
@@ -51,6 +69,7 @@ TEST_CASE("down -> up after exactly rise consecutive passes, with a reason and u
 
 TEST_CASE("a failure resets the rise streak") {
   StateMachine sm(2, 2);
+  CHECK(feed(sm, false, 1).empty());
   CHECK(feed(sm, true, 1).empty());
   CHECK(feed(sm, false, 1).empty());
   CHECK(feed(sm, true, 1).empty());  // streak restarted: 1/2
@@ -58,8 +77,9 @@ TEST_CASE("a failure resets the rise streak") {
   CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});
 }
 
-TEST_CASE("rise 1 goes up on the first pass (a fresh balancer serves within one round)") {
+TEST_CASE("rise 1 goes up on any single pass") {
   StateMachine sm(1, 1);
+  CHECK(feed(sm, false, 1).empty());
   CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});
 }
 
@@ -149,7 +169,7 @@ TEST_CASE("maint from up, drain and down; checks stop; results ignored") {
   }
 }
 
-TEST_CASE("leaving maint: down until rise passes, like a fresh start") {
+TEST_CASE("leaving maint: down until the first pass, like a fresh start") {
   auto sm = up_machine(2, 2);
   REQUIRE(sm.set_admin(Admin::Maint, 0));
   auto t = sm.set_admin(Admin::Ready, 100);
@@ -157,9 +177,17 @@ TEST_CASE("leaving maint: down until rise passes, like a fresh start") {
   CHECK(t->from == State::Maint);
   CHECK(t->to == State::Down);
   CHECK(sm.checks_enabled());
-  CHECK(feed(sm, true, 1).empty());
   CHECK(feed(sm, true, 1, 700) == std::vector<State>{State::Up});
   CHECK(sm.up_since_ms() == 700);
+}
+
+TEST_CASE("leaving maint onto a dead backend: first failure, then rise passes") {
+  auto sm = up_machine(2, 2);
+  REQUIRE(sm.set_admin(Admin::Maint, 0));
+  REQUIRE(sm.set_admin(Admin::Ready, 0));
+  CHECK(feed(sm, false, 3).empty());
+  CHECK(feed(sm, true, 1).empty());
+  CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});
 }
 
 TEST_CASE("maint -> drain: down until healthy, then drain") {
@@ -199,6 +227,7 @@ TEST_CASE("Status::weight_factor ramps over slowstart after up_since") {
 
 TEST_CASE("set_thresholds (reload) applies to the next results") {
   StateMachine sm(5, 5);
+  feed(sm, false, 1);
   feed(sm, true, 2);
   sm.set_thresholds(2, 1);
   CHECK(feed(sm, true, 1) == std::vector<State>{State::Up});  // streak 3 >= new rise 2
