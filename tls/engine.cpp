@@ -299,7 +299,11 @@ size_t Engine::write_now(std::span<const uint8_t> in) {
   // Our BIO never refuses a write, so OpenSSL encrypts all of it at once.
   int r = SSL_write_ex(ssl_, in.data(), in.size(), &written);
   if (r != 1) {
-    fail("TLS write failed", r);
+    // WANT_READ would need renegotiation or post-handshake auth, both off:
+    // not expected, but not fatal either; the caller offers the bytes again.
+    int code = SSL_get_error(ssl_, r);
+    if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) fail("TLS write failed", r);
+    ERR_clear_error();
     return 0;
   }
   return written;
@@ -346,6 +350,11 @@ size_t Engine::take_ciphertext(std::span<uint8_t> out) {
   out_off_ += n;
   if (out_off_ == out_.size()) {
     release(out_);
+    out_off_ = 0;
+  } else if (out_off_ >= 16384 && out_off_ * 2 >= out_.size()) {
+    // A caller taking in small pieces while writing more must not make the
+    // already-taken prefix grow without bound: drop it (amortised O(1)).
+    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_off_));
     out_off_ = 0;
   }
   return n;

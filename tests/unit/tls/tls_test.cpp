@@ -255,6 +255,28 @@ TEST_CASE("feeding more than the input limit without reading is refused, then re
   CHECK(got == data);
 }
 
+TEST_CASE("pull API: ciphertext taken in small pieces while writing") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Engine c(*cctx, Role::Client, "localhost");
+  Engine s(*sctx, Role::Server);
+  Link l{c, s};
+  l.pump();
+  const std::string data = pattern(300000);
+  std::string got;
+  size_t off = 0;
+  uint8_t piece[1000];
+  for (int round = 0; off < data.size() || c.want_write(); ++round) {
+    REQUIRE(round < 1000000);
+    off += c.write_plaintext(bytes(data).subspan(off));
+    CHECK(c.pending_ciphertext() <= Engine::Limits{}.max_ciphertext_out + 4096);
+    size_t n = c.take_ciphertext(std::span<uint8_t>(piece));
+    REQUIRE(s.feed_ciphertext(std::span<const uint8_t>(piece, n)) == n);
+    drain(s, got);
+  }
+  CHECK(got == data);
+}
+
 TEST_CASE("byte-by-byte feeding") {
   auto sctx = server_ctx();
   auto cctx = client_ctx();
