@@ -20,9 +20,13 @@ constexpr const char* kTls12Ciphers =
 
 // Encrypted private keys are not supported: without this callback OpenSSL
 // would prompt for a passphrase on the terminal and block the process.
-int no_passphrase(char*, int, int, void*) { return 0; }
+int no_passphrase(char*, int, int, void*) {
+  return 0;
+}
 
-std::string quoted(const std::string& path) { return "'" + path + "'"; }
+std::string quoted(const std::string& path) {
+  return "'" + path + "'";
+}
 
 // Settings shared by server and client contexts. Returns false with err set.
 bool common_setup(SSL_CTX* ctx, std::string& err) {
@@ -49,8 +53,8 @@ bool load_cert_and_key(SSL_CTX* ctx, const std::string& cert, const std::string&
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
     unsigned long last = ERR_peek_last_error();
-    bool mismatch = ERR_GET_LIB(last) == ERR_LIB_X509 &&
-                    ERR_GET_REASON(last) == X509_R_KEY_VALUES_MISMATCH;
+    bool mismatch =
+        ERR_GET_LIB(last) == ERR_LIB_X509 && ERR_GET_REASON(last) == X509_R_KEY_VALUES_MISMATCH;
     err = "private key " + quoted(key) +
           (mismatch ? " does not match certificate " + quoted(cert) : std::string()) + ": " +
           detail::drain_errors();
@@ -71,13 +75,12 @@ void free_alpn(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
 }
 
 int alpn_index() {
-  static const int idx =
-      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_alpn);
+  static const int idx = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_alpn);
   return idx;
 }
 
-int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
-                const unsigned char* in, unsigned int inlen, void*) {
+int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
   auto* wire =
       static_cast<const std::string*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), alpn_index()));
   if (!wire) return SSL_TLSEXT_ERR_NOACK;
@@ -116,7 +119,9 @@ ClientOptions client_options(const conf::BackendTls& b) {
   return o;
 }
 
-Context::~Context() { SSL_CTX_free(ctx_); }
+Context::~Context() {
+  SSL_CTX_free(ctx_);
+}
 
 std::unique_ptr<Context> Context::server(const conf::ListenerTls& cfg, std::string& err) {
   if (cfg.cert.empty() || cfg.key.empty()) {

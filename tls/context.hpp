@@ -24,9 +24,9 @@ namespace tls {
 enum class Role { Client, Server };
 
 struct ClientOptions {
-  std::string ca;            // PEM bundle to verify the peer; empty = system default paths
-  bool verify = true;        // verify the peer's chain (and its name, see Engine's sni)
-  std::string cert, key;     // optional client certificate (both or neither)
+  std::string ca;                 // PEM bundle to verify the peer; empty = system default paths
+  bool verify = true;             // verify the peer's chain (and its name, see Engine's sni)
+  std::string cert, key;          // optional client certificate (both or neither)
   std::vector<std::string> alpn;  // protocols to offer, most preferred first; empty = none
 };
 

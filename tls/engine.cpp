@@ -144,7 +144,9 @@ std::string name_string(X509_NAME* name) {
   return s;
 }
 
-void release(std::vector<uint8_t>& v) { std::vector<uint8_t>().swap(v); }
+void release(std::vector<uint8_t>& v) {
+  std::vector<uint8_t>().swap(v);
+}
 
 }  // namespace
 
@@ -247,7 +249,8 @@ void Engine::drive() {
     }
   } else {
     int code = SSL_get_error(ssl_, r);
-    if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) fail("TLS handshake failed", r);
+    if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE)
+      fail("TLS handshake failed", r);
   }
   release_drained_input();
 }
@@ -391,7 +394,9 @@ Session Engine::get_session() const {
   return Session::adopt(SSL_get1_session(ssl_));
 }
 
-bool Engine::session_reused() const { return ssl_ && SSL_session_reused(ssl_) == 1; }
+bool Engine::session_reused() const {
+  return ssl_ && SSL_session_reused(ssl_) == 1;
+}
 
 std::string Engine::alpn() const {
   if (!ssl_) return {};

@@ -149,10 +149,10 @@ class Engine {
   BIO* bio_ = nullptr;  // our BIO (see engine.cpp): reads in_, writes out_
   Role role_;
   Limits limits_;
-  std::vector<uint8_t> in_;  // ciphertext fed but not yet consumed by OpenSSL
-  size_t in_off_ = 0;        // in_[in_off_..] is unconsumed
-  std::vector<uint8_t> out_;  // ciphertext produced, not yet taken
-  size_t out_off_ = 0;        // out_[out_off_..] is pending
+  std::vector<uint8_t> in_;     // ciphertext fed but not yet consumed by OpenSSL
+  size_t in_off_ = 0;           // in_[in_off_..] is unconsumed
+  std::vector<uint8_t> out_;    // ciphertext produced, not yet taken
+  size_t out_off_ = 0;          // out_[out_off_..] is pending
   std::vector<uint8_t> early_;  // plaintext accepted before the handshake completed
   bool started_ = false;
   bool handshake_done_ = false;

@@ -36,7 +36,11 @@ const Pki& pki() {
 
 }  // namespace
 
-std::string pki_dir() { return pki().dir; }
-std::string cert(const std::string& name) { return pki().dir + "/" + name; }
+std::string pki_dir() {
+  return pki().dir;
+}
+std::string cert(const std::string& name) {
+  return pki().dir + "/" + name;
+}
 
 }  // namespace tls_test

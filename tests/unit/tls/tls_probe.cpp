@@ -43,7 +43,8 @@ std::string hex(const std::string& s) {
 
 std::string unhex(const std::string& h) {
   std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
   return out;
 }
 
@@ -87,7 +88,8 @@ std::string run_until(tls::Engine& e, int fd, std::string& app, const std::funct
     if (n < 0) return std::string("socket read failed: ") + std::strerror(errno);
     size_t off = 0;
     while (off < static_cast<size_t>(n) && !e.failed()) {
-      size_t k = e.feed_ciphertext(std::span<const uint8_t>(net + off, static_cast<size_t>(n) - off));
+      size_t k =
+          e.feed_ciphertext(std::span<const uint8_t>(net + off, static_cast<size_t>(n) - off));
       off += k;
       size_t got = 0;
       while (size_t m = e.read_plaintext(plain)) {
@@ -102,8 +104,8 @@ std::string run_until(tls::Engine& e, int fd, std::string& app, const std::funct
 bool send_all(tls::Engine& e, int fd, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
-    off += e.write_plaintext(
-        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()) + off, data.size() - off));
+    off += e.write_plaintext(std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(data.data()) + off, data.size() - off));
     if (e.failed() || !flush(e, fd)) return false;
   }
   return flush(e, fd);
@@ -152,15 +154,19 @@ int do_connect(const Args& a) {
     if (session) e.set_session(session);
     auto deadline = Clock::now() + std::chrono::seconds(10);
     std::string app;
-    std::string why = run_until(e, fd, app, [&] { return e.handshake_done(); }, deadline);
+    std::string why = run_until(
+        e, fd, app, [&] { return e.handshake_done(); }, deadline);
     if (why.empty() && !a.send.empty() && !send_all(e, fd, unhex(a.send))) {
       // The peer may have refused us with an alert and closed (TLS 1.3 servers
       // check client certificates after the client's handshake is done): read
       // what it sent to report its reason rather than our EPIPE.
-      why = run_until(e, fd, app, [] { return false; }, Clock::now() + std::chrono::seconds(2));
+      why = run_until(
+          e, fd, app, [] { return false; }, Clock::now() + std::chrono::seconds(2));
       why = "send failed: " + why;
     }
-    if (why.empty()) why = run_until(e, fd, app, [&] { return app.size() >= a.expect; }, deadline);
+    if (why.empty())
+      why = run_until(
+          e, fd, app, [&] { return app.size() >= a.expect; }, deadline);
     if (!why.empty()) {
       std::printf("error: %s\n", why.c_str());
       ::close(fd);
@@ -211,7 +217,8 @@ int do_serve(const Args& a) {
     tls::Engine e(*ctx, tls::Role::Server);
     auto deadline = Clock::now() + std::chrono::seconds(10);
     std::string app;
-    std::string why = run_until(e, fd, app, [&] { return e.handshake_done(); }, deadline);
+    std::string why = run_until(
+        e, fd, app, [&] { return e.handshake_done(); }, deadline);
     if (why.empty()) {
       std::printf("handshake ok protocol=%s reused=%d subject=%s\n", e.protocol().c_str(),
                   e.session_reused() ? 1 : 0, e.peer_subject().c_str());
@@ -255,16 +262,26 @@ int main(int argc, char** argv) {
   for (int i = 3; i < argc; ++i) {
     std::string k = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (k == "--host") a.host = val();
-    else if (k == "--sni") a.sni = val();
-    else if (k == "--ca") a.ca = val();
-    else if (k == "--cert") a.cert = val();
-    else if (k == "--key") a.key = val();
-    else if (k == "--send") a.send = val();
-    else if (k == "--expect") a.expect = std::stoul(val());
-    else if (k == "--repeat") a.repeat = std::atoi(val().c_str());
-    else if (k == "--verify-client") a.verify_client = val();
-    else if (k == "--no-verify") a.verify = false;
+    if (k == "--host")
+      a.host = val();
+    else if (k == "--sni")
+      a.sni = val();
+    else if (k == "--ca")
+      a.ca = val();
+    else if (k == "--cert")
+      a.cert = val();
+    else if (k == "--key")
+      a.key = val();
+    else if (k == "--send")
+      a.send = val();
+    else if (k == "--expect")
+      a.expect = std::stoul(val());
+    else if (k == "--repeat")
+      a.repeat = std::atoi(val().c_str());
+    else if (k == "--verify-client")
+      a.verify_client = val();
+    else if (k == "--no-verify")
+      a.verify = false;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;

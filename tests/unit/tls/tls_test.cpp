@@ -457,8 +457,7 @@ TEST_CASE("full-chain server certificate (CA -> intermediate -> leaf)") {
 
 namespace {
 // Connects once, exchanges a message, returns the client's session afterwards.
-tls::Session connect_once(Context& cctx, Context& sctx, const tls::Session& resume,
-                          bool* reused) {
+tls::Session connect_once(Context& cctx, Context& sctx, const tls::Session& resume, bool* reused) {
   Engine c(cctx, Role::Client, "localhost");
   if (resume) REQUIRE(c.set_session(resume));
   Engine s(sctx, Role::Server);
@@ -507,7 +506,7 @@ TEST_CASE("session resumption") {
   auto fresh = server_ctx();
   bool ignored = false;
   tls::Session s = connect_once(*cctx, *fresh, {}, &ignored);
-  CHECK_FALSE(late.set_session(s));  // too late once the ClientHello is out
+  CHECK_FALSE(late.set_session(s));                // too late once the ClientHello is out
   CHECK_FALSE(cctx->inherit_ticket_keys(*fresh));  // server contexts only
 }
 
@@ -542,8 +541,8 @@ TEST_CASE("garbage ciphertext fails cleanly") {
   auto cctx = client_ctx();
   SUBCASE("plain MQTT sent to a TLS listener") {
     Engine s(*sctx, Role::Server);
-    const uint8_t connect[] = {0x10, 0x0c, 0x00, 0x04, 'M', 'Q', 'T', 'T',
-                               0x04, 0x02, 0x00, 0x3c, 0x00, 0x00};
+    const uint8_t connect[] = {0x10, 0x0c, 0x00, 0x04, 'M',  'Q',  'T',
+                               'T',  0x04, 0x02, 0x00, 0x3c, 0x00, 0x00};
     s.feed_ciphertext(connect);
     std::string got;
     drain(s, got);
