@@ -38,8 +38,15 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
     Conn* old = it->second->conn;
     log_debug("takeover client=%s", id.c_str());
     if (old->v5() && old->online()) {
+      mqtt::Disconnect d;
+      d.reason = uint8_t(mqtt::Reason::SessionTakenOver);
+      d.properties.reason_string = "session taken over";
       scratch_.clear();
-      mqtt::encode_disconnect({uint8_t(mqtt::Reason::SessionTakenOver), {}}, old->version, scratch_);
+      mqtt::encode_disconnect(d, old->version, scratch_);
+      if (old->max_out && scratch_.size() > old->max_out) {
+        scratch_.clear();
+        mqtt::encode_disconnect({d.reason, {}}, old->version, scratch_);
+      }
       send_scratch(old);
     }
     drain_close(old);
