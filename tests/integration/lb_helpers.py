@@ -159,6 +159,10 @@ def start_mqttlb(tc, backends, verbose=False, **sections):
         "workers": 2,
     }
     cfg.update(sections)
+    # Tests stop mqttlb with SIGTERM: do not let a half-open test peer hold the
+    # default 10 s drain (a test of the grace period sets its own).
+    cfg["limits"] = dict(cfg.get("limits", {}))
+    cfg["limits"].setdefault("shutdown_grace_ms", 1000)
     path = os.path.join(tc.tmpdir(), "mqttlb.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
