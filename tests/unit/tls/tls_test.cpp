@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tls/context.hpp"
@@ -290,6 +291,52 @@ TEST_CASE("byte-by-byte feeding") {
   CHECK(c.handshake_done());
   CHECK(l.s_got == msg);
   CHECK(l.c_got == "reply");
+}
+
+TEST_CASE("random chunking and interleaving (seeded)") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  uint32_t x = 12345;
+  auto rnd = [&x](uint32_t n) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x % n;
+  };
+  for (int conn = 0; conn < 20; ++conn) {
+    CAPTURE(conn);
+    Engine c(*cctx, Role::Client, "localhost");
+    Engine s(*sctx, Role::Server);
+    const std::string up = pattern(1000 + rnd(100000)), down = pattern(1 + rnd(50000));
+    std::string c_got, s_got;
+    size_t up_off = 0, down_off = 0;
+    std::vector<uint8_t> c2s, s2c;  // ciphertext in flight, delivered in random pieces
+    for (int step = 0; c_got.size() < down.size() || s_got.size() < up.size(); ++step) {
+      REQUIRE(step < 200000);
+      switch (rnd(4)) {
+        case 0:
+          up_off += c.write_plaintext(bytes(up).subspan(up_off, rnd(1 + up.size() - up_off)));
+          down_off +=
+              s.write_plaintext(bytes(down).subspan(down_off, rnd(1 + down.size() - down_off)));
+          break;
+        case 1:
+          c.take_ciphertext(c2s);
+          s.take_ciphertext(s2c);
+          break;
+        default: {
+          for (auto [buf, to, got] : {std::tuple{&c2s, &s, &s_got}, std::tuple{&s2c, &c, &c_got}}) {
+            size_t n = to->feed_ciphertext(std::span(*buf).first(rnd(1 + buf->size())));
+            buf->erase(buf->begin(), buf->begin() + static_cast<std::ptrdiff_t>(n));
+            drain(*to, *got);
+          }
+        }
+      }
+      REQUIRE_MESSAGE(!c.failed(), c.error());
+      REQUIRE_MESSAGE(!s.failed(), s.error());
+    }
+    CHECK(s_got == up);
+    CHECK(c_got == down);
+  }
 }
 
 TEST_CASE("plaintext written before the handshake is sent once it completes") {
