@@ -143,28 +143,19 @@ void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
 }
 
 size_t Server::route(const MsgPtr& m) {
-  ++fan_epoch_;
   targets_.clear();
-  // Overlapping subscriptions of one session give one delivery with the highest
-  // QoS and every Subscription Identifier [MQTT-3.3.4-2..5].
+  // Like mosquitto, overlapping subscriptions of one session each get their own
+  // copy (allowed by [MQTT-3.3.4-2]), with that subscription's QoS and identifier.
   trie_.match(m->topic, [&](const SubEntry& e) {
-    Session* s = e.session;
-    if (e.opts.no_local && s->serial == m->origin) return;  // [MQTT-3.8.3-3]
-    if (s->fan_epoch != fan_epoch_) {
-      s->fan_epoch = fan_epoch_;
-      s->fan_index = uint32_t(targets_.size());
-      targets_.push_back({s, e.opts.qos, e.opts.retain_as_published, {}});
-    } else {
-      Target& t = targets_[s->fan_index];
-      t.qos = std::max(t.qos, e.opts.qos);
-      t.rap = t.rap || e.opts.retain_as_published;
-    }
-    if (e.opts.sub_id) targets_[s->fan_index].sub_ids.push_back(e.opts.sub_id);
+    if (e.opts.no_local && e.session->serial == m->origin) return;  // [MQTT-3.8.3-3]
+    targets_.push_back({e.session, e.opts});
   });
   FanCache cache;
-  for (auto& t : targets_) {
+  for (const auto& t : targets_) {
+    const uint32_t id = t.opts.sub_id;
     // Forwarded messages carry RETAIN 0 unless Retain As Published [MQTT-3.3.1-12/13].
-    deliver(t.s, m, std::min(m->qos, t.qos), t.rap && m->retain, t.sub_ids, &cache);
+    deliver(t.s, m, std::min(m->qos, t.opts.qos), t.opts.retain_as_published && m->retain,
+            id ? std::span<const uint32_t>(&id, 1) : std::span<const uint32_t>(), &cache);
   }
   return targets_.size();
 }

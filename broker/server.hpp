@@ -148,12 +148,9 @@ class Server {
   std::vector<uint8_t> scratch_;  // one packet being encoded
   struct Target {
     Session* s;
-    uint8_t qos;
-    bool rap;
-    std::vector<uint32_t> sub_ids;
+    SubOpts opts;
   };
   std::vector<Target> targets_;  // fan-out scratch, reused
-  uint64_t fan_epoch_ = 0;
   uint64_t next_serial_ = 1;
   uint64_t next_auto_id_ = 1;
   uint64_t last_session_sweep_ = 0;

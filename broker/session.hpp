@@ -76,9 +76,6 @@ struct Session {
   size_t queued_qos0 = 0;
   std::unordered_set<uint16_t> qos2_in;  // received QoS 2 ids awaiting PUBREL
   std::unique_ptr<PendingWill> will;
-  // Scratch used by fan-out to merge overlapping subscriptions of one session.
-  uint64_t fan_epoch = 0;
-  uint32_t fan_index = 0;
 
   // Next packet id not used by an in-flight delivery (1..65535) [MQTT-2.2.1-3].
   // Returns 0 when all are in use.
