@@ -27,6 +27,7 @@ bool Session::enqueue(Delivery d, size_t max_queue) {
   if (d.qos == 0 || queued_qos0 == 0) return false;
   auto it = std::find_if(queue.begin(), queue.end(), [](const Delivery& q) { return q.qos == 0; });
   queue.erase(it);
+  --queued_qos0;
   queue.push_back(std::move(d));
   return false;
 }
