@@ -65,6 +65,7 @@ enum class OnDown { Keep, ShutdownSessions };
 enum class CheckMode { Persistent, Reconnect };
 
 struct Health {
+  bool enabled = true;  // false: no checks; every backend counts as Up
   uint32_t interval_ms = 2000;
   uint32_t timeout_ms = 1000;
   uint32_t rise = 2;

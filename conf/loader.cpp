@@ -290,8 +290,9 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
   Obj o(e, j, ptr,
         {"interval_ms", "timeout_ms", "rise", "fall", "mode", "protocol_level", "keep_alive_s",
          "username", "password", "accept_refusal", "client_id_prefix", "slowstart_ms", "on_down",
-         "shutdown_spread_ms"});
+         "shutdown_spread_ms", "enabled"});
   if (!o.valid()) return;
+  o.get_bool("enabled", h.enabled);
   o.get_uint("interval_ms", h.interval_ms, 100, 3'600'000);
   o.get_uint("timeout_ms", h.timeout_ms, 10, 600'000);
   o.get_uint("rise", h.rise, 1, 100);

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -82,6 +83,7 @@ struct Monitor::Impl {
     StateMachine sm;
     Checker* checker = nullptr;  // frees itself after close(); nulled then
     std::string last_logged_failure;
+    bool first_pending = false;  // counted in Impl::first_round_left until its first verdict
     BackendMetrics m;
     Entry(MonitoredBackend b, std::string id, uint32_t rise, uint32_t fall)
         : mb(std::move(b)), client_id(std::move(id)), sm(rise, fall) {}
@@ -115,6 +117,15 @@ struct Monitor::Impl {
   std::vector<Command> commands;           // guarded by mu
   bool stop_requested = false;             // guarded by mu
   std::map<std::string, std::string> ids;  // backend name -> client id; guarded by mu
+  size_t first_round_left = 0;             // guarded by mu
+  std::condition_variable first_round_cv;
+
+  void first_verdict(Entry& e) {
+    if (!e.first_pending) return;
+    e.first_pending = false;
+    std::lock_guard<std::mutex> lk(mu);
+    if (first_round_left > 0 && --first_round_left == 0) first_round_cv.notify_all();
+  }
 
   void logf(const std::string& line) {
     if (log) {
@@ -128,7 +139,10 @@ struct Monitor::Impl {
     const std::string name = b.backend.name;
     if (!b.status) b.status = std::make_shared<Status>();
     b.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
-    b.status->state.store(State::Down, std::memory_order_release);
+    // Checks disabled: every backend is simply Up (no slowstart: up_since 0).
+    State initial = hc.enabled ? State::Down : State::Up;
+    if (!hc.enabled) b.status->up_since_ms.store(0, std::memory_order_relaxed);
+    b.status->state.store(initial, std::memory_order_release);
     auto e = std::make_unique<Entry>(std::move(b),
                                      make_client_id(hc.client_id_prefix, instance_id, name),
                                      hc.rise, hc.fall);
@@ -136,10 +150,10 @@ struct Monitor::Impl {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
     BackendMetrics& m = e->m;
     m.up = &f_up->Add({{"backend", name}});
-    m.up->Set(0);
+    m.up->Set(initial == State::Up ? 1 : 0);
     for (size_t i = 0; i < kStates.size(); ++i) {
       m.state[i] = &f_state->Add({{"backend", name}, {"state", to_string(kStates[i])}});
-      m.state[i]->Set(kStates[i] == State::Down ? 1 : 0);
+      m.state[i]->Set(kStates[i] == initial ? 1 : 0);
       m.transitions[i] = &f_transitions->Add({{"backend", name}, {"to", to_string(kStates[i])}});
     }
     m.duration = &f_duration->Add({{"backend", name}}, kBuckets);
@@ -158,6 +172,7 @@ struct Monitor::Impl {
   }
 
   void start_checker(Entry* e) {
+    if (!hc.enabled) return;
     e->checker = Checker::create(&loop, e->mb.backend, hc, e->client_id,
                                  [this, e](const CheckResult& r) { on_result(*e, r); });
     if (e->sm.checks_enabled()) e->checker->start();
@@ -182,6 +197,7 @@ struct Monitor::Impl {
   }
 
   void on_result(Entry& e, const CheckResult& r) {
+    first_verdict(e);
     if (r.scheduled) e.m.duration->Observe(r.seconds);
     if (r.pass) {
       e.m.passes->Increment();
@@ -203,11 +219,17 @@ struct Monitor::Impl {
     for (auto& ep : entries) {
       Entry& e = *ep;
       if (e.mb.backend.name != name) continue;
+      if (!hc.enabled) {
+        logf("health: backend " + name + ": admin " + to_string(a) +
+             " ignored (health.enabled is false)");
+        return;
+      }
       auto t = e.sm.set_admin(a, steady_ms());
       if (e.sm.checks_enabled()) {
         e.checker->start();  // no-op if already running
       } else {
         e.checker->pause();
+        first_verdict(e);  // maint: no verdict will come
       }
       if (t) publish(e, *t);
       return;
@@ -216,13 +238,14 @@ struct Monitor::Impl {
 
   void apply_update(std::vector<MonitoredBackend> backends, const conf::Health& nhc) {
     bool restart = !same_checks(hc, nhc);
+    bool toggled = hc.enabled != nhc.enabled;  // rebuild every entry
     hc = nhc;
     std::vector<std::unique_ptr<Entry>> next;
     for (auto& b : backends) {
       std::unique_ptr<Entry> kept;
       for (auto& old : entries) {
         if (old && old->mb.backend.name == b.backend.name) {
-          if (same_target(old->mb.backend, b.backend) && old->mb.status == b.status)
+          if (!toggled && same_target(old->mb.backend, b.backend) && old->mb.status == b.status)
             kept = std::move(old);
           break;
         }
@@ -245,6 +268,7 @@ struct Monitor::Impl {
     }
     for (auto& old : entries) {
       if (!old) continue;
+      first_verdict(*old);  // removed before its first verdict: nothing to wait for
       bool replaced = false;
       for (auto& n : next) replaced |= n->mb.backend.name == old->mb.backend.name;
       if (!replaced) logf("health: backend " + old->mb.backend.name + " removed");
@@ -263,7 +287,10 @@ struct Monitor::Impl {
       stop = stop_requested;
     }
     if (stop) {
-      for (auto& e : entries) stop_checker(e.get());
+      for (auto& e : entries) {
+        stop_checker(e.get());
+        first_verdict(*e);
+      }
       uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
       return;
     }
@@ -276,6 +303,7 @@ struct Monitor::Impl {
   }
 
   void run() {
+    if (!hc.enabled) logf("health: checks disabled (health.enabled false): every backend is up");
     for (auto& e : entries) start_checker(e.get());
     on_async();  // commands (or a stop) issued before the thread started
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -316,7 +344,11 @@ Monitor::Monitor(std::vector<MonitoredBackend> backends, const conf::Health& hc,
                     .Name("mqttlb_health_checks_total")
                     .Help("Health check verdicts, by result")
                     .Register(registry);
-  for (auto& b : backends) m.entries.push_back(m.make_entry(std::move(b)));
+  for (auto& b : backends) {
+    m.entries.push_back(m.make_entry(std::move(b)));
+    m.entries.back()->first_pending = hc.enabled;
+  }
+  m.first_round_left = hc.enabled ? m.entries.size() : 0;
   m.publish_ids();
 }
 
@@ -361,6 +393,12 @@ void Monitor::stop() {
     uv_async_send(&impl_->async);
   }
   if (thread_.joinable()) thread_.join();
+}
+
+bool Monitor::wait_first_round(uint32_t max_ms) {
+  std::unique_lock<std::mutex> lk(impl_->mu);
+  return impl_->first_round_cv.wait_for(lk, std::chrono::milliseconds(max_ms),
+                                        [this] { return impl_->first_round_left == 0; });
 }
 
 bool Monitor::set_admin_state(const std::string& backend, Admin a) {

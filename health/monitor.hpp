@@ -47,6 +47,11 @@ class Monitor {
   // Starts the health thread; every backend's first check runs at once.
   // Returns false (with err) if the loop or thread cannot be set up.
   bool start(std::string& err);
+  // Blocks until every backend given to the constructor has its first check
+  // verdict, or `max_ms` passed. Returns true if all verdicts are in. mqttlb
+  // calls this before it starts listening, so it never answers "no backend"
+  // just because the first checks had not finished.
+  bool wait_first_round(uint32_t max_ms);
   // Stops checking, closes every connection, joins the thread. Idempotent.
   // Statuses keep their last state.
   void stop();

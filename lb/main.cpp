@@ -10,6 +10,7 @@
 #include <string>
 
 #include "conf/loader.hpp"
+#include "health/monitor.hpp"
 #include "lb/app.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
@@ -23,11 +24,12 @@ void usage() {
                "       mqttlb --version\n");
 }
 
-// HEALTH-WIRING: replaced by health::Monitor. Without a monitor every backend
-// is marked Up at start so mqttlb routes; connect failures still fall through
-// to the next backend (balance.retries).
-void mark_all_backends_up(lb::Server& server) {
-  for (const auto& b : server.backends()) b.state->status->state.store(health::State::Up);
+// The backends the health monitor checks, with the Status objects the workers
+// read (kept by name across reloads by the Server).
+std::vector<health::MonitoredBackend> monitored(const lb::Server& server) {
+  std::vector<health::MonitoredBackend> v;
+  for (const auto& b : server.backends()) v.push_back({b.cfg, b.state->status});
+  return v;
 }
 
 }  // namespace
@@ -81,8 +83,27 @@ int main(int argc, char** argv) {
   }
 
   lb::Server server(*r.config, *registry);
-  mark_all_backends_up(server);  // HEALTH-WIRING
   std::string err;
+  // Health: one thread checks every backend; backends start Down, the first
+  // checks run now, and listening starts once their verdicts are in (bounded),
+  // so a fresh mqttlb does not refuse clients while a healthy backend is
+  // still being checked. on_down "shutdown-sessions" (read from the current
+  // snapshot, so a reload applies) moves clients off a backend that went Down.
+  // Declared after `server`: stopped and joined before the server goes away.
+  health::Monitor monitor(
+      monitored(server), r.config->health, *registry,
+      [&server](const std::string& name, health::State from, health::State to, const std::string&) {
+        if (to != health::State::Down || from == health::State::Maint) return;
+        const conf::Health& hc = server.snapshot()->cfg.health;
+        if (hc.on_down == conf::OnDown::ShutdownSessions)
+          server.shutdown_backend_sessions(name, hc.shutdown_spread_ms);
+      },
+      [](const std::string& line) { lb::logf(lb::LogLevel::Info, "%s", line.c_str()); });
+  if (!monitor.start(err)) {
+    lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
+  monitor.wait_first_round(2 * r.config->health.timeout_ms + 500);
   if (!server.start(err)) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;
@@ -94,7 +115,7 @@ int main(int argc, char** argv) {
     if (cfg.metrics.bind)
       lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", cfg.metrics.bind->str().c_str());
   };
-  return lb::run_until_signalled(server, path, ready, [&server](const conf::Config&) {
-    mark_all_backends_up(server);  // HEALTH-WIRING: new backends start Up without a monitor
+  return lb::run_until_signalled(server, path, ready, [&server, &monitor](const conf::Config& c) {
+    monitor.update(monitored(server), c.health);
   });
 }

@@ -64,7 +64,7 @@ class Forwarding(harness.TestCase):
         self.addCleanup(fb.close)
         p, port, mport, _ = start_mqttlb(
             self, [{"name": "fake", "address": f"127.0.0.1:{fb.port}", "proxy_protocol": proto}],
-            workers=1)
+            workers=1, health={"enabled": False})  # the fake serves one raw TCP peer
         return fb, p, port, mport
 
     def test_exact_bytes_and_proxy_headers(self):

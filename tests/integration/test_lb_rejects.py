@@ -94,7 +94,9 @@ class Rejects(harness.TestCase):
 
     def test_all_backends_down_answers_connack_server_unavailable(self):
         dead = [("d1", free_port()), ("d2", free_port())]
-        _, port, mport, _ = start_mqttlb(self, dead, balance={"retries": 1})
+        # Health checks off: the balancer itself must try (and count) each dead backend.
+        _, port, mport, _ = start_mqttlb(self, dead, balance={"retries": 1},
+                                         health={"enabled": False})
         for level, expected in ((3, 0x03), (4, 0x03), (5, 0x88)):
             s, code = mqtt_connect(port, f"nobody-{level}", level=level, expect_ok=False)
             self.assertEqual(code, expected, f"level {level}")
@@ -223,6 +225,9 @@ class CommandLine(harness.TestCase):
             json.dump(cfg, f)
         p.signal(signal.SIGHUP)
         p.wait_for_line(r"reloaded", 5)
+        # A backend added by a reload takes clients once its first check passes.
+        wait_until(lambda: metric(mport, 'mqttlb_backend_up{backend="b2"}') == 1, 5,
+                   what="reloaded backend up")
         s, _ = mqtt_connect(port, "after-good-reload")
         wait_until(lambda: metric(mport, 'mqttlb_backend_sessions_total{backend="b2"}') == 1, 5,
                    what="new connection placed on the reloaded backend")

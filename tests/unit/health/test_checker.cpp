@@ -389,3 +389,49 @@ TEST_CASE("update (reload): unchanged backends keep their state; new ones are ch
   REQUIRE(eventually([&] { return fb2.disconnects() >= 2; }));
   CHECK(s2->state.load() == State::Up);
 }
+
+TEST_CASE("wait_first_round returns once every backend has a verdict (pass or fail)") {
+  FakeBroker up;
+  uint16_t dead;
+  { FakeBroker fb; dead = fb.port(); }
+  prometheus::Registry reg;
+  conf::Backend b1, b2;
+  b1.name = "up";
+  b1.address.host = "127.0.0.1";
+  b1.address.port = up.port();
+  b2 = b1;
+  b2.name = "dead";
+  b2.address.port = dead;
+  auto s1 = std::make_shared<health::Status>(), s2 = std::make_shared<health::Status>();
+  auto hc = fast_health();
+  hc.rise = 3;  // the first pass still counts at once
+  hc.interval_ms = 60'000;  // only the first round can decide within this test
+  health::Monitor m({{b1, s1}, {b2, s2}}, hc, reg, {}, [](const std::string&) {});
+  std::string err;
+  REQUIRE(m.start(err));
+  CHECK(m.wait_first_round(10'000));
+  CHECK(s1->state.load() == State::Up);
+  CHECK(s2->state.load() == State::Down);
+}
+
+TEST_CASE("health.enabled false: every backend is up, no check traffic; enabling starts checks") {
+  FakeBroker fb;
+  fb.mode = FakeBroker::Mode::Silent;  // would fail every check
+  auto hc = fast_health();
+  hc.enabled = false;
+  Harness h(fb.port(), hc);
+  CHECK(h.state() == State::Up);
+  CHECK(h.monitor->wait_first_round(0));
+  CHECK(h.metric("mqttlb_backend_up", {{"backend", "b1"}}) == 1);
+  std::this_thread::sleep_for(300ms);  // negative check: nothing connects
+  CHECK(fb.connections() == 0);
+  CHECK(h.state() == State::Up);
+
+  conf::Backend b1;
+  b1.name = "b1";
+  b1.address.host = "127.0.0.1";
+  b1.address.port = fb.port();
+  hc.enabled = true;
+  h.monitor->update({{b1, h.status}}, hc);
+  REQUIRE(eventually([&] { return fb.connections() >= 1 && h.state() == State::Down; }));
+}
