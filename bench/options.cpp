@@ -167,8 +167,6 @@ ParseResult parse_args(int argc, const char* const* argv) {
       o.tls = true;
     } else if (flag("--resume", "--resume")) {
       o.resume = true;
-    } else if (flag("--insecure", "--insecure")) {
-      o.insecure = true;
     } else {
       // Every other flag takes a value.
       bool known = flag("-h", "--host") || flag("-p", "--port") || flag("-c", "--count") ||
@@ -247,8 +245,7 @@ ParseResult parse_args(int argc, const char* const* argv) {
   if (o.help) return r;
   if (o.version == 3 && o.client_prefix.size() > 10)
     return fail("--client-prefix: MQTT 3.1 client ids are limited to 23 bytes; use <= 10");
-  if ((o.resume || !o.cafile.empty() || o.insecure) && !o.tls)
-    return fail("--resume/--cafile/--insecure need --tls");
+  if ((o.resume || !o.cafile.empty()) && !o.tls) return fail("--resume/--cafile need --tls");
   if ((o.mode == Mode::Pub || o.mode == Mode::PubSub) &&
       o.topic.find_first_of("+#") != std::string::npos)
     return fail("--topic: publishers need a topic name without wildcards");

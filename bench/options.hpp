@@ -34,7 +34,6 @@ struct Options {
   bool quiet = false;  // no progress line even on a terminal
   bool tls = false;
   std::string cafile;
-  bool insecure = false;
   bool resume = false;
   bool help = false;
 };
