@@ -287,6 +287,13 @@ class BrokerTest(TestCase):
     def tearDown(self):
         for c in self._clients:
             c.stop()
+        # Our broker must survive the test and exit cleanly on SIGTERM (under
+        # ASan/UBSan this also catches leaks and memory errors).
+        alive = self.ours.alive()
+        rc = self.ours.stop()
+        self.assertTrue(alive, "broker died during the test:\n" + self.ours.output())
+        self.assertEqual(rc, 0, self.ours.output())
+        self.assertNotIn("Sanitizer", self.ours.output())
 
     def client(self, port, *a, **kw):
         c = Paho(port, *a, **kw)
