@@ -254,12 +254,14 @@ void Checker::run_check() {
   in_check_ = true;
   check_start_ns_ = uv_hrtime();
   if (conn_ != nullptr && phase_ == Phase::Kept) {
+    new_session_ = false;
     send_pingreq();
     phase_ = Phase::AwaitPingresp;
     arm_deadline();
     return;
   }
   drop_conn();
+  new_session_ = true;
   new_connection();
 }
 
@@ -550,7 +552,8 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
         uv_try_write(reinterpret_cast<uv_stream_t*>(&conn_->tcp), &db, 1);
         finish(true, FailKind::None, "CONNACK 0 + PINGRESP in " + ms_str(secs), false);
       } else {
-        finish(true, FailKind::None, "PINGRESP in " + ms_str(secs), true);
+        finish(true, FailKind::None,
+               (new_session_ ? "CONNACK 0 + PINGRESP in " : "PINGRESP in ") + ms_str(secs), true);
       }
       return;
     }
