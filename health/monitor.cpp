@@ -197,7 +197,6 @@ struct Monitor::Impl {
   }
 
   void on_result(Entry& e, const CheckResult& r) {
-    first_verdict(e);
     if (r.scheduled) e.m.duration->Observe(r.seconds);
     if (r.pass) {
       e.m.passes->Increment();
@@ -213,6 +212,7 @@ struct Monitor::Impl {
       }
     }
     if (auto t = e.sm.on_check(r.pass, r.detail, steady_ms())) publish(e, *t);
+    first_verdict(e);  // after publishing: a waiter then sees the new state
   }
 
   void apply_admin(const std::string& name, Admin a) {
