@@ -483,7 +483,7 @@ bool Client::idle_publisher() const { return inflight_count_ == 0 && out_.empty(
 
 void Client::keepalive(uint64_t now) {
   uint16_t ka = r_.opts().keepalive;
-  if (!ka || closing_ || state_ < State::AwaitConnack || state_ == State::Closed) return;
+  if (!ka || closing_ || (state_ != State::Ready && state_ != State::AwaitSuback)) return;
   if (now - std::max(t_last_send_, t_connect_sent_) < uint64_t{ka} * 500'000'000ull) return;
   out_.push_back(0xC0);  // PINGREQ
   out_.push_back(0);
