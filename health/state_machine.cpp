@@ -35,8 +35,8 @@ std::optional<Transition> StateMachine::publish(std::string reason, int64_t now_
   if (next == state_) return std::nullopt;
   Transition t{state_, next, std::move(reason)};
   state_ = next;
-  // Every entry into Up restarts slowstart, whether from Down or Drain: in both
-  // cases the backend may hold far fewer sessions than its peers.
+  // Every later entry into Up restarts slowstart, whether from Down or Drain:
+  // in both cases the backend may hold far fewer sessions than its peers.
   if (next == State::Up) up_since_ms_ = now_ms;
   return t;
 }
@@ -45,12 +45,16 @@ std::optional<Transition> StateMachine::on_check(bool pass, std::string_view det
                                                  int64_t now_ms) {
   if (admin_ == Admin::Maint) return std::nullopt;
   bool first = fresh_;
+  bool at_start = initial_;
   fresh_ = false;
+  initial_ = false;
   if (pass && first && !healthy_) {
     failures_ = 0;
     passes_ = 1;
     healthy_ = true;
-    return publish("first check passed: " + std::string(detail), now_ms);
+    auto t = publish("first check passed: " + std::string(detail), now_ms);
+    if (at_start && t && t->to == State::Up) up_since_ms_ = 0;  // no slowstart at start
+    return t;
   }
   if (pass) {
     failures_ = 0;

@@ -51,7 +51,11 @@ class StateMachine {
   // Consecutive passes / failures in the current streak.
   uint32_t passes() const { return passes_; }
   uint32_t failures() const { return failures_; }
-  // now_ms of the last transition into Up (drives slowstart); 0 if never.
+  // now_ms of the last transition into Up (drives slowstart); 0 if never, and
+  // 0 when the very first check of the machine's life passed: slowstart never
+  // applies to backends healthy when the balancer (or a reload adding them)
+  // starts, as in HAProxy. It applies to every later return: from Down, from
+  // Drain, and after Maint.
   int64_t up_since_ms() const { return up_since_ms_; }
 
   // One check result. `detail` describes it ("CONNACK+PINGRESP in 3 ms",
@@ -77,7 +81,8 @@ class StateMachine {
   State state_ = State::Down;
   uint32_t passes_ = 0;
   uint32_t failures_ = 0;
-  bool fresh_ = true;  // no result yet since start / leaving Maint
+  bool fresh_ = true;    // no result yet since start / leaving Maint
+  bool initial_ = true;  // no check result yet in the machine's life
   int64_t up_since_ms_ = 0;
 };
 

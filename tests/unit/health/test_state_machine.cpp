@@ -41,7 +41,14 @@ TEST_CASE("a fresh machine goes up on its first pass (serves within one round), 
   CHECK(t->from == State::Down);
   CHECK(t->to == State::Up);
   CHECK(t->reason.find("first check passed") != std::string::npos);
-  CHECK(sm.up_since_ms() == 50);
+  CHECK(sm.up_since_ms() == 0);  // healthy at start: no slowstart (as HAProxy)
+}
+
+TEST_CASE("slowstart applies to a backend that was down at start and comes up later") {
+  StateMachine sm(1, 1);
+  CHECK(feed(sm, false, 1, 10).empty());
+  CHECK(feed(sm, true, 1, 900) == std::vector<State>{State::Up});
+  CHECK(sm.up_since_ms() == 900);
 }
 
 TEST_CASE("a first failure ends the first-pass grace: rise passes needed") {
