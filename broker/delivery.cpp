@@ -64,7 +64,7 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
     fresh->client_id = id;
     fresh->serial = next_serial_++;
     s = fresh.get();
-    sessions_.emplace(id, std::move(fresh));
+    sessions_.emplace(std::string_view(s->client_id), std::move(fresh));
   }
   s->conn = c;
   c->session = s;
@@ -112,7 +112,8 @@ void Server::destroy_session(Session* s) {
     auto w = std::move(s->will);
     publish_will(w->will, s->serial);
   }
-  for (const auto& [filter, o] : s->subs) trie_.remove(filter, s);
+  if (s->d)
+    for (const auto& [filter, o] : s->d->subs) trie_.remove(filter, s);
   if (s->conn) s->conn->session = nullptr;
   const std::string id = s->client_id;
   sessions_.erase(id);
@@ -169,8 +170,8 @@ void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
   Conn* c = s->conn;
   const bool on = c && c->online();
   if (!on && qos == 0) return;  // QoS 0 is not kept for offline sessions
-  if (on && s->queue.empty() && backlog(c) < kWriteHigh &&
-      (qos == 0 || s->inflight.size() < c->window)) {
+  if (on && s->queue_empty() && backlog(c) < kWriteHigh &&
+      (qos == 0 || s->inflight_size() < c->window)) {
     Delivery d;
     d.qos = qos;
     d.retain = retain;
@@ -201,7 +202,7 @@ void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
     if (qos) {
       d.msg = m;
       if (d.sub_ids.empty()) d.sub_ids.assign(sub_ids.begin(), sub_ids.end());
-      s->inflight.push_back(std::move(d));
+      s->data().inflight.push_back(std::move(d));
     }
     return;
   }
@@ -227,37 +228,38 @@ bool Server::transmit(Conn* c, Delivery& d, bool dup) {
 void Server::pump(Session* s) {
   Conn* c = s->conn;
   if (!c || !c->online()) return;
-  while (!s->queue.empty() && backlog(c) < kWriteHigh) {
-    const Delivery& f = s->queue.front();
+  while (!s->queue_empty() && backlog(c) < kWriteHigh) {
+    const Delivery& f = s->d->queue.front();
     if (f.msg->expired(now())) {
       s->pop_front();
       ++stats_.dropped_expired;
       continue;
     }
-    if (f.qos && s->inflight.size() >= c->window) break;
+    if (f.qos && s->inflight_size() >= c->window) break;
     Delivery d = s->pop_front();
     if (d.qos) {
       d.pid = s->alloc_pid();
       d.state = d.qos == 1 ? Delivery::WaitAck : Delivery::WaitRec;
-      if (transmit(c, d, false)) s->inflight.push_back(std::move(d));
+      if (transmit(c, d, false)) s->data().inflight.push_back(std::move(d));
     } else {
       transmit(c, d, false);
     }
   }
+  s->compact();
 }
 
 void Server::resume(Session* s) {
   Conn* c = s->conn;
   // Unacknowledged deliveries are sent again, PUBLISH with DUP, or PUBREL,
   // in their original order [MQTT-4.4.0-1].
-  for (size_t i = 0; i < s->inflight.size();) {
-    Delivery& d = s->inflight[i];
+  for (size_t i = 0; i < s->inflight_size();) {
+    Delivery& d = s->d->inflight[i];
     if (d.state == Delivery::WaitComp) {
       scratch_.clear();
       mqtt::encode_pub_response({mqtt::PacketType::Pubrel, d.pid, 0, {}}, c->version, scratch_);
       send_scratch(c);
     } else if (!transmit(c, d, true)) {
-      s->inflight.erase(s->inflight.begin() + long(i));
+      s->d->inflight.erase(s->d->inflight.begin() + long(i));
       continue;
     }
     ++i;

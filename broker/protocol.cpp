@@ -148,7 +148,8 @@ void Server::on_connect(Conn* c, std::span<const uint8_t> packet) {
   c->state = Conn::Connected;
   log_debug("connect client=%s version=%s peer=%s session_present=%d keep_alive=%u",
             c->session->client_id.c_str(), mqtt::to_string(c->version),
-            c->peer ? c->peer->c_str() : "-", int(present), unsigned(c->keep_alive));
+            c->x && !c->x->peer.empty() ? c->x->peer.c_str() : "-", int(present),
+            unsigned(c->keep_alive));
   resume(c->session);
 }
 
@@ -164,9 +165,9 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
       const uint16_t a = *p.properties.topic_alias;
       if (a == 0 || a > opt_.topic_alias_maximum)  // [MQTT-3.3.2-8/9]
         return fail(c, Reason::TopicAliasInvalid, "Topic Alias out of range");
-      if (!c->aliases)
-        c->aliases = std::make_unique<std::vector<std::string>>(opt_.topic_alias_maximum + 1u);
-      std::string& slot = (*c->aliases)[a];
+      if (!c->x) c->x = std::make_unique<ConnExtras>();
+      if (c->x->aliases.empty()) c->x->aliases.resize(opt_.topic_alias_maximum + 1u);
+      std::string& slot = c->x->aliases[a];
       if (p.topic.empty()) {
         if (slot.empty()) return fail(c, Reason::ProtocolError, "unknown Topic Alias");
         p.topic = slot;
@@ -177,13 +178,13 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   }
   if (!mqtt::valid_topic_name(p.topic))  // [MQTT-3.3.2-2]
     return fail(c, Reason::TopicNameInvalid, "invalid Topic Name");
-  if (p.qos == 2 && s->qos2_in.count(p.packet_id)) {
+  if (p.qos == 2 && s->d && s->d->qos2_in.count(p.packet_id)) {
     // Re-sent before our PUBREC arrived: acknowledge, do not deliver twice (4.3.3).
     scratch_.clear();
     mqtt::encode_pub_response({mqtt::PacketType::Pubrec, p.packet_id, 0, {}}, c->version, scratch_);
     return send_scratch(c);
   }
-  if (p.qos == 2 && s->qos2_in.size() >= (c->v5() ? opt_.receive_maximum : 65535u))
+  if (p.qos == 2 && s->data().qos2_in.size() >= (c->v5() ? opt_.receive_maximum : 65535u))
     return fail(c, Reason::ReceiveMaximumExceeded, "Receive Maximum exceeded");  // [MQTT-3.3.4-9]
 
   auto m = std::make_shared<Message>();
@@ -212,7 +213,7 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   const size_t n = route(m);
   if (p.qos == 0) return;
   const uint8_t code = (c->v5() && n == 0) ? uint8_t(Reason::NoMatchingSubscribers) : 0;
-  if (p.qos == 2) s->qos2_in.insert(p.packet_id);
+  if (p.qos == 2) s->data().qos2_in.insert(p.packet_id);
   scratch_.clear();
   mqtt::encode_pub_response(
       {p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec, p.packet_id, code, {}},
@@ -252,7 +253,11 @@ void Server::on_pub_response(Conn* c, uint8_t fb, std::span<const uint8_t> body)
       }
       return reply(mqtt::PacketType::Pubrel, d ? 0 : kNotFound);
     case mqtt::PacketType::Pubrel:
-      return reply(mqtt::PacketType::Pubcomp, s->qos2_in.erase(r.packet_id) ? 0 : kNotFound);
+    {
+      const bool known = s->d && s->d->qos2_in.erase(r.packet_id);
+      s->compact();
+      return reply(mqtt::PacketType::Pubcomp, known ? 0 : kNotFound);
+    }
     case mqtt::PacketType::Pubcomp:
       if (d && d->state == Delivery::WaitComp) {
         s->erase_inflight(r.packet_id);
@@ -295,8 +300,8 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
       o.retain_handling = e.retain_handling;
       o.sub_id = sub_id;
     }
-    const bool existed = s->subs.count(e.filter) != 0;
-    s->subs[e.filter] = o;
+    const bool existed = s->data().subs.count(e.filter) != 0;
+    s->data().subs[e.filter] = o;
     trie_.add(e.filter, s, o);
     ack.codes.push_back(o.qos);
     // Retain Handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
@@ -317,10 +322,11 @@ void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) 
   mqtt::Unsuback ack;
   ack.packet_id = u.packet_id;
   for (const auto& f : u.filters) {
-    const bool existed = s->subs.erase(f) != 0;
+    const bool existed = s->d && s->d->subs.erase(f) != 0;
     if (existed) trie_.remove(f, s);
     if (c->v5()) ack.codes.push_back(existed ? 0 : uint8_t(Reason::NoSubscriptionExisted));
   }
+  s->compact();
   scratch_.clear();
   mqtt::encode_unsuback(ack, c->version, scratch_);
   send_scratch(c);

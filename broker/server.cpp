@@ -123,16 +123,16 @@ void Server::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
-  for (Conn* c = conns_; c; c = c->next) {
+  for_each_conn([this](Conn* c) {
     if (c->v5() && c->online()) {  // best effort: tell 5.0 clients why
       scratch_.clear();
       mqtt::encode_disconnect({uint8_t(mqtt::Reason::ServerShuttingDown), {}}, c->version,
                               scratch_);
       send_scratch(c);
     }
-  }
+  });
   flush();
-  for (Conn* c = conns_; c; c = c->next) close(c);
+  for_each_conn([this](Conn* c) { close(c); });
 }
 
 void Server::on_connection(uv_stream_t* l, int status) {
@@ -141,9 +141,6 @@ void Server::on_connection(uv_stream_t* l, int status) {
   Conn* c = new Conn;
   uv_tcp_init(srv->loop_, &c->tcp);
   c->tcp.data = c;
-  c->next = srv->conns_;
-  if (srv->conns_) srv->conns_->prev = c;
-  srv->conns_ = c;
   c->since_ms = srv->now();
   if (uv_accept(l, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 || srv->stopping_) {
     srv->close(c);
@@ -163,7 +160,8 @@ void Server::on_connection(uv_stream_t* l, int status) {
     sockaddr_storage peer{};
     int len = sizeof peer;
     uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&peer), &len);
-    c->peer = std::make_unique<std::string>(format_addr(peer));
+    c->x = std::make_unique<ConnExtras>();
+    c->x->peer = format_addr(peer);
   }
   srv->set_reading(c, true);
 }
@@ -198,20 +196,21 @@ void Server::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 
 void Server::feed(Conn* c, std::span<const uint8_t> data) {
   if (c->state >= Conn::Draining) return;
-  if (!c->in.empty()) {
-    c->in.insert(c->in.end(), data.begin(), data.end());
-    const size_t used = consume(c, c->in);
+  if (c->in) {
+    std::vector<uint8_t>& in = *c->in;
+    in.insert(in.end(), data.begin(), data.end());
+    const size_t used = consume(c, in);
     if (c->state >= Conn::Draining) {
-      std::vector<uint8_t>().swap(c->in);
+      c->in.reset();
       return;
     }
-    c->in.erase(c->in.begin(), c->in.begin() + long(used));
-    if (c->in.empty()) std::vector<uint8_t>().swap(c->in);  // idle: hold no buffer
+    in.erase(in.begin(), in.begin() + long(used));
+    if (in.empty()) c->in.reset();  // idle: hold no buffer
     return;
   }
   const size_t used = consume(c, data);
   if (used < data.size() && c->state < Conn::Draining)
-    c->in.assign(data.begin() + long(used), data.end());
+    c->in = std::make_unique<std::vector<uint8_t>>(data.begin() + long(used), data.end());
 }
 
 size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
@@ -226,7 +225,7 @@ size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
         close(c);
         break;
       }
-      if (c->peer && !h.local) *c->peer = format_addr(h.src);
+      if (c->x && !h.local) c->x->peer = format_addr(h.src);
       pos += h.length;
       c->state = Conn::AwaitConnect;
       continue;
@@ -348,9 +347,6 @@ void Server::close(Conn* c) {
 void Server::on_closed(uv_handle_t* h) {
   Conn* c = static_cast<Conn*>(h->data);
   Server* srv = server_of(h);
-  if (c->prev) c->prev->next = c->next;
-  else srv->conns_ = c->next;
-  if (c->next) c->next->prev = c->prev;
   if (c->counted) --srv->conn_count_;
   srv->detach(c);  // the session outlives the connection, or ends here
   delete c;
@@ -365,7 +361,7 @@ void Server::on_tick(uv_timer_t* t) {
 
 void Server::tick() {
   const uint64_t t = now();
-  for (Conn* c = conns_; c; c = c->next) {
+  for_each_conn([&](Conn* c) {
     switch (c->state) {
       case Conn::AwaitProxy:
       case Conn::AwaitConnect:
@@ -382,7 +378,7 @@ void Server::tick() {
       case Conn::Closing:
         break;
     }
-  }
+  });
   if (t - last_session_sweep_ < 1000) return;
   last_session_sweep_ = t;
   // Delayed wills and expired offline sessions. Collected first: publishing and

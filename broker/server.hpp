@@ -44,18 +44,22 @@ struct OutQ {
   bool dirty = false;            // listed in Server::dirty_
 };
 
+// Rarely needed per-connection state, allocated on first use.
+struct ConnExtras {
+  std::vector<std::string> aliases;  // 5.0 inbound Topic Alias table
+  std::string peer;                  // "addr:port", only with --debug
+};
+
+// Kept small: an idle connection is this struct and nothing else (no buffers).
 struct Conn {
   enum State : uint8_t { AwaitProxy, AwaitConnect, Connected, Draining, Closing };
 
   uv_tcp_t tcp;  // tcp.data = this
-  Conn* prev = nullptr;
-  Conn* next = nullptr;
   Session* session = nullptr;
-  std::vector<uint8_t> in;        // a partial packet only; empty (no capacity) when idle
-  std::unique_ptr<OutQ> out;      // null when everything is written
+  std::unique_ptr<std::vector<uint8_t>> in;  // a partial packet only; null when idle
+  std::unique_ptr<OutQ> out;                 // null when everything is written
   std::unique_ptr<mqtt::WillMessage> will;
-  std::unique_ptr<std::vector<std::string>> aliases;  // 5.0 inbound Topic Alias table
-  std::unique_ptr<std::string> peer;                   // "addr:port", only with --debug
+  std::unique_ptr<ConnExtras> x;
   uint64_t since_ms = 0;     // last packet received (or state change before CONNECT)
   uint32_t max_out = 0;      // client's Maximum Packet Size (0 = no limit)
   uint16_t keep_alive = 0;   // seconds
@@ -103,6 +107,21 @@ class Server {
   void tick();
   void shutdown();
   void log_debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  // Calls f(Conn*) for every connection, closing ones included (uv_walk).
+  template <typename F>
+  void for_each_conn(F&& f) {
+    struct Ctx {
+      uv_handle_t* listener;
+      F* f;
+    } ctx{reinterpret_cast<uv_handle_t*>(&listener_), &f};
+    uv_walk(
+        loop_,
+        [](uv_handle_t* h, void* arg) {
+          auto* x = static_cast<Ctx*>(arg);
+          if (h->type == UV_TCP && h != x->listener) (*x->f)(static_cast<Conn*>(h->data));
+        },
+        &ctx);
+  }
 
   // --- protocol (protocol.cpp) ---
   void on_packet(Conn* c, const mqtt::FrameHeader& h, std::span<const uint8_t> body);
@@ -138,9 +157,9 @@ class Server {
   uv_timer_t tick_timer_;
   uv_signal_t sigterm_, sigint_;
   int open_handles_ = 0;
-  Conn* conns_ = nullptr;  // intrusive list head
   size_t conn_count_ = 0;
-  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  // Keyed by a view of Session::client_id, which lives as long as the entry.
+  std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
   SubTrie trie_;
   RetainedStore retained_;
   Stats stats_;

@@ -8,7 +8,7 @@
 namespace broker {
 
 uint16_t Session::alloc_pid() {
-  if (inflight.size() >= 65535) return 0;
+  if (inflight_size() >= 65535) return 0;
   for (;;) {
     uint16_t p = next_pid++;
     if (next_pid == 0) next_pid = 1;
@@ -16,7 +16,9 @@ uint16_t Session::alloc_pid() {
   }
 }
 
-bool Session::enqueue(Delivery d, size_t max_queue) {
+bool Session::enqueue(Delivery dl, size_t max_queue) {
+  auto& [subs, inflight, queue, queued_qos0, qos2_in] = data();
+  Delivery& d = dl;
   d.state = Delivery::Queued;
   if (queue.size() < max_queue) {
     if (d.qos == 0) ++queued_qos0;
@@ -33,6 +35,8 @@ bool Session::enqueue(Delivery d, size_t max_queue) {
 }
 
 Delivery Session::pop_front() {
+  auto& queue = d->queue;
+  auto& queued_qos0 = d->queued_qos0;
   Delivery d = std::move(queue.front());
   queue.pop_front();
   if (d.qos == 0) --queued_qos0;
@@ -40,12 +44,15 @@ Delivery Session::pop_front() {
 }
 
 Delivery* Session::find_inflight(uint16_t pid) {
-  for (auto& d : inflight)
+  if (!d) return nullptr;
+  for (auto& d : d->inflight)
     if (d.pid == pid) return &d;
   return nullptr;
 }
 
 void Session::erase_inflight(uint16_t pid) {
+  if (!d) return;
+  auto& inflight = d->inflight;
   auto it = std::find_if(inflight.begin(), inflight.end(),
                          [pid](const Delivery& d) { return d.pid == pid; });
   if (it != inflight.end()) inflight.erase(it);  // keeps send order for re-delivery

@@ -61,21 +61,40 @@ struct Stats {
   uint64_t connections_rejected = 0;
 };
 
-struct Session {
-  static constexpr uint32_t kNeverExpires = 0xFFFFFFFF;
-
-  std::string client_id;
-  uint64_t serial = 0;   // unique per session ever created (No Local identity)
-  Conn* conn = nullptr;  // the live connection, or null while offline
-  uint32_t expiry_s = 0;         // Session Expiry Interval [MQTT-3.1.2-23]
-  uint64_t expires_at_ms = 0;    // while offline; 0 = never
-  uint16_t next_pid = 1;
+// What a session holds beyond its identity: subscriptions, messages in flight
+// and queued. Allocated on first use and dropped when all empty, so an idle
+// client without subscriptions costs only the Session itself.
+struct SessionData {
   std::map<std::string, SubOpts, std::less<>> subs;  // filter -> options
   std::vector<Delivery> inflight;                     // sent QoS 1/2, not yet complete
   std::list<Delivery> queue;                          // waiting for window/socket
   size_t queued_qos0 = 0;
   std::unordered_set<uint16_t> qos2_in;  // received QoS 2 ids awaiting PUBREL
+};
+
+struct Session {
+  static constexpr uint32_t kNeverExpires = 0xFFFFFFFF;
+
+  std::string client_id;  // never changes: the sessions map keys on a view of it
+  uint64_t serial = 0;    // unique per session ever created (No Local identity)
+  Conn* conn = nullptr;   // the live connection, or null while offline
+  uint64_t expires_at_ms = 0;  // while offline; 0 = never
+  uint32_t expiry_s = 0;       // Session Expiry Interval [MQTT-3.1.2-23]
+  uint16_t next_pid = 1;
   std::unique_ptr<PendingWill> will;
+  std::unique_ptr<SessionData> d;
+
+  SessionData& data() {
+    if (!d) d = std::make_unique<SessionData>();
+    return *d;
+  }
+  bool queue_empty() const { return !d || d->queue.empty(); }
+  size_t inflight_size() const { return d ? d->inflight.size() : 0; }
+  // Frees the data block once nothing is left in it.
+  void compact() {
+    if (d && d->subs.empty() && d->inflight.empty() && d->queue.empty() && d->qos2_in.empty())
+      d.reset();
+  }
 
   // Next packet id not used by an in-flight delivery (1..65535) [MQTT-2.2.1-3].
   // Returns 0 when all are in use.

@@ -28,15 +28,15 @@ TEST_CASE("a full queue drops QoS 0 first, then refuses") {
   CHECK(s.enqueue(d(1, "b"), 3));
   CHECK(s.enqueue(d(0, "c"), 3));
   CHECK_FALSE(s.enqueue(d(0, "x"), 3));  // full: a new QoS 0 is dropped
-  CHECK(s.queue.size() == 3);
+  CHECK(s.data().queue.size() == 3);
   CHECK_FALSE(s.enqueue(d(2, "e"), 3));  // full: the oldest QoS 0 ("a") makes room
-  CHECK(s.queue.size() == 3);
+  CHECK(s.data().queue.size() == 3);
   CHECK_FALSE(s.enqueue(d(1, "f"), 3));  // and then "c"
   CHECK_FALSE(s.enqueue(d(1, "g"), 3));  // no QoS 0 left: refused
   std::string order;
-  while (!s.queue.empty()) order += s.pop_front().msg->payload;
+  while (!s.data().queue.empty()) order += s.pop_front().msg->payload;
   CHECK(order == "bef");
-  CHECK(s.queued_qos0 == 0);
+  CHECK(s.data().queued_qos0 == 0);
 }
 
 TEST_CASE("packet ids skip ids in flight and wrap past 65535") {
@@ -44,7 +44,7 @@ TEST_CASE("packet ids skip ids in flight and wrap past 65535") {
   s.next_pid = 65534;
   Delivery a = d(1, "a");
   a.pid = 1;
-  s.inflight.push_back(a);
+  s.data().inflight.push_back(a);
   CHECK(s.alloc_pid() == 65534);
   CHECK(s.alloc_pid() == 65535);
   CHECK(s.alloc_pid() == 2);  // 0 is never used, 1 is in flight
