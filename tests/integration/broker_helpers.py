@@ -289,9 +289,7 @@ class BrokerTest(TestCase):
             c.stop()
         # Our broker must survive the test and exit cleanly on SIGTERM (under
         # ASan/UBSan this also catches leaks and memory errors).
-        alive = self.ours.alive()
-        rc = self.ours.stop()
-        self.assertTrue(alive, "broker died during the test:\n" + self.ours.output())
+        rc = self.ours.stop()  # a crash shows as a non-zero (or negative) code
         self.assertEqual(rc, 0, self.ours.output())
         self.assertNotIn("Sanitizer", self.ours.output())
 
