@@ -39,6 +39,16 @@ class Cli(TestCase):
             self.assertEqual(p.stop(sig), 0, p.output())
             c.close()
 
+    def test_shutdown_tells_v5_clients(self):
+        p, port = self.start_our_broker()
+        r5, _ = raw_connect(port, "five", V5)
+        r3, _ = raw_connect(port, "three", V311)
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.output())
+        self.assertEqual([(fb, body[:1]) for fb, body in r5.expect_closed()], [(0xE0, b"\x8b")])
+        self.assertEqual(r3.expect_closed(), [])
+        r5.close()
+        r3.close()
+
     def test_port_in_use_fails(self):
         p1, port = self.start_our_broker()
         r = subprocess.run([binary("mqttlb-broker"), "--port", str(port)],
@@ -124,6 +134,18 @@ class Connack(TestCase):
         self.assertEqual(ack[:2], b"\x00\x00")
         self.assertIn(bytes([0x12]), ack)  # Assigned Client Identifier property
         r.close()
+
+    def test_v5_connect_refusals(self):
+        # Enhanced authentication is not supported: 0x8C, same bytes as mosquitto.
+        auth = connect("auth", V5, properties=bh.props((0x15, b"\x00\x03abc")))
+        self.assertEqual(self.both(lambda port: self._first(port, auth)), (0x20, b"\x00\x8c\x00"))
+        # A malformed 5.0 CONNECT (duplicate property) gets CONNACK 0x82 with a
+        # Reason String before the close (mosquitto just closes; both are allowed).
+        dup = connect("dup", V5, properties=bh.props((0x11, b"\x00\x00\x00\x01"),
+                                                     (0x11, b"\x00\x00\x00\x02")))
+        fb, body = self._first(self.port, dup)
+        self.assertEqual((fb, body[:2]), (0x20, b"\x00\x82"))
+        self.assertIn(b"\x1f", body)
 
     def test_second_connect_closes(self):
         def fn(port):
