@@ -7,8 +7,9 @@ Deterministic: the same files every run. The seeds are built here byte by byte
 (not with our encoder): valid MQTT 3.1 / 3.1.1 / 5.0 CONNECTs with will,
 username, password and properties, truncations of them, overlong and
 malformed varints, each CONNECT rule violated once, and some garbage (HTTP,
-TLS ClientHello). Files whose name starts with "crash-" are reproducers added
-by hand after a fuzzer finding; this script never deletes them.
+TLS ClientHello). Files named "crash-*" (reproducers of fixed fuzzer
+findings) and "fuzz-*" (inputs a fuzzer run found, minimized with -merge=1)
+are added by hand (docs/fuzzing.md); this script never deletes them.
 """
 import os
 import random
@@ -186,7 +187,7 @@ def write(dirname, seeds):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if not f.startswith("crash-") and f not in seeds:
+        if not f.startswith(("crash-", "fuzz-")) and f not in seeds:
             os.remove(os.path.join(d, f))
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as fh:
