@@ -36,7 +36,7 @@ enum class ConnectError : uint8_t {
   Truncated,            // a field runs past the packet end
   TrailingBytes,        // bytes left in the packet after the last field
   InvalidUtf8,          // ill-formed UTF-8, U+0000 or surrogates [MQTT-1.5.3-1/2]
-  ClientIdRejected,     // 3.1: client id empty or longer than 23 bytes [MQTT 3.1 3.1]
+  ClientIdRejected,     // 3.1: empty client id (longer than 23 bytes is accepted, as Mosquitto does)
   EmptyClientIdNeedsClean,  // 3.1.1: empty id with clean session 0 [MQTT-3.1.3-7]
   BadProperty,          // property id not allowed here, or bad varint/length
   DuplicateProperty,    // property other than User Property given twice [MQTT-2.2.2-?]

@@ -129,6 +129,8 @@ class Proc:
                 os.kill(self.pid, signal.SIGKILL)
                 self.p.wait(5)
         self._t.join(2)
+        if self.p.stdout and not self._t.is_alive():
+            self.p.stdout.close()
         return self.p.returncode
 
 
