@@ -364,6 +364,10 @@ void Runner::on_delivered(uint32_t publisher, uint64_t) {
 void Runner::schedule(Client& c) {
   if (c.scheduled) return;
   c.scheduled = true;
+  // From a timer callback the check phase comes only after the poll phase:
+  // the active idle handle keeps that poll from blocking until the next timer,
+  // which would hold the bytes back (and add up to one tick to latency).
+  if (dirty_.empty()) uv_idle_start(&idle_, on_idle);
   dirty_.push_back(&c);
 }
 
