@@ -99,12 +99,14 @@ void Server::detach(Conn* c) {
       s->will = std::make_unique<PendingWill>();
       s->will->will = std::move(*c->will);
       s->will->due_ms = now() + uint64_t(wait) * 1000;
+      note_deadline(s->will->due_ms);
     }
   }
   c->will.reset();
   if (s->expiry_s == 0) return destroy_session(s);
   s->expires_at_ms =
       s->expiry_s == Session::kNeverExpires ? 0 : now() + uint64_t(s->expiry_s) * 1000;
+  note_deadline(s->expires_at_ms);
 }
 
 void Server::destroy_session(Session* s) {

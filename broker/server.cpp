@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -379,15 +381,20 @@ void Server::tick() {
         break;
     }
   });
-  if (t - last_session_sweep_ < 1000) return;
-  last_session_sweep_ = t;
+  if (t < next_deadline_ms_) return;
   // Delayed wills and expired offline sessions. Collected first: publishing and
   // destroying must not run while iterating the map.
   std::vector<Session*> wills, expired;
+  next_deadline_ms_ = UINT64_MAX;
   for (auto& [id, s] : sessions_) {
     if (s->conn) continue;
-    if (s->expires_at_ms && t >= s->expires_at_ms) expired.push_back(s.get());
-    else if (s->will && t >= s->will->due_ms) wills.push_back(s.get());
+    if (s->expires_at_ms && t >= s->expires_at_ms) {
+      expired.push_back(s.get());
+      continue;
+    }
+    if (s->will && t >= s->will->due_ms) wills.push_back(s.get());
+    else if (s->will) next_deadline_ms_ = std::min(next_deadline_ms_, s->will->due_ms);
+    if (s->expires_at_ms) next_deadline_ms_ = std::min(next_deadline_ms_, s->expires_at_ms);
   }
   for (Session* s : wills) {
     auto w = std::move(s->will);

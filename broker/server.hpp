@@ -172,7 +172,12 @@ class Server {
   std::vector<Target> targets_;  // fan-out scratch, reused
   uint64_t next_serial_ = 1;
   uint64_t next_auto_id_ = 1;
-  uint64_t last_session_sweep_ = 0;
+  // Earliest offline-session deadline (expiry or delayed will); the timer
+  // scans sessions only when it has passed.
+  uint64_t next_deadline_ms_ = UINT64_MAX;
+  void note_deadline(uint64_t at) {
+    if (at && at < next_deadline_ms_) next_deadline_ms_ = at;
+  }
   bool stopping_ = false;
   std::unique_ptr<uint8_t[]> slab_;  // per-loop read buffer shared by all connections
   static constexpr size_t kSlab = 64 * 1024;
