@@ -73,7 +73,8 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
   if (c->v5()) {
     s->expiry_s = info.properties.session_expiry_interval.value_or(0);
     c->max_out = info.properties.maximum_packet_size.value_or(0);
-    c->window = std::min<uint16_t>(opt_.max_inflight, info.properties.receive_maximum.value_or(65535));
+    c->window =
+        std::min<uint16_t>(opt_.max_inflight, info.properties.receive_maximum.value_or(65535));
   } else {
     s->expiry_s = info.clean_start ? 0 : Session::kNeverExpires;
     c->window = opt_.max_inflight;
@@ -88,10 +89,10 @@ void Server::detach(Conn* c) {
   if (!s) return;
   c->session = nullptr;
   s->conn = nullptr;
-  log_debug("disconnect client=%s %s", s->client_id.c_str(), c->graceful ? "(DISCONNECT)" : "(abnormal)");
+  log_debug("disconnect client=%s %s", s->client_id.c_str(),
+            c->graceful ? "(DISCONNECT)" : "(abnormal)");
   if (c->will && !stopping_) {
-    const uint32_t delay =
-        c->v5() ? c->will->properties.will_delay_interval.value_or(0) : 0;
+    const uint32_t delay = c->v5() ? c->will->properties.will_delay_interval.value_or(0) : 0;
     if (delay == 0 || s->expiry_s == 0) {
       publish_will(*c->will, s->serial);
     } else {  // published at min(Will Delay, Session Expiry) [MQTT-3.1.3-9]
@@ -131,8 +132,8 @@ void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
   auto& pr = w.properties;
   if (pr.message_expiry_interval && *pr.message_expiry_interval)
     m->expiry_ms = now() + uint64_t(*pr.message_expiry_interval) * 1000;
-  if (pr.payload_format_indicator || pr.content_type || pr.response_topic ||
-      pr.correlation_data || !pr.user_properties.empty()) {
+  if (pr.payload_format_indicator || pr.content_type || pr.response_topic || pr.correlation_data ||
+      !pr.user_properties.empty()) {
     auto fwd = std::make_unique<mqtt::Properties>();
     fwd->payload_format_indicator = pr.payload_format_indicator;
     fwd->content_type = std::move(pr.content_type);
@@ -184,7 +185,8 @@ void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
     if (cache && sub_ids.empty()) {
       const int v = c->v5() ? 1 : 0;
       auto& b = cache->bytes[v][qos][retain];
-      if (b.empty()) cache->pid_off[v][qos][retain] = encode_publish(b, *m, v, qos, retain, false, 0, {}, now());
+      if (b.empty())
+        cache->pid_off[v][qos][retain] = encode_publish(b, *m, v, qos, retain, false, 0, {}, now());
       if (c->max_out && b.size() > c->max_out) {  // [MQTT-3.1.2-25]: discard
         ++stats_.dropped_too_large;
         return;

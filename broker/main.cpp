@@ -24,7 +24,8 @@ const char kUsage[] =
     "  --debug                log each connect and disconnect\n"
     "  --help, --version\n";
 
-bool parse_num(const char* s, unsigned long long lo, unsigned long long hi, unsigned long long& out) {
+bool parse_num(const char* s, unsigned long long lo, unsigned long long hi,
+               unsigned long long& out) {
   if (!s || !*s) return false;
   char* end = nullptr;
   errno = 0;

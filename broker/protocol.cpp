@@ -252,8 +252,7 @@ void Server::on_pub_response(Conn* c, uint8_t fb, std::span<const uint8_t> body)
         return reply(mqtt::PacketType::Pubrel, 0);
       }
       return reply(mqtt::PacketType::Pubrel, d ? 0 : kNotFound);
-    case mqtt::PacketType::Pubrel:
-    {
+    case mqtt::PacketType::Pubrel: {
       const bool known = s->d && s->d->qos2_in.erase(r.packet_id);
       s->compact();
       return reply(mqtt::PacketType::Pubcomp, known ? 0 : kNotFound);

@@ -7,7 +7,8 @@
 namespace broker {
 
 bool filter_matches(std::string_view filter, std::string_view topic) {
-  if (!topic.empty() && topic[0] == '$' && !filter.empty() && (filter[0] == '+' || filter[0] == '#'))
+  if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
+      (filter[0] == '+' || filter[0] == '#'))
     return false;  // [MQTT-4.7.2-1]
   size_t f = 0, t = 0;
   for (;;) {
@@ -36,9 +37,11 @@ bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o) {
   size_t pos = 0;
   for (;;) {
     const size_t slash = filter.find('/', pos);
-    const std::string_view level = filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
+    const std::string_view level =
+        filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
     auto it = n->kids.find(level);
-    if (it == n->kids.end()) it = n->kids.emplace(std::string(level), std::make_unique<Node>()).first;
+    if (it == n->kids.end())
+      it = n->kids.emplace(std::string(level), std::make_unique<Node>()).first;
     n = it->second.get();
     if (slash == std::string_view::npos) break;
     pos = slash + 1;
@@ -61,7 +64,8 @@ bool SubTrie::remove(std::string_view filter, Session* s) {
   size_t pos = 0;
   for (;;) {
     const size_t slash = filter.find('/', pos);
-    const std::string_view level = filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
+    const std::string_view level =
+        filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
     auto it = n->kids.find(level);
     if (it == n->kids.end()) return false;
     path.emplace_back(n, level);

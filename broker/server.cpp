@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -15,9 +14,9 @@
 namespace broker {
 namespace {
 
-constexpr size_t kWriteHigh = 256 * 1024;    // above: deliveries wait in the session queue
-constexpr size_t kReadPause = 1024 * 1024;   // above: stop reading this client
-constexpr size_t kReadResume = 256 * 1024;   // below: read again
+constexpr size_t kWriteHigh = 256 * 1024;      // above: deliveries wait in the session queue
+constexpr size_t kReadPause = 1024 * 1024;     // above: stop reading this client
+constexpr size_t kReadResume = 256 * 1024;     // below: read again
 constexpr uint64_t kConnectTimeoutMs = 10000;  // TCP open without CONNECT
 constexpr uint64_t kDrainTimeoutMs = 5000;     // waiting to flush a final packet
 constexpr uint64_t kTickMs = 250;
@@ -28,7 +27,9 @@ struct WriteReq {
   std::vector<uint8_t> bytes;
 };
 
-Server* server_of(uv_handle_t* h) { return static_cast<Server*>(h->loop->data); }
+Server* server_of(uv_handle_t* h) {
+  return static_cast<Server*>(h->loop->data);
+}
 
 std::string format_addr(const sockaddr_storage& ss) {
   char buf[INET6_ADDRSTRLEN] = "?";
@@ -106,17 +107,19 @@ int Server::run() {
   std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(), format_addr(bound).c_str());
   std::fflush(stdout);
   uv_run(loop_, UV_RUN_DEFAULT);
-  std::printf("mqttlb-broker %s stopped (dropped: queue full %llu, too large %llu, expired %llu; "
-              "connections rejected %llu)\n",
-              opt_.name.c_str(), (unsigned long long)stats_.dropped_queue_full,
-              (unsigned long long)stats_.dropped_too_large,
-              (unsigned long long)stats_.dropped_expired,
-              (unsigned long long)stats_.connections_rejected);
+  std::printf(
+      "mqttlb-broker %s stopped (dropped: queue full %llu, too large %llu, expired %llu; "
+      "connections rejected %llu)\n",
+      opt_.name.c_str(), (unsigned long long)stats_.dropped_queue_full,
+      (unsigned long long)stats_.dropped_too_large, (unsigned long long)stats_.dropped_expired,
+      (unsigned long long)stats_.connections_rejected);
   std::fflush(stdout);
   return 0;
 }
 
-void Server::on_signal(uv_signal_t* s, int) { server_of(reinterpret_cast<uv_handle_t*>(s))->shutdown(); }
+void Server::on_signal(uv_signal_t* s, int) {
+  server_of(reinterpret_cast<uv_handle_t*>(s))->shutdown();
+}
 
 void Server::shutdown() {
   if (stopping_) return;
@@ -392,8 +395,10 @@ void Server::tick() {
       expired.push_back(s.get());
       continue;
     }
-    if (s->will && t >= s->will->due_ms) wills.push_back(s.get());
-    else if (s->will) next_deadline_ms_ = std::min(next_deadline_ms_, s->will->due_ms);
+    if (s->will && t >= s->will->due_ms)
+      wills.push_back(s.get());
+    else if (s->will)
+      next_deadline_ms_ = std::min(next_deadline_ms_, s->will->due_ms);
     if (s->expires_at_ms) next_deadline_ms_ = std::min(next_deadline_ms_, s->expires_at_ms);
   }
   for (Session* s : wills) {

@@ -60,15 +60,15 @@ struct Conn {
   std::unique_ptr<OutQ> out;                 // null when everything is written
   std::unique_ptr<mqtt::WillMessage> will;
   std::unique_ptr<ConnExtras> x;
-  uint64_t since_ms = 0;     // last packet received (or state change before CONNECT)
-  uint32_t max_out = 0;      // client's Maximum Packet Size (0 = no limit)
-  uint16_t keep_alive = 0;   // seconds
-  uint16_t window = 0;       // outgoing QoS 1/2 window
+  uint64_t since_ms = 0;    // last packet received (or state change before CONNECT)
+  uint32_t max_out = 0;     // client's Maximum Packet Size (0 = no limit)
+  uint16_t keep_alive = 0;  // seconds
+  uint16_t window = 0;      // outgoing QoS 1/2 window
   State state = AwaitConnect;
   mqtt::Version version = mqtt::Version::V311;
   bool reading = false;
-  bool graceful = false;     // DISCONNECT received: no will (unless 0x04)
-  bool counted = false;      // holds a slot of max_connections
+  bool graceful = false;  // DISCONNECT received: no will (unless 0x04)
+  bool counted = false;   // holds a slot of max_connections
 
   bool v5() const { return version == mqtt::Version::V5; }
   bool online() const { return state == Connected; }
@@ -102,7 +102,7 @@ class Server {
   void flush_conn(Conn* c);
   size_t backlog(const Conn* c) const;
   void set_reading(Conn* c, bool on);
-  void close(Conn* c);      // immediately (abnormal unless c->graceful)
+  void close(Conn* c);        // immediately (abnormal unless c->graceful)
   void drain_close(Conn* c);  // after pending output is written
   void tick();
   void shutdown();

@@ -66,8 +66,8 @@ struct Stats {
 // client without subscriptions costs only the Session itself.
 struct SessionData {
   std::map<std::string, SubOpts, std::less<>> subs;  // filter -> options
-  std::vector<Delivery> inflight;                     // sent QoS 1/2, not yet complete
-  std::list<Delivery> queue;                          // waiting for window/socket
+  std::vector<Delivery> inflight;                    // sent QoS 1/2, not yet complete
+  std::list<Delivery> queue;                         // waiting for window/socket
   size_t queued_qos0 = 0;
   std::unordered_set<uint16_t> qos2_in;  // received QoS 2 ids awaiting PUBREL
 };
@@ -75,9 +75,9 @@ struct SessionData {
 struct Session {
   static constexpr uint32_t kNeverExpires = 0xFFFFFFFF;
 
-  std::string client_id;  // never changes: the sessions map keys on a view of it
-  uint64_t serial = 0;    // unique per session ever created (No Local identity)
-  Conn* conn = nullptr;   // the live connection, or null while offline
+  std::string client_id;       // never changes: the sessions map keys on a view of it
+  uint64_t serial = 0;         // unique per session ever created (No Local identity)
+  Conn* conn = nullptr;        // the live connection, or null while offline
   uint64_t expires_at_ms = 0;  // while offline; 0 = never
   uint32_t expiry_s = 0;       // Session Expiry Interval [MQTT-3.1.2-23]
   uint16_t next_pid = 1;

@@ -142,8 +142,10 @@ Header parse_v2(std::span<const uint8_t> in) {
   if (cmd > 1) return fail(Status::Error);
   size_t need = 0;
   if (cmd == 1) {
-    if (fam == 0x11) need = 12;       // TCP over IPv4
-    else if (fam == 0x21) need = 36;  // TCP over IPv6
+    if (fam == 0x11)
+      need = 12;  // TCP over IPv4
+    else if (fam == 0x21)
+      need = 36;  // TCP over IPv6
   }
   if (len < need) return fail(Status::Error);
   if (in.size() < 16 + len) return fail(Status::NeedMore);

@@ -57,9 +57,10 @@ TEST_CASE("trie add, replace, remove and prune") {
   CHECK(t.add("a/#", &b, SubOpts{2}));
   CHECK_FALSE(t.add("a/+", &a, SubOpts{2}));  // same filter again replaces
   CHECK(t.size() == 2);
-  CHECK(matches(t, "a/x") == std::vector<std::pair<Session*, uint8_t>>{
-                                 std::min(std::make_pair(&a, uint8_t(2)), std::make_pair(&b, uint8_t(2))),
-                                 std::max(std::make_pair(&a, uint8_t(2)), std::make_pair(&b, uint8_t(2)))});
+  CHECK(matches(t, "a/x") ==
+        std::vector<std::pair<Session*, uint8_t>>{
+            std::min(std::make_pair(&a, uint8_t(2)), std::make_pair(&b, uint8_t(2))),
+            std::max(std::make_pair(&a, uint8_t(2)), std::make_pair(&b, uint8_t(2)))});
   CHECK(matches(t, "a").size() == 1);  // "a/#" matches the parent level
   CHECK(t.remove("a/+", &a));
   CHECK_FALSE(t.remove("a/+", &a));
@@ -83,8 +84,9 @@ TEST_CASE("trie agrees with filter_matches on every pair") {
         if (z != "$s") topics.push_back(x + "/" + y + "/" + z);
     }
   }
-  std::vector<std::string> filters = {"#", "+", "+/+", "a/#", "+/#", "a/+/b", "$s/#", "$s/+",
-                                      "/+", "a//b", "+/b/#", "a/b", "", "b/+/+", "+/+/+/#"};
+  std::vector<std::string> filters = {"#",     "+",    "+/+",  "a/#",   "+/#",
+                                      "a/+/b", "$s/#", "$s/+", "/+",    "a//b",
+                                      "+/b/#", "a/b",  "",     "b/+/+", "+/+/+/#"};
   SubTrie t;
   std::vector<Session> sessions(filters.size());
   for (size_t i = 0; i < filters.size(); ++i) t.add(filters[i], &sessions[i], SubOpts{});

@@ -69,9 +69,9 @@ TEST_CASE("encode_publish round-trips through the decoder, 3.1.1 and 5.0") {
     REQUIRE(fr.status == mqtt::DecodeStatus::Ok);
     REQUIRE(fr.header.total_length() == out.size());
     mqtt::Publish p;
-    auto r = mqtt::decode_publish(fr.header.first_byte,
-                                  std::span(out).subspan(fr.header.header_length),
-                                  v5 ? mqtt::Version::V5 : mqtt::Version::V311, p);
+    auto r =
+        mqtt::decode_publish(fr.header.first_byte, std::span(out).subspan(fr.header.header_length),
+                             v5 ? mqtt::Version::V5 : mqtt::Version::V311, p);
     REQUIRE(r.ok);
     CHECK(p.topic == "a/b");
     CHECK(p.payload == "hello");

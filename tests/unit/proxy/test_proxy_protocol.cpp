@@ -102,15 +102,15 @@ TEST_CASE("v1 UNKNOWN is a local header") {
 
 TEST_CASE("v1 invalid headers are errors") {
   const char* bad[] = {
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 \r\n",          // missing port
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 70000\r\n",     // port out of range
-      "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",             // IPv6 in TCP4
-      "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",             // IPv4 in TCP6
-      "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",         // unknown protocol
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",       // extra field
-      "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",        // double space
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",           // LF only
-      "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",        // sign
+      "PROXY TCP4 1.2.3.4 5.6.7.8 1 \r\n",       // missing port
+      "PROXY TCP4 1.2.3.4 5.6.7.8 1 70000\r\n",  // port out of range
+      "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",          // IPv6 in TCP4
+      "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",          // IPv4 in TCP6
+      "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",      // unknown protocol
+      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",    // extra field
+      "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",     // double space
+      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",        // LF only
+      "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",     // sign
   };
   for (const char* b : bad) {
     INFO(b);
@@ -124,11 +124,11 @@ TEST_CASE("v1 invalid headers are errors") {
 TEST_CASE("v2 IPv4 byte-exact and round trip") {
   std::vector<uint8_t> out;
   proxy::append_v2(out, v4("192.0.2.1", 5000), v4("198.51.100.7", 1883));
-  const std::vector<uint8_t> want = {
-      0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,  // signature
-      0x21, 0x11, 0x00, 0x0C,                                                  // v2 PROXY, TCP4, 12
-      192,  0,    2,    1,    198,  51,   100,  7,                             // addresses
-      0x13, 0x88, 0x07, 0x5B};                                                 // 5000, 1883
+  const std::vector<uint8_t> want = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                     0x55, 0x49, 0x54, 0x0A,  // signature
+                                     0x21, 0x11, 0x00, 0x0C,  // v2 PROXY, TCP4, 12
+                                     192,  0,    2,    1,    198,  51,   100,  7,  // addresses
+                                     0x13, 0x88, 0x07, 0x5B};                      // 5000, 1883
   CHECK(out == want);
   auto h = proxy::parse(out);
   REQUIRE(h.status == proxy::Status::Done);
