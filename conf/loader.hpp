@@ -13,7 +13,7 @@ namespace conf {
 
 struct LoadResult {
   std::optional<Config> config;     // set only when errors is empty
-  std::vector<std::string> errors;  // "JSON-POINTER: message", in document order
+  std::vector<std::string> errors;  // "JSON-POINTER: message"; docs/config.md gives the order
   bool ok() const { return errors.empty(); }
 };
 
