@@ -39,6 +39,10 @@ struct BackendTls {
 };
 
 enum class ProxyProtocol { None, V1, V2 };
+// Operator state of a backend (docs/health.md): drain = no new clients,
+// maint = out of rotation and not checked. Applied at start and when a reload
+// changes it.
+enum class BackendAdmin { Ready, Drain, Maint };
 
 struct Backend {
   std::string name;
@@ -46,6 +50,7 @@ struct Backend {
   uint32_t weight = 1;  // 1..256; 0 is not allowed (use drain/maint)
   ProxyProtocol proxy_protocol = ProxyProtocol::None;
   std::optional<BackendTls> tls;
+  BackendAdmin admin = BackendAdmin::Ready;
 };
 
 enum class Algorithm { LeastConn, RoundRobin, ConsistentHash };

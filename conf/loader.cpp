@@ -241,7 +241,8 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
   if (arr.empty()) e.add(ptr, "at least one backend is required");
   std::set<std::string> names;
   for (size_t i = 0; i < arr.size(); ++i) {
-    Obj o(e, arr[i], child(ptr, i), {"name", "address", "weight", "proxy_protocol", "tls"});
+    Obj o(e, arr[i], child(ptr, i),
+          {"name", "address", "weight", "proxy_protocol", "tls", "admin"});
     if (!o.valid()) continue;
     Backend b;
     if (o.require("name") && o.get_string("name", b.name, true) && !names.insert(b.name).second)
@@ -250,6 +251,10 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
     o.get_uint("weight", b.weight, 1, 256);
     o.get_enum("proxy_protocol", b.proxy_protocol,
                {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
+    o.get_enum("admin", b.admin,
+               {{"ready", BackendAdmin::Ready},
+                {"drain", BackendAdmin::Drain},
+                {"maint", BackendAdmin::Maint}});
     if (const json* t = o.find("tls")) {
       Obj to(e, *t, o.at("tls"), {"ca", "verify", "sni", "cert", "key"});
       if (to.valid()) {

@@ -27,6 +27,15 @@ constexpr std::array<FailKind, 9> kFailKinds = {
     FailKind::Tls,     FailKind::ConnackTimeout, FailKind::Refused,
     FailKind::PingTimeout, FailKind::Closed,  FailKind::Protocol};
 
+Admin to_admin(conf::BackendAdmin a) {
+  switch (a) {
+    case conf::BackendAdmin::Drain: return Admin::Drain;
+    case conf::BackendAdmin::Maint: return Admin::Maint;
+    case conf::BackendAdmin::Ready: break;
+  }
+  return Admin::Ready;
+}
+
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -216,24 +225,27 @@ struct Monitor::Impl {
   }
 
   void apply_admin(const std::string& name, Admin a) {
-    for (auto& ep : entries) {
-      Entry& e = *ep;
-      if (e.mb.backend.name != name) continue;
-      if (!hc.enabled) {
-        logf("health: backend " + name + ": admin " + to_string(a) +
+    for (auto& ep : entries)
+      if (ep->mb.backend.name == name) return apply_admin(*ep, a);
+  }
+
+  void apply_admin(Entry& e, Admin a) {
+    if (!hc.enabled) {
+      if (a != Admin::Ready)
+        logf("health: backend " + e.mb.backend.name + ": admin " + to_string(a) +
              " ignored (health.enabled is false)");
-        return;
-      }
-      auto t = e.sm.set_admin(a, steady_ms());
+      return;
+    }
+    auto t = e.sm.set_admin(a, steady_ms());
+    if (e.checker) {
       if (e.sm.checks_enabled()) {
         e.checker->start();  // no-op if already running
       } else {
         e.checker->pause();
-        first_verdict(e);  // maint: no verdict will come
       }
-      if (t) publish(e, *t);
-      return;
     }
+    if (!e.sm.checks_enabled()) first_verdict(e);  // maint: no verdict will come
+    if (t) publish(e, *t);
   }
 
   void apply_update(std::vector<MonitoredBackend> backends, const conf::Health& nhc) {
@@ -251,6 +263,9 @@ struct Monitor::Impl {
         }
       }
       if (kept) {
+        // The config's admin state applies when the reload changes it (an
+        // admin command given since stays in force otherwise).
+        bool admin_changed = kept->mb.backend.admin != b.backend.admin;
         kept->mb.backend = b.backend;  // weight may differ; irrelevant to checks
         kept->sm.set_thresholds(hc.rise, hc.fall);
         kept->mb.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
@@ -259,9 +274,11 @@ struct Monitor::Impl {
           kept->client_id = make_client_id(hc.client_id_prefix, instance_id, b.backend.name);
           start_checker(kept.get());
         }
+        if (admin_changed) apply_admin(*kept, to_admin(kept->mb.backend.admin));
         next.push_back(std::move(kept));
       } else {
         next.push_back(make_entry(std::move(b)));
+        apply_admin(*next.back(), to_admin(next.back()->mb.backend.admin));
         start_checker(next.back().get());
         logf("health: backend " + next.back()->mb.backend.name + " added (checks start now)");
       }
@@ -304,7 +321,10 @@ struct Monitor::Impl {
 
   void run() {
     if (!hc.enabled) logf("health: checks disabled (health.enabled false): every backend is up");
-    for (auto& e : entries) start_checker(e.get());
+    for (auto& e : entries) {
+      apply_admin(*e, to_admin(e->mb.backend.admin));  // from the config
+      start_checker(e.get());  // not started in maint
+    }
     on_async();  // commands (or a stop) issued before the thread started
     uv_run(&loop, UV_RUN_DEFAULT);
     // Every handle is closed (the checkers freed themselves): the loop closes.

@@ -3,6 +3,7 @@ real brokers (our mqttlb-broker and Debian's mosquitto), brokers killed,
 frozen, restarted, refusing the checker, behind the PROXY protocol.
 State is observed the way an operator would: /metrics and the log."""
 import datetime
+import json
 import os
 import re
 import signal
@@ -125,6 +126,43 @@ class HealthChecks(harness.TestCase):
         self.assertEqual(code, 0)
         s.close()
         self.assertEqual(metric(mport, 'mqttlb_health_transitions_total{backend="r1",to="up"}'), 2)
+
+    def test_admin_drain_and_maint_from_the_config_on_reload(self):
+        backends = start_backends(self, 2)
+        lb, port, mport, path = start_mqttlb(self, backends, health=HC)
+        old = [mqtt_connect(port, f"before-drain-{i}")[0] for i in range(4)]
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_active{backend="b2"}'), 2)
+
+        def reload(admin):
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["backends"][1]["admin"] = admin
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            lb.signal(signal.SIGHUP)
+
+        def state_is(name, state):
+            return metric(mport, f'mqttlb_backend_state{{backend="{name}",state="{state}"}}') == 1
+
+        reload("drain")
+        wait_until(lambda: state_is("b2", "drain"), 10, interval=0.05, what="b2 drain")
+        placed = metric(mport, 'mqttlb_backend_sessions_total{backend="b2"}')
+        new = [mqtt_connect(port, f"while-drain-{i}")[0] for i in range(4)]
+        # No new clients on b2; its existing sessions stay.
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_total{backend="b2"}'), placed)
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_active{backend="b2"}'), 2)
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_active{backend="b1"}'), 6)
+
+        reload("maint")
+        wait_until(lambda: state_is("b2", "maint"), 10, interval=0.05, what="b2 maint")
+        self.assertTrue(grep_lines(lb, r"health: backend b2 drain -> maint: admin maint"))
+        reload("ready")
+        wait_until(lambda: state_is("b2", "up"), 10, interval=0.05, what="b2 up again")
+        # Leastconn now fills the emptier b2 first.
+        s, _ = mqtt_connect(port, "after-ready")
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_total{backend="b2"}'), placed + 1)
+        for x in old + new + [s]:
+            x.close()
 
     def mosquitto_with_password(self):
         d = self.tmpdir()

@@ -435,3 +435,32 @@ TEST_CASE("health.enabled false: every backend is up, no check traffic; enabling
   h.monitor->update({{b1, h.status}}, hc);
   REQUIRE(eventually([&] { return fb.connections() >= 1 && h.state() == State::Down; }));
 }
+
+TEST_CASE("admin state from the config: maint at start (no checks), drain, ready on reload") {
+  FakeBroker fb;
+  prometheus::Registry reg;
+  conf::Backend b;
+  b.name = "b1";
+  b.address.host = "127.0.0.1";
+  b.address.port = fb.port();
+  b.admin = conf::BackendAdmin::Maint;
+  auto st = std::make_shared<health::Status>();
+  auto hc = fast_health();
+  health::Monitor m({{b, st}}, hc, reg, {}, [](const std::string&) {});
+  std::string err;
+  REQUIRE(m.start(err));
+  CHECK(m.wait_first_round(5'000));  // maint: nothing to wait for
+  REQUIRE(eventually([&] { return st->state.load() == State::Maint; }));
+  b.admin = conf::BackendAdmin::Drain;
+  m.update({{b, st}}, hc);
+  REQUIRE(eventually([&] { return st->state.load() == State::Drain; }));
+  CHECK(fb.connects() >= 1);  // checked again once out of maint
+  // Same config again: an admin command given since is not overridden.
+  CHECK(m.set_admin_state("b1", Admin::Ready));
+  REQUIRE(eventually([&] { return st->state.load() == State::Up; }));
+  m.update({{b, st}}, hc);
+  b.admin = conf::BackendAdmin::Ready;
+  m.update({{b, st}}, hc);
+  CHECK(m.client_id("b1").size() > 0);
+  CHECK(st->state.load() == State::Up);
+}
