@@ -48,21 +48,22 @@ Session::~Session() {
 
 void Session::start(uv_stream_t* server, const ListenerCtx& listener) {
   Server& srv = w_.server();
-  client_ = new TcpTransport(w_.loop(), w_.slab(), this);
+  auto* tcp = new TcpTransport(w_.loop(), w_.slab(), this);
+  client_ = tcp;
   ++open_handles_;
   uv_timer_init(w_.loop(), &timer_);
   timer_.data = this;
   ++open_handles_;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client_->tcp())) != 0) {
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp->tcp())) != 0) {
     close(CloseReason::Error);
     return;
   }
   listener.accepted->Increment();
   accepted_at_ns_ = uv_hrtime();
   int len = sizeof peer_;
-  uv_tcp_getpeername(client_->tcp(), reinterpret_cast<sockaddr*>(&peer_), &len);
+  uv_tcp_getpeername(tcp->tcp(), reinterpret_cast<sockaddr*>(&peer_), &len);
   len = sizeof local_;
-  uv_tcp_getsockname(client_->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
+  uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
   peer_ip_ = ip_string(peer_);
 
   if (!w_.accepting() || srv.stopping()) {
@@ -76,7 +77,7 @@ void Session::start(uv_stream_t* server, const ListenerCtx& listener) {
   admitted_ = true;
   srv.metrics().connections_active->Increment();
   snap_ = srv.snapshot();
-  uv_tcp_nodelay(client_->tcp(), 1);
+  uv_tcp_nodelay(tcp->tcp(), 1);
   arm_timer(snap_->cfg.limits.connect_timeout_ms);
   client_->start_read();
 }
@@ -434,7 +435,7 @@ void Session::timer_close_cb(uv_handle_t* h) {
 void Session::on_closed(Transport* t) {
   if (t == client_) client_ = nullptr;
   if (t == backend_) backend_ = nullptr;
-  delete static_cast<TcpTransport*>(t);
+  delete t;  // after its last callback (TransportSink::on_closed contract)
   handle_closed();
 }
 

@@ -79,7 +79,9 @@ class Session final : public TransportSink {
   Phase phase_ = Phase::Peek;
   int open_handles_ = 0;
 
-  TcpTransport* client_ = nullptr;
+  // The client side is only seen through the Transport seam: a TLS listener
+  // will hand the session a TLS transport wrapping the TcpTransport here.
+  Transport* client_ = nullptr;
   TcpTransport* backend_ = nullptr;  // the live attempt / forwarding peer
   uv_timer_t timer_;
   bool timer_closed_ = false;

@@ -139,6 +139,32 @@ class Routing(harness.TestCase):
         wait_until(lambda: metric(mport, "mqttlb_takeovers_total") == 1, 5, what="takeover counted")
         new.close()
 
+    def test_round_robin_and_consistent_hash(self):
+        _, port, _ = self.lb(balance={"algorithm": "round-robin", "affinity": "none"})
+        socks = [mqtt_connect(port, f"rr-{i}")[0] for i in range(30)]
+        counts = {}
+        for i, s in enumerate(socks):
+            b = self.probes.which(s, f"rr-{i}")
+            counts[b] = counts.get(b, 0) + 1
+        self.assertEqual(counts, {"b1": 10, "b2": 10, "b3": 10})
+        for s in socks:
+            s.close()
+        # consistent-hash without affinity: the ring alone sends an id back to its broker,
+        # even from a second mqttlb that never saw it (identical balancers agree).
+        # (One session at a time, so the load bound never moves a key.)
+        _, port1, m1 = self.lb(balance={"algorithm": "consistent-hash", "affinity": "none"})
+        _, port2, m2 = self.lb(balance={"algorithm": "consistent-hash", "affinity": "none"})
+        for i in range(6):
+            cid = f"ring-{i}"
+            places = set()
+            for k, (p, m) in enumerate(((port1, m1), (port2, m2), (port1, m1))):
+                s, _ = mqtt_connect(p, cid)
+                places.add(self.probes.which(s, f"{cid}-{k}"))
+                s.close()
+                wait_until(lambda: metric(m, "mqttlb_connections_active") == 0, 5,
+                           what="session released")
+            self.assertEqual(len(places), 1, f"{cid} went to {places}")
+
     def test_idle_timeouts(self):
         _, port, mport = self.lb(limits={"idle_grace_ms": 500, "keepalive0_idle_cap_s": 1})
         # Keep-alive 0: brokers never time the session out; mqttlb's cap (1 s) does.
