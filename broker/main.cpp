@@ -21,6 +21,7 @@ const char kUsage[] =
     "  --max-packet-size N    largest packet accepted, bytes (default 1048576)\n"
     "  --max-queued N         messages queued per session (default 1000)\n"
     "  --max-inflight N       outgoing QoS 1/2 window per client (default 20)\n"
+    "  --connect-timeout S    close connections without CONNECT after S s (default 10)\n"
     "  --debug                log each connect and disconnect\n"
     "  --help, --version\n";
 
@@ -89,6 +90,8 @@ int main(int argc, char** argv) {
       o.max_queued = size_t(num(1, 10000000));
     } else if (a == "--max-inflight") {
       o.max_inflight = uint16_t(num(1, 65535));
+    } else if (a == "--connect-timeout") {
+      o.connect_timeout_ms = num(1, 3600) * 1000;
     } else {
       std::fprintf(stderr, "mqttlb-broker: unknown or incomplete option %s\n%s", a.c_str(), kUsage);
       return 2;

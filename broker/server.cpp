@@ -14,11 +14,10 @@
 namespace broker {
 namespace {
 
-constexpr size_t kWriteHigh = 256 * 1024;      // above: deliveries wait in the session queue
-constexpr size_t kReadPause = 1024 * 1024;     // above: stop reading this client
-constexpr size_t kReadResume = 256 * 1024;     // below: read again
-constexpr uint64_t kConnectTimeoutMs = 10000;  // TCP open without CONNECT
-constexpr uint64_t kDrainTimeoutMs = 5000;     // waiting to flush a final packet
+constexpr size_t kWriteHigh = 256 * 1024;   // above: deliveries wait in the session queue
+constexpr size_t kReadPause = 1024 * 1024;  // above: stop reading this client
+constexpr size_t kReadResume = 256 * 1024;  // below: read again
+constexpr uint64_t kDrainTimeoutMs = 5000;  // waiting to flush a final packet
 constexpr uint64_t kTickMs = 250;
 
 // Owns its bytes until on_write runs [DESIGN: a write request owns its bytes].
@@ -370,7 +369,7 @@ void Server::tick() {
     switch (c->state) {
       case Conn::AwaitProxy:
       case Conn::AwaitConnect:
-        if (t - c->since_ms > kConnectTimeoutMs) close(c);
+        if (t - c->since_ms > opt_.connect_timeout_ms) close(c);  // no CONNECT in time
         break;
       case Conn::Connected:
         // The server disconnects after 1.5 x Keep Alive of silence [MQTT-3.1.2-24].

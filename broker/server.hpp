@@ -33,6 +33,7 @@ struct Options {
   uint32_t max_packet_size = 1024 * 1024;  // incoming limit (5.0 CONNACK Maximum Packet Size)
   size_t max_queued = 1000;                // per session, QoS 0/1/2 waiting to be sent
   uint16_t max_inflight = 20;              // outgoing QoS 1/2 window per client
+  uint64_t connect_timeout_ms = 10000;     // TCP (and PROXY header) without CONNECT
   uint16_t receive_maximum = 100;          // incoming QoS 2 awaiting PUBREL (5.0 CONNACK)
   uint16_t topic_alias_maximum = 10;       // client -> server aliases (5.0 CONNACK)
 };

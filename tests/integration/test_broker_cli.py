@@ -217,6 +217,19 @@ class Limits(TestCase):
             return None
         return r
 
+    def test_connect_timeout(self):
+        _, port = self.start_our_broker(extra=("--connect-timeout", "1"))
+        silent = Raw(port)
+        partial = Raw(port)
+        partial.send(connect("slow")[:5])  # a CONNECT that never completes
+        self.assertEqual(silent.expect_closed(10), [])
+        self.assertEqual(partial.expect_closed(10), [])
+        silent.close()
+        partial.close()
+        r, ack = raw_connect(port, "prompt")  # a prompt client is unaffected
+        self.assertEqual(ack, b"\x00\x00")
+        r.close()
+
     def test_debug_logs_connect_and_disconnect_only_with_debug(self):
         quiet, qport = self.start_our_broker(name="quiet")
         loud, lport = self.start_our_broker(name="loud", extra=("--debug",))
