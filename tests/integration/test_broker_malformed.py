@@ -5,11 +5,12 @@ mosquitto also closes the connection, it is run as the oracle for "closed"."""
 import os
 import random
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import main  # noqa: E402
-from broker_helpers import (V311, V5, BrokerTest, Raw, connect, props, publish,  # noqa: E402
-                            raw_connect)
+from broker_helpers import (V31, V311, V5, BrokerTest, DISCONNECT, Raw, connect, props,  # noqa: E402
+                            publish, raw_connect, subscribe)
 
 # name: (bytes after CONNECT, our DISCONNECT reason, mosquitto closes too)
 CASES = {
@@ -123,6 +124,47 @@ class Malformed(BrokerTest):
             r.close()
         self.assertTrue(self.ours.alive(), self.ours.output())
         self.assert_alive("fuzz")
+
+    def test_session_churn(self):
+        """16 threads x 40 connections over 6 shared client ids: takeovers, clean
+        and persistent sessions, wills with delays, keep-alives, QoS 0/1/2 and
+        retained publishes, abrupt closes. Seeded, so a failure reproduces."""
+        port = self.port
+
+        def worker(seed):
+            r = random.Random(seed)
+            for i in range(40):
+                v = r.choice([V31, V311, V5])
+                kw = {}
+                if v == V5:
+                    expiry = r.choice([0, 1, 30, 0xFFFFFFFF]).to_bytes(4, "big")
+                    kw["properties"] = props((0x11, expiry), (0x21, r.randint(1, 5).to_bytes(2, "big")))
+                    if r.random() < 0.5:
+                        kw["will_properties"] = props((0x18, r.randint(0, 2).to_bytes(4, "big")))
+                if r.random() < 0.5:
+                    kw["will"] = ("churn/will", b"w", r.randint(0, 2), r.random() < 0.3)
+                try:
+                    c = Raw(port)
+                    c.send(connect(f"churn{r.randint(0, 5)}", version=v, clean=r.random() < 0.5,
+                                   keepalive=r.choice([0, 1, 60]), **kw))
+                    c.send(subscribe([("churn/#", r.randint(0, 2))], version=v))
+                    for j in range(r.randint(0, 20)):
+                        c.send(publish(f"churn/{j % 3}", b"p" * r.randint(0, 300),
+                                       qos=r.randint(0, 2), pid=j + 2, retain=r.random() < 0.1,
+                                       version=v))
+                    if r.random() < 0.3:
+                        c.send(DISCONNECT)
+                    c.close()
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads))
+        self.assert_alive("churn")
 
 
 if __name__ == "__main__":
