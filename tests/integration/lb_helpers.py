@@ -168,6 +168,7 @@ def start_mqttlb(tc, backends, verbose=False, **sections):
         json.dump(cfg, f)
     args = [binary("mqttlb"), "-c", path] + (["-v"] if verbose else [])
     p = tc.spawn(args, name="mqttlb")
+    tc.addCleanup(_stopped_cleanly, tc, p)  # runs before spawn's own stop
     p.wait_for_line(r"listening: mqtt on", timeout=20)
     wait_until(lambda: port_open(port), 10, what="mqttlb port")
     # port_open's probe connection counts against the limits until mqttlb sees
@@ -175,6 +176,16 @@ def start_mqttlb(tc, backends, verbose=False, **sections):
     wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 10,
                what="probe connection released")
     return p, port, mport, path
+
+
+def _stopped_cleanly(tc, p):
+    """Every mqttlb a test starts must stop on SIGTERM with exit 0 and no
+    sanitizer report (the suite also runs under ASan+UBSan)."""
+    rc = p.stop(timeout=20)
+    out = p.output()
+    for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        tc.assertNotIn(bad, out, f"mqttlb reported a sanitizer error:\n{out[-4000:]}")
+    tc.assertEqual(rc, 0, f"mqttlb exited with {rc}:\n{out[-2000:]}")
 
 
 def metrics(mport):
