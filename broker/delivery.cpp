@@ -115,8 +115,13 @@ void Server::destroy_session(Session* s) {
     auto w = std::move(s->will);
     publish_will(w->will, s->serial);
   }
-  if (s->d)
-    for (const auto& [filter, o] : s->d->subs) trie_.remove(filter, s);
+  if (s->d) {
+    for (const auto& [full, o] : s->d->subs) {
+      std::string_view group, inner = full;
+      parse_shared(full, group, inner);
+      trie_.remove(inner, s, group);
+    }
+  }
   if (s->conn) s->conn->session = nullptr;
   const std::string id = s->client_id;
   sessions_.erase(id);

@@ -79,7 +79,6 @@ void Server::send_connack(Conn* c, uint8_t code, bool present, const std::string
     p.topic_alias_maximum = opt_.topic_alias_maximum;
     p.receive_maximum = opt_.receive_maximum;
     p.maximum_packet_size = opt_.max_packet_size;
-    p.shared_subscription_available = 0;
   }
   scratch_.clear();
   mqtt::encode_connack(ack, c->version, scratch_);
@@ -287,10 +286,10 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
       ack.codes.push_back(v5 ? uint8_t(Reason::TopicFilterInvalid) : 0x80);
       continue;
     }
-    if (e.filter.rfind("$share/", 0) == 0) {  // not supported (CONNACK says so)
-      ack.codes.push_back(v5 ? uint8_t(Reason::SharedSubscriptionsNotSupported) : 0x80);
-      continue;
-    }
+    std::string_view group, inner = e.filter;
+    const Share share = parse_shared(e.filter, group, inner);
+    if (share == Share::Invalid)  // [MQTT-4.8.2-1/2]
+      return fail(c, Reason::ProtocolError, "invalid shared subscription");
     SubOpts o;
     o.qos = std::min<uint8_t>(e.qos, 2);
     if (v5) {
@@ -301,10 +300,11 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
     }
     const bool existed = s->data().subs.count(e.filter) != 0;
     s->data().subs[e.filter] = o;
-    trie_.add(e.filter, s, o);
+    trie_.add(inner, s, o, group);
     ack.codes.push_back(o.qos);
-    // Retain Handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
-    if (o.retain_handling == 0 || (o.retain_handling == 1 && !existed))
+    // Retain Handling: 0 always, 1 only for a new subscription, 2 never
+    // [MQTT-3.3.1-9..11]; never for a shared subscription (4.8.2).
+    if (share == Share::No && (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)))
       send_retained_for.emplace_back(&e.filter, o);
   }
   scratch_.clear();
@@ -322,7 +322,9 @@ void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) 
   ack.packet_id = u.packet_id;
   for (const auto& f : u.filters) {
     const bool existed = s->d && s->d->subs.erase(f) != 0;
-    if (existed) trie_.remove(f, s);
+    std::string_view group, inner = f;
+    parse_shared(f, group, inner);
+    if (existed) trie_.remove(inner, s, group);
     if (c->v5()) ack.codes.push_back(existed ? 0 : uint8_t(Reason::NoSubscriptionExisted));
   }
   s->compact();

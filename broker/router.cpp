@@ -6,6 +6,19 @@
 
 namespace broker {
 
+Share parse_shared(std::string_view f, std::string_view& group, std::string_view& filter) {
+  constexpr std::string_view kPrefix = "$share/";
+  if (f.substr(0, kPrefix.size()) != kPrefix) return Share::No;
+  const std::string_view rest = f.substr(kPrefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size())
+    return Share::Invalid;
+  group = rest.substr(0, slash);
+  filter = rest.substr(slash + 1);
+  if (group.find_first_of("+#") != std::string_view::npos) return Share::Invalid;
+  return Share::Yes;
+}
+
 bool filter_matches(std::string_view filter, std::string_view topic) {
   if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
       (filter[0] == '+' || filter[0] == '#'))
@@ -32,7 +45,8 @@ bool filter_matches(std::string_view filter, std::string_view topic) {
 SubTrie::SubTrie() : root_(std::make_unique<Node>()) {}
 SubTrie::~SubTrie() = default;
 
-bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o) {
+SubTrie::Node* SubTrie::find(std::string_view filter, bool create,
+                             std::vector<std::pair<Node*, std::string_view>>* path) {
   Node* n = root_.get();
   size_t pos = 0;
   for (;;) {
@@ -40,50 +54,67 @@ bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o) {
     const std::string_view level =
         filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
     auto it = n->kids.find(level);
-    if (it == n->kids.end())
+    if (it == n->kids.end()) {
+      if (!create) return nullptr;
       it = n->kids.emplace(std::string(level), std::make_unique<Node>()).first;
+    }
+    if (path) path->emplace_back(n, level);
     n = it->second.get();
-    if (slash == std::string_view::npos) break;
+    if (slash == std::string_view::npos) return n;
     pos = slash + 1;
   }
-  for (auto& e : n->subs) {
+}
+
+void SubTrie::prune(const std::vector<std::pair<Node*, std::string_view>>& path) {
+  for (auto p = path.rbegin(); p != path.rend(); ++p) {
+    auto k = p->first->kids.find(p->second);
+    if (!k->second->empty()) break;
+    p->first->kids.erase(k);
+  }
+}
+
+bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o, std::string_view group) {
+  Node* n = find(filter, true);
+  std::vector<SubEntry>* list = &n->subs;
+  if (!group.empty()) {
+    auto g = std::find_if(n->shared.begin(), n->shared.end(),
+                          [&](const SharedGroup& x) { return x.name == group; });
+    if (g == n->shared.end()) {
+      n->shared.push_back({std::string(group), {}, 0});
+      g = n->shared.end() - 1;
+    }
+    list = &g->members;
+  }
+  for (auto& e : *list) {
     if (e.session == s) {
       e.opts = o;  // same filter again replaces the subscription [MQTT-3.8.4-3]
       return false;
     }
   }
-  n->subs.push_back({s, o});
+  list->push_back({s, o});
   ++count_;
   return true;
 }
 
-bool SubTrie::remove(std::string_view filter, Session* s) {
-  // Walk down remembering the path, then prune empty nodes bottom-up.
+bool SubTrie::remove(std::string_view filter, Session* s, std::string_view group) {
   std::vector<std::pair<Node*, std::string_view>> path;
-  Node* n = root_.get();
-  size_t pos = 0;
-  for (;;) {
-    const size_t slash = filter.find('/', pos);
-    const std::string_view level =
-        filter.substr(pos, slash == std::string_view::npos ? slash : slash - pos);
-    auto it = n->kids.find(level);
-    if (it == n->kids.end()) return false;
-    path.emplace_back(n, level);
-    n = it->second.get();
-    if (slash == std::string_view::npos) break;
-    pos = slash + 1;
+  Node* n = find(filter, false, &path);
+  if (!n) return false;
+  std::vector<SubEntry>* list = &n->subs;
+  auto g = n->shared.end();
+  if (!group.empty()) {
+    g = std::find_if(n->shared.begin(), n->shared.end(),
+                     [&](const SharedGroup& x) { return x.name == group; });
+    if (g == n->shared.end()) return false;
+    list = &g->members;
   }
-  auto it = std::find_if(n->subs.begin(), n->subs.end(),
-                         [s](const SubEntry& e) { return e.session == s; });
-  if (it == n->subs.end()) return false;
-  *it = n->subs.back();
-  n->subs.pop_back();
+  auto it =
+      std::find_if(list->begin(), list->end(), [s](const SubEntry& e) { return e.session == s; });
+  if (it == list->end()) return false;
+  list->erase(it);  // keeps the round-robin order of the others
   --count_;
-  for (auto p = path.rbegin(); p != path.rend(); ++p) {
-    auto k = p->first->kids.find(p->second);
-    if (!k->second->subs.empty() || !k->second->kids.empty()) break;
-    p->first->kids.erase(k);
-  }
+  if (g != n->shared.end() && g->members.empty()) n->shared.erase(g);
+  prune(path);
   return true;
 }
 

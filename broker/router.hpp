@@ -31,6 +31,11 @@ struct SubEntry {
   SubOpts opts;
 };
 
+// "$share/GROUP/FILTER" (MQTT 5 section 4.8.2). No: an ordinary filter.
+// Invalid: empty or wildcard group, or no filter after it [MQTT-4.8.2-1/2].
+enum class Share : uint8_t { No, Yes, Invalid };
+Share parse_shared(std::string_view f, std::string_view& group, std::string_view& filter);
+
 // Whether `filter` matches `topic` ('+', '#'; a topic starting with '$' is not
 // matched by a filter whose first level is a wildcard [MQTT-4.7.2-1]).
 bool filter_matches(std::string_view filter, std::string_view topic);
@@ -41,15 +46,17 @@ class SubTrie {
  public:
   SubTrie();
   ~SubTrie();
-  // Adds or replaces (same filter, same session) a subscription. Returns true
-  // when it did not exist before.
-  bool add(std::string_view filter, Session* s, const SubOpts& o);
+  // Adds or replaces (same filter, group and session) a subscription. Returns
+  // true when it did not exist before. A non-empty `group` makes it a member of
+  // that shared subscription group on `filter`.
+  bool add(std::string_view filter, Session* s, const SubOpts& o, std::string_view group = {});
   // Returns true when it existed.
-  bool remove(std::string_view filter, Session* s);
+  bool remove(std::string_view filter, Session* s, std::string_view group = {});
   size_t size() const { return count_; }
 
-  // Calls f(const SubEntry&) for every subscription matching `topic`. The trie
-  // must not be modified during the call.
+  // Calls f(const SubEntry&) for every subscription matching `topic`, and for
+  // one member of each matching shared group (round robin). The trie must not
+  // be modified during the call.
   template <typename F>
   void match(std::string_view topic, F&& f) const {
     const bool dollar = !topic.empty() && topic[0] == '$';
@@ -61,9 +68,16 @@ class SubTrie {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  struct SharedGroup {
+    std::string name;
+    std::vector<SubEntry> members;
+    mutable size_t next = 0;  // round-robin position; matching is otherwise const
+  };
   struct Node {
     std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> kids;
     std::vector<SubEntry> subs;
+    std::vector<SharedGroup> shared;
+    bool empty() const { return subs.empty() && shared.empty() && kids.empty(); }
     const Node* kid(std::string_view k) const {
       auto it = kids.find(k);
       return it == kids.end() ? nullptr : it->second.get();
@@ -73,6 +87,7 @@ class SubTrie {
   template <typename F>
   static void emit(const Node* n, F& f) {
     for (const auto& e : n->subs) f(e);
+    for (const auto& g : n->shared) f(g.members[g.next++ % g.members.size()]);
   }
 
   // `rest` is the topic from the current level on; `more` says whether a level
@@ -97,6 +112,12 @@ class SubTrie {
     step(n->kid("+"));
     if (const Node* h = n->kid("#")) emit(h, f);
   }
+
+  // The node for `filter`, created when `create`; with the path from the root
+  // (parent, level) when `path` is given.
+  Node* find(std::string_view filter, bool create,
+             std::vector<std::pair<Node*, std::string_view>>* path = nullptr);
+  void prune(const std::vector<std::pair<Node*, std::string_view>>& path);
 
   std::unique_ptr<Node> root_;
   size_t count_ = 0;

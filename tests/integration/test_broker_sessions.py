@@ -288,6 +288,36 @@ class Topics(BrokerTest):
         self.assertEqual(got["a/#"], ["a", "a/", "a/b", "a/b", "a/b/c", "a/b/c/d"])
         self.assertEqual(got["+/b"], ["/b", "a/b", "c/b"])
 
+    def test_shared_subscriptions_round_robin(self):
+        """$share/GROUP/FILTER: each message goes to one member of the group, in
+        turn (as mosquitto does), while ordinary subscribers get every one."""
+        def fn(port):
+            res = []
+            for v in (V311, V5):
+                a = self.client(port, f"sa{v}", version=v)
+                b = self.client(port, f"sb{v}", version=v)
+                n = self.client(port, f"sn{v}", version=v)
+                codes = a.sub(f"$share/g/sh{v}/#", 1) + b.sub(f"$share/g/sh{v}/#", 1)
+                n.sub(f"sh{v}/#", 1)
+                p = self.client(port, f"sp{v}", version=v)
+                for i in range(6):
+                    p.pub(f"sh{v}/t", f"m{i}", 1)
+                got = [[m[1] for m in msgs(c, 3)] for c in (a, b)]
+                extra = len(a.drain(0.2)) + len(b.drain(0.2))
+                res.append((codes, sorted(got), extra, len(msgs(n, 6))))
+            return res
+        want = ([1, 1], [[b"m0", b"m2", b"m4"], [b"m1", b"m3", b"m5"]], 0, 6)
+        self.assertEqual(self.both(fn), [want, want])
+
+    def test_shared_subscription_gets_no_retained(self):
+        # MQTT 5 section 4.8.2 (mosquitto 2.0.11 sends them; we follow the spec).
+        p = self.client(self.port, "shr-p", version=V5)
+        p.pub("shr/t", "kept", 1, retain=True)
+        c = self.client(self.port, "shr-c", version=V5)
+        c.sub("$share/g/shr/#", 1)
+        c.sub("shr/#", 1)
+        self.assertEqual([m.payload for m in c.drain(0.5)], [b"kept"])  # once, not twice
+
     def test_invalid_filter_and_topic_close_the_connection(self):
         def fn(port):
             r, _ = raw_connect(port, "bad-filter")

@@ -127,3 +127,44 @@ TEST_CASE("retained store: set, replace, delete by empty payload, wildcard looku
   r.match("a/b", [&](const broker::MsgPtr& m) { got.push_back(m->payload); });
   CHECK(got.empty());
 }
+
+TEST_CASE("shared subscriptions: parse, one member per message in turn, remove") {
+  std::string_view g, f;
+  CHECK(broker::parse_shared("a/b", g, f) == broker::Share::No);
+  CHECK(broker::parse_shared("$share/grp/a/#", g, f) == broker::Share::Yes);
+  CHECK(g == "grp");
+  CHECK(f == "a/#");
+  CHECK(broker::parse_shared("$share/grp", g, f) == broker::Share::Invalid);
+  CHECK(broker::parse_shared("$share//a", g, f) == broker::Share::Invalid);
+  CHECK(broker::parse_shared("$share/g+/a", g, f) == broker::Share::Invalid);
+  CHECK(broker::parse_shared("$share/g/", g, f) == broker::Share::Invalid);
+
+  SubTrie t;
+  Session a, b, c, plain;
+  t.add("s/+", &a, SubOpts{1}, "g");
+  t.add("s/+", &b, SubOpts{1}, "g");
+  t.add("s/+", &c, SubOpts{1}, "h");  // another group: gets every message
+  t.add("s/+", &plain, SubOpts{0});
+  std::vector<Session*> g_members;
+  for (int i = 0; i < 4; ++i) {
+    auto m = matches(t, "s/x");
+    REQUIRE(m.size() == 3);
+    int from_g = 0;
+    for (auto& [s, q] : m) {
+      if (s == &a || s == &b) {
+        ++from_g;
+        g_members.push_back(s);
+      }
+    }
+    CHECK(from_g == 1);
+  }
+  CHECK(g_members == std::vector<Session*>{&a, &b, &a, &b});
+  CHECK_FALSE(t.remove("s/+", &a));  // not an ordinary subscription
+  CHECK(t.remove("s/+", &a, "g"));
+  CHECK(matches(t, "s/x").size() == 3);  // b alone in g
+  CHECK(t.remove("s/+", &b, "g"));
+  CHECK(t.remove("s/+", &c, "h"));
+  CHECK(t.remove("s/+", &plain));
+  CHECK(t.size() == 0);
+  CHECK(matches(t, "s/x").empty());
+}
