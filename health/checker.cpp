@@ -32,15 +32,6 @@ std::string ms_str(double seconds) {
   return b;
 }
 
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 // One TCP connection to the backend. Heap object, never moves; tcp.data = this.
@@ -50,115 +41,9 @@ struct Checker::Conn {
   uv_tcp_t tcp;
   uv_connect_t connect_req;
   Checker* owner = nullptr;
-  std::vector<uint8_t> rbuf;  // bytes of an incomplete packet, <= kMaxBuffered
+  std::vector<uint8_t> rbuf;         // bytes of an incomplete packet, <= kMaxBuffered
   std::unique_ptr<tls::Engine> tls;  // set when the backend uses TLS
 };
-
-const char* to_string(FailKind k) {
-  switch (k) {
-    case FailKind::None: return "none";
-    case FailKind::Resolve: return "resolve";
-    case FailKind::Connect: return "connect";
-    case FailKind::ConnectTimeout: return "connect_timeout";
-    case FailKind::Tls: return "tls";
-    case FailKind::ConnackTimeout: return "connack_timeout";
-    case FailKind::Refused: return "refused";
-    case FailKind::PingTimeout: return "pingresp_timeout";
-    case FailKind::Closed: return "closed";
-    case FailKind::Protocol: return "protocol";
-  }
-  return "unknown";
-}
-
-ConnackVerdict classify_connack(uint8_t code, bool v5) {
-  if (code == 0) return ConnackVerdict::Accepted;
-  if (v5) {
-    switch (code) {
-      case 0x85:  // Client Identifier not valid
-      case 0x86:  // Bad User Name or Password
-      case 0x87:  // Not authorized
-        return ConnackVerdict::LivenessRefusal;
-      default: return ConnackVerdict::Failure;
-    }
-  }
-  switch (code) {
-    case 0x02:  // Identifier rejected
-    case 0x04:  // Bad user name or password
-    case 0x05:  // Not authorized
-      return ConnackVerdict::LivenessRefusal;
-    default: return ConnackVerdict::Failure;
-  }
-}
-
-std::string connack_code_name(uint8_t code, bool v5) {
-  const char* n = "unknown code";
-  if (v5) {
-    switch (code) {
-      case 0x00: n = "success"; break;
-      case 0x80: n = "unspecified error"; break;
-      case 0x81: n = "malformed packet"; break;
-      case 0x82: n = "protocol error"; break;
-      case 0x83: n = "implementation specific error"; break;
-      case 0x84: n = "unsupported protocol version"; break;
-      case 0x85: n = "client identifier not valid"; break;
-      case 0x86: n = "bad user name or password"; break;
-      case 0x87: n = "not authorized"; break;
-      case 0x88: n = "server unavailable"; break;
-      case 0x89: n = "server busy"; break;
-      case 0x8A: n = "banned"; break;
-      case 0x8B: n = "server shutting down"; break;
-      case 0x8C: n = "bad authentication method"; break;
-      case 0x95: n = "packet too large"; break;
-      case 0x97: n = "quota exceeded"; break;
-      case 0x9C: n = "use another server"; break;
-      case 0x9D: n = "server moved"; break;
-      case 0x9F: n = "connection rate exceeded"; break;
-      default: break;
-    }
-  } else {
-    switch (code) {
-      case 0x00: n = "accepted"; break;
-      case 0x01: n = "unacceptable protocol version"; break;
-      case 0x02: n = "identifier rejected"; break;
-      case 0x03: n = "server unavailable"; break;
-      case 0x04: n = "bad user name or password"; break;
-      case 0x05: n = "not authorized"; break;
-      default: break;
-    }
-  }
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%02X ", code);
-  return b + std::string(n);
-}
-
-std::string make_client_id(std::string_view prefix, std::string_view instance_id,
-                           std::string_view backend_name) {
-  constexpr size_t kMax = 23;  // [MQTT-3.1.3-5]: servers MUST allow 1..23 bytes
-  auto clean = [](std::string_view in) {
-    std::string s(in);
-    for (char& c : s) {
-      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                c == '-' || c == '_';
-      if (!ok) c = '_';
-    }
-    return s;
-  };
-  std::string head = clean(prefix) + clean(instance_id) + "-";
-  std::string name = clean(backend_name);
-  // Keep at least 8 bytes for the backend part, shortening the prefix if needed.
-  if (head.size() > kMax - 8) head = head.substr(head.size() - (kMax - 8));
-  size_t budget = kMax - head.size();
-  if (name.size() <= budget) return head + name;
-  // Too long: a leading part of the name + 4 base36 digits of its hash.
-  static const char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-  uint64_t h = fnv1a(backend_name);
-  std::string tag;
-  for (int i = 0; i < 4; ++i) {
-    tag += kDigits[h % 36];
-    h /= 36;
-  }
-  return head + name.substr(0, budget - tag.size()) + tag;
-}
 
 Checker* Checker::create(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
                          std::string client_id, ResultFn on_result) {
@@ -167,7 +52,10 @@ Checker* Checker::create(uv_loop_t* loop, const conf::Backend& backend, const co
 
 Checker::Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
                  std::string client_id, ResultFn on_result)
-    : loop_(loop), backend_(backend), hc_(hc), client_id_(std::move(client_id)),
+    : loop_(loop),
+      backend_(backend),
+      hc_(hc),
+      client_id_(std::move(client_id)),
       on_result_(std::move(on_result)) {
   uv_timer_init(loop_, &tick_);
   uv_timer_init(loop_, &deadline_);
@@ -196,8 +84,8 @@ void Checker::close() {
 void Checker::start() {
   if (closing_ || running_) return;
   running_ = true;
-  uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); }, 0,
-                 0);
+  uv_timer_start(
+      &tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); }, 0, 0);
 }
 
 void Checker::pause() {
@@ -213,10 +101,10 @@ bool Checker::resolve() {
   if (resolved_) return true;
   const std::string& host = backend_.address.host;
   std::memset(&addr_, 0, sizeof addr_);
-  if (uv_ip4_addr(host.c_str(), backend_.address.port,
-                  reinterpret_cast<sockaddr_in*>(&addr_)) == 0 ||
-      uv_ip6_addr(host.c_str(), backend_.address.port,
-                  reinterpret_cast<sockaddr_in6*>(&addr_)) == 0) {
+  if (uv_ip4_addr(host.c_str(), backend_.address.port, reinterpret_cast<sockaddr_in*>(&addr_)) ==
+          0 ||
+      uv_ip6_addr(host.c_str(), backend_.address.port, reinterpret_cast<sockaddr_in6*>(&addr_)) ==
+          0) {
     resolved_ = true;
     return true;
   }
@@ -240,13 +128,14 @@ void Checker::schedule_next() {
   if (!running_ || closing_) return;
   uint64_t elapsed_ms = (uv_hrtime() - check_start_ns_) / 1'000'000;
   uint64_t delay = hc_.interval_ms > elapsed_ms ? hc_.interval_ms - elapsed_ms : 0;
-  uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); },
-                 delay, 0);
+  uv_timer_start(
+      &tick_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->run_check(); }, delay, 0);
 }
 
 void Checker::arm_deadline() {
-  uv_timer_start(&deadline_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->on_deadline(); },
-                 hc_.timeout_ms, 0);
+  uv_timer_start(
+      &deadline_, [](uv_timer_t* t) { static_cast<Checker*>(t->data)->on_deadline(); },
+      hc_.timeout_ms, 0);
 }
 
 void Checker::run_check() {
@@ -326,7 +215,7 @@ void Checker::on_connected(Conn* c, int status) {
     const std::string& sni = backend_.tls->sni.empty() ? backend_.address.host : backend_.tls->sni;
     c->tls = std::make_unique<tls::Engine>(*tls_ctx_, tls::Role::Client, sni);
   }
-  send_connect();  // with TLS: held by the engine until the handshake completes
+  send_connect();                // with TLS: held by the engine until the handshake completes
   phase_ = Phase::AwaitConnack;  // the deadline armed at connect covers CONNACK too
 }
 
@@ -383,8 +272,8 @@ void Checker::send_raw(std::vector<uint8_t> bytes) {
   auto* w = new WriteReq;
   w->bytes = std::move(bytes);
   w->req.data = w;
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
-                           static_cast<unsigned>(w->bytes.size()));
+  uv_buf_t b =
+      uv_buf_init(reinterpret_cast<char*>(w->bytes.data()), static_cast<unsigned>(w->bytes.size()));
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&conn_->tcp), &b, 1,
                     [](uv_write_t* req, int) { delete static_cast<WriteReq*>(req->data); });
   // A failed write shows up as a read error or a timeout; the request is ours.
@@ -547,8 +436,8 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
           out.clear();
           conn_->tls->take_ciphertext(out);
         }
-        uv_buf_t db = uv_buf_init(reinterpret_cast<char*>(out.data()),
-                                  static_cast<unsigned>(out.size()));
+        uv_buf_t db =
+            uv_buf_init(reinterpret_cast<char*>(out.data()), static_cast<unsigned>(out.size()));
         uv_try_write(reinterpret_cast<uv_stream_t*>(&conn_->tcp), &db, 1);
         finish(true, FailKind::None, "CONNACK 0 + PINGRESP in " + ms_str(secs), false);
       } else {
@@ -581,7 +470,8 @@ void Checker::on_deadline() {
     case Phase::AwaitPingresp:
       finish(false, FailKind::PingTimeout, "timeout: no PINGRESP within " + t, false);
       return;
-    default: return;
+    default:
+      return;
   }
 }
 

@@ -49,7 +49,7 @@ struct CheckResult {
   FailKind kind = FailKind::None;  // None when pass (also for an accepted refusal)
   std::string detail;              // for logs: "timeout waiting for CONNACK (300 ms)"
   double seconds = 0;              // from the start of the check to its verdict
-  bool scheduled = true;  // false: a kept connection died between checks
+  bool scheduled = true;           // false: a kept connection died between checks
 };
 
 // What a CONNACK code means for the check.
@@ -143,7 +143,7 @@ class Checker {
 
   Conn* conn_ = nullptr;
   Phase phase_ = Phase::Idle;
-  bool in_check_ = false;   // a check is in flight (its verdict not reported yet)
+  bool in_check_ = false;     // a check is in flight (its verdict not reported yet)
   bool new_session_ = false;  // the check in flight opened its own connection
   uint64_t check_start_ns_ = 0;
   char slab_[4096];  // read buffer: copied into the Conn's packet buffer at once

@@ -1,5 +1,9 @@
 #include "health/monitor.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
 #include <uv.h>
 
 #include <array>
@@ -10,11 +14,6 @@
 #include <random>
 #include <utility>
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-
 #include "health/checker.hpp"
 
 namespace health {
@@ -23,15 +22,18 @@ namespace {
 
 constexpr std::array<State, 4> kStates = {State::Down, State::Up, State::Drain, State::Maint};
 constexpr std::array<FailKind, 9> kFailKinds = {
-    FailKind::Resolve, FailKind::Connect,     FailKind::ConnectTimeout,
-    FailKind::Tls,     FailKind::ConnackTimeout, FailKind::Refused,
-    FailKind::PingTimeout, FailKind::Closed,  FailKind::Protocol};
+    FailKind::Resolve,     FailKind::Connect,        FailKind::ConnectTimeout,
+    FailKind::Tls,         FailKind::ConnackTimeout, FailKind::Refused,
+    FailKind::PingTimeout, FailKind::Closed,         FailKind::Protocol};
 
 Admin to_admin(conf::BackendAdmin a) {
   switch (a) {
-    case conf::BackendAdmin::Drain: return Admin::Drain;
-    case conf::BackendAdmin::Maint: return Admin::Maint;
-    case conf::BackendAdmin::Ready: break;
+    case conf::BackendAdmin::Drain:
+      return Admin::Drain;
+    case conf::BackendAdmin::Maint:
+      return Admin::Maint;
+    case conf::BackendAdmin::Ready:
+      break;
   }
   return Admin::Ready;
 }
@@ -152,9 +154,8 @@ struct Monitor::Impl {
     State initial = hc.enabled ? State::Down : State::Up;
     if (!hc.enabled) b.status->up_since_ms.store(0, std::memory_order_relaxed);
     b.status->state.store(initial, std::memory_order_release);
-    auto e = std::make_unique<Entry>(std::move(b),
-                                     make_client_id(hc.client_id_prefix, instance_id, name),
-                                     hc.rise, hc.fall);
+    auto e = std::make_unique<Entry>(
+        std::move(b), make_client_id(hc.client_id_prefix, instance_id, name), hc.rise, hc.fall);
     static const prometheus::Histogram::BucketBoundaries kBuckets = {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
     BackendMetrics& m = e->m;
@@ -323,7 +324,7 @@ struct Monitor::Impl {
     if (!hc.enabled) logf("health: checks disabled (health.enabled false): every backend is up");
     for (auto& e : entries) {
       apply_admin(*e, to_admin(e->mb.backend.admin));  // from the config
-      start_checker(e.get());  // not started in maint
+      start_checker(e.get());                          // not started in maint
     }
     on_async();  // commands (or a stop) issued before the thread started
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -6,9 +6,12 @@ namespace health {
 
 const char* to_string(Admin a) {
   switch (a) {
-    case Admin::Ready: return "ready";
-    case Admin::Drain: return "drain";
-    case Admin::Maint: return "maint";
+    case Admin::Ready:
+      return "ready";
+    case Admin::Drain:
+      return "drain";
+    case Admin::Maint:
+      return "maint";
   }
   return "unknown";
 }

@@ -4,10 +4,14 @@ namespace health {
 
 const char* to_string(State s) {
   switch (s) {
-    case State::Down: return "down";
-    case State::Up: return "up";
-    case State::Drain: return "drain";
-    case State::Maint: return "maint";
+    case State::Down:
+      return "down";
+    case State::Up:
+      return "up";
+    case State::Drain:
+      return "drain";
+    case State::Maint:
+      return "maint";
   }
   return "unknown";
 }

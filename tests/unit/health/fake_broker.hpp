@@ -57,12 +57,30 @@ class FakeBroker {
   uint16_t port() const { return port_; }
 
   // Counters observed so far (thread-safe snapshots).
-  int connections() { std::lock_guard<std::mutex> l(mu_); return connections_; }
-  int connects() { std::lock_guard<std::mutex> l(mu_); return connects_; }
-  int pingreqs() { std::lock_guard<std::mutex> l(mu_); return pingreqs_; }
-  int disconnects() { std::lock_guard<std::mutex> l(mu_); return disconnects_; }
-  int proxy_headers() { std::lock_guard<std::mutex> l(mu_); return proxy_headers_; }
-  int open_clients() { std::lock_guard<std::mutex> l(mu_); return static_cast<int>(clients_.size()); }
+  int connections() {
+    std::lock_guard<std::mutex> l(mu_);
+    return connections_;
+  }
+  int connects() {
+    std::lock_guard<std::mutex> l(mu_);
+    return connects_;
+  }
+  int pingreqs() {
+    std::lock_guard<std::mutex> l(mu_);
+    return pingreqs_;
+  }
+  int disconnects() {
+    std::lock_guard<std::mutex> l(mu_);
+    return disconnects_;
+  }
+  int proxy_headers() {
+    std::lock_guard<std::mutex> l(mu_);
+    return proxy_headers_;
+  }
+  int open_clients() {
+    std::lock_guard<std::mutex> l(mu_);
+    return static_cast<int>(clients_.size());
+  }
   std::vector<mqtt::ConnectInfo> connect_infos() {
     std::lock_guard<std::mutex> l(mu_);
     return infos_;
@@ -157,7 +175,8 @@ class FakeBroker {
         case 14:  // DISCONNECT
           ++disconnects_;
           return false;
-        default: return false;
+        default:
+          return false;
       }
       if (!out.empty() && ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) return false;
     }

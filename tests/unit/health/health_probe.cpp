@@ -50,10 +50,14 @@ bool parse_backend(const std::string& arg, conf::Backend& b) {
   for (size_t i = 1; i < parts.size(); ++i) {
     if (!b.tls) b.tls.emplace();
     const std::string& p = parts[i];
-    if (p.rfind("ca=", 0) == 0) b.tls->ca = p.substr(3);
-    else if (p.rfind("sni=", 0) == 0) b.tls->sni = p.substr(4);
-    else if (p == "noverify") b.tls->verify = false;
-    else if (p != "tls") return false;
+    if (p.rfind("ca=", 0) == 0)
+      b.tls->ca = p.substr(3);
+    else if (p.rfind("sni=", 0) == 0)
+      b.tls->sni = p.substr(4);
+    else if (p == "noverify")
+      b.tls->verify = false;
+    else if (p != "tls")
+      return false;
   }
   return true;
 }
@@ -67,10 +71,14 @@ int main(int argc, char** argv) {
     auto num = [&](uint32_t& v) {
       if (i + 1 < argc) v = static_cast<uint32_t>(std::atoi(argv[++i]));
     };
-    if (a == "--interval") num(hc.interval_ms);
-    else if (a == "--timeout") num(hc.timeout_ms);
-    else if (a == "--rise") num(hc.rise);
-    else if (a == "--fall") num(hc.fall);
+    if (a == "--interval")
+      num(hc.interval_ms);
+    else if (a == "--timeout")
+      num(hc.timeout_ms);
+    else if (a == "--rise")
+      num(hc.rise);
+    else if (a == "--fall")
+      num(hc.fall);
     else if (a == "--level") {
       uint32_t l = 4;
       num(l);
@@ -112,9 +120,8 @@ int main(int argc, char** argv) {
     }
     for (auto& b : backends) {
       auto [p, f] = counts[b.backend.name];
-      say("stats " + b.backend.name + " " + health::to_string(b.status->state.load()) +
-          " passes=" + std::to_string(static_cast<long>(p)) +
-          " fails=" + std::to_string(static_cast<long>(f)));
+      say("stats " + b.backend.name + " " + health::to_string(b.status->state.load()) + " passes=" +
+          std::to_string(static_cast<long>(p)) + " fails=" + std::to_string(static_cast<long>(f)));
     }
   }
   m.stop();

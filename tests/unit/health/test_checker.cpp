@@ -103,13 +103,15 @@ struct Harness {
 }  // namespace
 
 TEST_CASE("classify_connack: liveness refusals vs failures, 3.1.1 and 5.0") {
-  using health::ConnackVerdict;
   using health::classify_connack;
+  using health::ConnackVerdict;
   CHECK(classify_connack(0, false) == ConnackVerdict::Accepted);
   CHECK(classify_connack(0, true) == ConnackVerdict::Accepted);
-  for (uint8_t c : {0x02, 0x04, 0x05}) CHECK(classify_connack(c, false) == ConnackVerdict::LivenessRefusal);
+  for (uint8_t c : {0x02, 0x04, 0x05})
+    CHECK(classify_connack(c, false) == ConnackVerdict::LivenessRefusal);
   for (uint8_t c : {0x01, 0x03, 0x06}) CHECK(classify_connack(c, false) == ConnackVerdict::Failure);
-  for (uint8_t c : {0x85, 0x86, 0x87}) CHECK(classify_connack(c, true) == ConnackVerdict::LivenessRefusal);
+  for (uint8_t c : {0x85, 0x86, 0x87})
+    CHECK(classify_connack(c, true) == ConnackVerdict::LivenessRefusal);
   for (uint8_t c : {0x80, 0x84, 0x88, 0x89, 0x8B, 0x9F})
     CHECK(classify_connack(c, true) == ConnackVerdict::Failure);
   CHECK(health::connack_code_name(0x05, false) == "0x05 not authorized");
@@ -260,7 +262,10 @@ TEST_CASE("garbage instead of CONNACK is a protocol failure") {
 
 TEST_CASE("nothing listening: connect failures") {
   uint16_t port;
-  { FakeBroker fb; port = fb.port(); }  // bound once, now closed
+  {
+    FakeBroker fb;
+    port = fb.port();
+  }  // bound once, now closed
   Harness h(port, fast_health());
   REQUIRE(eventually([&] {
     return h.metric("mqttlb_health_check_failures_total",
@@ -294,8 +299,8 @@ TEST_CASE("a kept session closed by the broker counts as a failure; a new one is
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
   fb.drop_all();
   REQUIRE(eventually([&] { return fb.connections() >= 2 && h.state() == State::Up; }));
-  CHECK(h.metric("mqttlb_health_check_failures_total",
-                 {{"backend", "b1"}, {"reason", "closed"}}) >= 1);
+  CHECK(h.metric("mqttlb_health_check_failures_total", {{"backend", "b1"}, {"reason", "closed"}}) >=
+        1);
   CHECK(h.seen().size() >= 3);  // up, down (closed), up
 }
 
@@ -321,8 +326,8 @@ TEST_CASE("admin: drain keeps checking; maint stops checks and closes the sessio
 
   CHECK(h.monitor->set_admin_state("b1", Admin::Ready));
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
-  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->drain", "drain->maint",
-                                             "maint->down", "down->up"});
+  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->drain", "drain->maint", "maint->down",
+                                             "down->up"});
   CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "up"}}) == 1);
   CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "maint"}}) == 0);
 }
@@ -355,7 +360,9 @@ TEST_CASE("two monitors on the same broker use distinct client ids") {
   CHECK(h1.monitor->client_id("b1") != h2.monitor->client_id("b1"));
 }
 
-TEST_CASE("update (reload): unchanged backends keep their state; new ones are checked; removed ones stop") {
+TEST_CASE(
+    "update (reload): unchanged backends keep their state; new ones are checked; removed ones "
+    "stop") {
   FakeBroker fb1, fb2;
   Harness h(fb1.port(), fast_health());
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
@@ -393,7 +400,10 @@ TEST_CASE("update (reload): unchanged backends keep their state; new ones are ch
 TEST_CASE("wait_first_round returns once every backend has a verdict (pass or fail)") {
   FakeBroker up;
   uint16_t dead;
-  { FakeBroker fb; dead = fb.port(); }
+  {
+    FakeBroker fb;
+    dead = fb.port();
+  }
   prometheus::Registry reg;
   conf::Backend b1, b2;
   b1.name = "up";
@@ -404,7 +414,7 @@ TEST_CASE("wait_first_round returns once every backend has a verdict (pass or fa
   b2.address.port = dead;
   auto s1 = std::make_shared<health::Status>(), s2 = std::make_shared<health::Status>();
   auto hc = fast_health();
-  hc.rise = 3;  // the first pass still counts at once
+  hc.rise = 3;              // the first pass still counts at once
   hc.interval_ms = 60'000;  // only the first round can decide within this test
   health::Monitor m({{b1, s1}, {b2, s2}}, hc, reg, {}, [](const std::string&) {});
   std::string err;
