@@ -73,6 +73,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
 }
 
 bool Server::start(std::string& err) {
+  if (!Worker::check_free(listeners_, err)) return false;
   for (auto& w : workers_)
     if (!w->listen(listeners_, err)) return false;
   for (auto& w : workers_) w->start();

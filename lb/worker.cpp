@@ -33,6 +33,30 @@ Worker::~Worker() {
   }
 }
 
+bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::string& err) {
+  for (const auto& l : listeners) {
+    sockaddr_storage addr{};
+    if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+      err = "listener " + l.name + ": bad address " + l.bind.str();
+      return false;
+    }
+    // No SO_REUSEPORT here: bind fails if anyone (even another mqttlb) holds the port.
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+              bind(fd, reinterpret_cast<sockaddr*>(&addr),
+                   addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)) == 0;
+    int e = errno;
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      err = "listener " + l.name + ": cannot bind " + l.bind.str() + ": " + std::strerror(e);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& err) {
   for (const auto& l : listeners) {
     sockaddr_storage addr{};

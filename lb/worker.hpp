@@ -46,6 +46,9 @@ class Worker {
   // Binds one SO_REUSEPORT socket per listener on this worker's loop. Called
   // from the main thread before start(); returns false with `err` set.
   bool listen(const std::vector<conf::Listener>& listeners, std::string& err);
+  // Fails when another process already listens on a listener's address:
+  // SO_REUSEPORT would otherwise let two instances silently share the port.
+  static bool check_free(const std::vector<conf::Listener>& listeners, std::string& err);
   void start();  // spawns the thread running the loop
   void join();
 

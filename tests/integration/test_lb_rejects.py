@@ -184,6 +184,17 @@ class CommandLine(harness.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, r"^mqttlb \d+\.\d+\.\d+")
 
+    def test_port_in_use_is_an_error(self):
+        backends = start_backends(self, 1)
+        _, port, _, _ = start_mqttlb(self, backends)
+        cfg = self.write({"listeners": [{"name": "m", "bind": f"127.0.0.1:{port}"}],
+                          "backends": [{"name": "b", "address": f"127.0.0.1:{backends[0][1]}"}],
+                          "health": {"enabled": False}})
+        # SO_REUSEPORT must not let a second instance silently share the port.
+        r = subprocess.run([binary("mqttlb"), "-c", cfg], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"cannot bind 127.0.0.1:{port}: Address already in use", r.stderr)
+
     def test_sigterm_drains_then_exits_zero(self):
         backends = start_backends(self, 1)
         p, port, _, _ = start_mqttlb(self, backends, limits={"shutdown_grace_ms": 60000})
