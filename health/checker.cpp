@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -225,7 +226,11 @@ void Checker::send_connect() {
   ci.version = v5 ? mqtt::Version::V5 : mqtt::Version::V311;
   ci.protocol_level = v5 ? 5 : 4;
   ci.clean_start = true;  // no session state left on the broker by checks
-  ci.keep_alive = hc_.keep_alive_s;
+  // A broker drops a client silent for 1.5 x keep-alive [MQTT-3.1.2-24]: announce
+  // at least 2 x interval so a kept session is never dropped between PINGREQs.
+  uint64_t min_ka = (2 * uint64_t{hc_.interval_ms} + 999) / 1000;
+  ci.keep_alive = static_cast<uint16_t>(
+      std::min<uint64_t>(65'535, std::max<uint64_t>(hc_.keep_alive_s, min_ka)));
   ci.client_id = client_id_;
   ci.username = hc_.username;
   ci.password = hc_.password;

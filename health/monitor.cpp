@@ -4,6 +4,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <pthread.h>
 #include <uv.h>
 
 #include <array>
@@ -321,6 +322,7 @@ struct Monitor::Impl {
   }
 
   void run() {
+    pthread_setname_np(pthread_self(), "mqttlb-health");
     if (!hc.enabled) logf("health: checks disabled (health.enabled false): every backend is up");
     for (auto& e : entries) {
       apply_admin(*e, to_admin(e->mb.backend.admin));  // from the config

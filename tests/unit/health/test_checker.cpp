@@ -474,3 +474,13 @@ TEST_CASE("admin state from the config: maint at start (no checks), drain, ready
   CHECK(m.client_id("b1").size() > 0);
   CHECK(st->state.load() == State::Up);
 }
+
+TEST_CASE("the announced keep-alive covers at least two check intervals") {
+  FakeBroker fb;
+  auto hc = fast_health();
+  hc.interval_ms = 5'000;
+  hc.keep_alive_s = 3;  // would let the broker drop the kept session between checks
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return !fb.connect_infos().empty(); }));
+  CHECK(fb.connect_infos()[0].keep_alive == 10);
+}
