@@ -182,7 +182,10 @@ int Runner::run() {
 }
 
 void Runner::launch_more() {
-  if (phase_ >= Phase::Closing) return;
+  // A connect that fails synchronously reports back here: the outer call's
+  // loop goes on, so no recursion as deep as the client count.
+  if (phase_ >= Phase::Closing || launching_) return;
+  launching_ = true;
   size_t allowed = clients_.size();
   if (o_.connect_rate > 0) {
     double due = static_cast<double>(uv_hrtime() - t_start_) / 1e9 * o_.connect_rate + 1;
@@ -195,6 +198,7 @@ void Runner::launch_more() {
     st_.attempted++;
     c.start();
   }
+  launching_ = false;
   if (next_launch_ >= clients_.size()) uv_timer_stop(&launch_);
 }
 

@@ -145,6 +145,7 @@ class Runner {
   uint64_t prev_sent_ = 0, prev_recv_ = 0;  // progress line deltas
   uint64_t launch_credit_base_ = 0;
   bool aborted_ = false;
+  bool launching_ = false;  // launch_more() is on the stack
   bool loop_inited_ = false;
   bool interrupted_ = false;
   bool tty_ = false;
