@@ -33,6 +33,8 @@ class FakeBroker {
   std::atomic<bool> v5{false};
   std::atomic<bool> answer_ping{true};
   std::atomic<bool> expect_proxy{false};
+  // When non-zero: PINGREQ is answered with a 5.0 DISCONNECT carrying this reason.
+  std::atomic<uint8_t> disconnect_on_ping{0};
 
   FakeBroker() {
     lfd_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -170,7 +172,13 @@ class FakeBroker {
         }
         case 12:  // PINGREQ
           ++pingreqs_;
-          if (answer_ping && mode == Mode::Answer) mqtt::encode_pingresp(out);
+          if (disconnect_on_ping != 0) {
+            mqtt::Disconnect d;
+            d.reason = disconnect_on_ping;
+            mqtt::encode_disconnect(d, mqtt::Version::V5, out);
+          } else if (answer_ping && mode == Mode::Answer) {
+            mqtt::encode_pingresp(out);
+          }
           break;
         case 14:  // DISCONNECT
           ++disconnects_;

@@ -484,3 +484,18 @@ TEST_CASE("the announced keep-alive covers at least two check intervals") {
   REQUIRE(eventually([&] { return !fb.connect_infos().empty(); }));
   CHECK(fb.connect_infos()[0].keep_alive == 10);
 }
+
+TEST_CASE("MQTT 5: a DISCONNECT from the broker (server shutting down) fails the check") {
+  FakeBroker fb;
+  fb.v5 = true;
+  fb.disconnect_on_ping = 0x8B;
+  auto hc = fast_health();
+  hc.protocol_level = 5;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] {
+    return h.metric("mqttlb_health_check_failures_total",
+                    {{"backend", "b1"}, {"reason", "closed"}}) >= 2;
+  }));
+  CHECK(h.state() == State::Down);
+  CHECK(h.logged("broker sent DISCONNECT reason 0x8B"));
+}
