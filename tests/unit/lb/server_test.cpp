@@ -1,0 +1,165 @@
+// lb::Server end to end on loopback, in-process: the contract the health
+// monitor relies on (shutdown_backend_sessions), the no-backend refusal, and a
+// clean stop (every handle closed, every worker joined; ASan checks the rest).
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <prometheus/registry.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "lb/server.hpp"
+
+namespace {
+
+int listen_any(uint16_t& port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(fd, 64) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+uint16_t free_port() {
+  uint16_t p = 0;
+  close(listen_any(p));
+  return p;
+}
+
+int connect_to(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+// Reads up to n bytes within timeout_ms; returns what arrived ("" on EOF/timeout).
+std::string read_some(int fd, size_t n, int timeout_ms) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (out.size() < n) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, left) <= 0) break;
+    char buf[4096];
+    ssize_t r = recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+// True when the peer closes fd (EOF or reset) within timeout_ms.
+bool closed_within(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return false;
+  char c;
+  return recv(fd, &c, 1, 0) <= 0;
+}
+
+std::string connect_packet(const std::string& id) {
+  std::string body = std::string("\x00\x04MQTT\x04\x02\x00\x3c", 10);
+  body += static_cast<char>(id.size() >> 8);
+  body += static_cast<char>(id.size() & 0xff);
+  body += id;
+  return std::string("\x10", 1) + static_cast<char>(body.size()) + body;
+}
+
+conf::Config config(uint16_t listen_port, uint16_t backend_port) {
+  conf::Config c;
+  c.listeners.push_back({"t", {"127.0.0.1", listen_port}, std::nullopt});
+  conf::Backend b;
+  b.name = "b1";
+  b.address = {"127.0.0.1", backend_port};
+  c.backends.push_back(b);
+  c.workers = 2;
+  c.balance.retries = 0;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("shutdown_backend_sessions closes that backend's sessions, spread, from any thread") {
+  uint16_t bport = 0;
+  int backend = listen_any(bport);
+  uint16_t port = free_port();
+  prometheus::Registry reg;
+  {
+    lb::Server server(config(port, bport), reg);
+    for (auto& b : server.backends()) b.state->status->state.store(health::State::Up);
+    std::string err;
+    REQUIRE_MESSAGE(server.start(err), err);
+
+    std::vector<int> clients, peers;
+    for (int i = 0; i < 6; ++i) {
+      std::string pkt = connect_packet("dev" + std::to_string(i));
+      int c = connect_to(port);
+      REQUIRE(send(c, pkt.data(), pkt.size(), 0) == static_cast<ssize_t>(pkt.size()));
+      pollfd p{backend, POLLIN, 0};
+      REQUIRE(poll(&p, 1, 5000) == 1);
+      int s = accept(backend, nullptr, nullptr);
+      REQUIRE(s >= 0);
+      CHECK(read_some(s, pkt.size(), 5000) == pkt);  // the CONNECT, byte for byte
+      clients.push_back(c);
+      peers.push_back(s);
+    }
+    CHECK(server.backends()[0].state->active.load() == 6);
+
+    auto t0 = std::chrono::steady_clock::now();
+    server.shutdown_backend_sessions("b1", 300);
+    for (int c : clients) CHECK(closed_within(c, 5000));
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(ms >= 100);  // spread, not all at once (6 sessions over 300 ms on 2 workers)
+    CHECK(server.metrics().closed(lb::CloseReason::BackendShutdown).Value() == 6);
+    for (int s : peers) CHECK(closed_within(s, 5000));  // the broker side is closed too
+    for (int fd : clients) close(fd);
+    for (int fd : peers) close(fd);
+
+    server.stop_accepting();
+    server.close_all_sessions();
+    server.join();
+    CHECK(server.active_connections() == 0);
+    CHECK(server.backends()[0].state->active.load() == 0);
+  }
+  close(backend);
+}
+
+TEST_CASE("no backend up: CONNACK 0x03, then close; counted") {
+  uint16_t bport = 0;
+  int backend = listen_any(bport);
+  uint16_t port = free_port();
+  prometheus::Registry reg;
+  {
+    lb::Server server(config(port, bport), reg);  // backends stay Down: no monitor here
+    std::string err;
+    REQUIRE_MESSAGE(server.start(err), err);
+    int c = connect_to(port);
+    std::string pkt = connect_packet("lonely");
+    REQUIRE(send(c, pkt.data(), pkt.size(), 0) == static_cast<ssize_t>(pkt.size()));
+    CHECK(read_some(c, 4, 5000) == std::string("\x20\x02\x00\x03", 4));
+    CHECK(closed_within(c, 5000));
+    close(c);
+    CHECK(server.metrics().rejected(lb::Reject::NoBackend).Value() == 1);
+    pollfd p{backend, POLLIN, 0};
+    CHECK(poll(&p, 1, 0) == 0);  // the backend was never contacted
+    server.close_all_sessions();
+    server.join();
+  }
+  close(backend);
+}
