@@ -86,6 +86,73 @@ class BenchConn(TestCase):
         self.assertEqual(b.p.returncode, 3, b.output())
         b.wait_for_line(r"error: all connections lost", 5)
 
+    def test_failures_by_reason_and_exit_1(self):
+        # Mosquitto closes connections beyond max_connections at once.
+        _, port = self.start_mosquitto(extra_conf="max_connections 5")
+        rc, out, err = run_bench(["conn", "-p", port, "-c", 12, "--max-pending", 1, "--hold", 0.2, "--json"])
+        self.assertEqual(rc, 1, err)
+        r = json.loads(out)
+        c = r["connections"]
+        # Mosquitto 2.0.11 lets max_connections + 1 in; what matters is that
+        # every connection is accounted for, and failures are listed by reason.
+        self.assertIn(c["connected"], (5, 6))
+        self.assertEqual(c["connected"] + c["failed"], 12)
+        self.assertEqual(sum(r["failures"].values()), c["failed"])
+        self.assertTrue(any("before CONNACK" in k or "ECONNRESET" in k for k in r["failures"]), r["failures"])
+        self.assertIn("failures", err + out)
+
+    def test_connect_rate_paces_connections(self):
+        _, port = self.start_mosquitto()
+        t0 = time.monotonic()
+        rc, out, err = run_bench(["conn", "-p", port, "-c", 20, "--connect-rate", 20, "--json"])
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["connections"]["connected"], 20)
+        # 20 connections at 20/s: the last one starts about 0.95 s after the first.
+        self.assertGreater(took, 0.8)
+        self.assertLess(json.loads(out)["connections"]["per_s"], 40)
+
+    def test_source_addresses(self):
+        mosq, port = self.start_mosquitto()
+        rc, out, err = run_bench(["conn", "-p", port, "-c", 6, "--source-addresses", "127.0.0.2,127.0.0.3",
+                                  "--json"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["connections"]["connected"], 6)
+        wait_until(lambda: mosq.output().count("New connection from 127.0.0.2") >= 3 and
+                   mosq.output().count("New connection from 127.0.0.3") >= 3, 10,
+                   what="connections from both source addresses")
+        rc, _, err = run_bench(["conn", "-p", port, "--source-addresses", "not-an-ip"])
+        self.assertEqual(rc, 2)
+        self.assertIn("not an IP address", err)
+
+    def test_progress_line_only_on_a_terminal(self):
+        import pty
+        _, port = self.start_mosquitto()
+        args = [binary("mqttlb-bench"), "conn", "-p", str(port), "-c", "2", "--hold", "2.5"]
+        master, slave = pty.openpty()
+        p = subprocess.Popen(args, stdout=slave, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        chunks = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(10)
+        os.close(master)
+        tty_out = b"".join(chunks).decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 0, tty_out)
+        self.assertRegex(tty_out, r"\[\s*\d+\.\ds\] conn 2/2")
+        # Through a pipe: the report only.
+        rc, out, _ = run_bench(["conn", "-p", port, "-c", 2, "--hold", 1.5])
+        self.assertEqual(rc, 0)
+        self.assertNotRegex(out, r"\[\s*\d+\.\ds\] conn")
+        self.assertIn("2 connected", out)
+
     def test_usage(self):
         rc, out, _ = run_bench(["--help"])
         self.assertEqual(rc, 0)
