@@ -242,7 +242,7 @@ void Server::on_pub_response(Conn* c, uint8_t fb, std::span<const uint8_t> body)
       return;
     case mqtt::PacketType::Pubrec:
       if (d && d->state == Delivery::WaitRec) {
-        if (c->v5() && r.reason >= 0x80) {  // refused: the flow ends here [MQTT-4.3.3-?]
+        if (c->v5() && r.reason >= 0x80) {  // refused: the flow ends here (5.0 section 4.3.3)
           s->erase_inflight(r.packet_id);
           return pump(s);
         }
@@ -282,7 +282,7 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   ack.packet_id = sub.packet_id;
   std::vector<std::pair<const std::string*, SubOpts>> send_retained_for;
   for (const auto& e : sub.subscriptions) {
-    if (!mqtt::valid_topic_filter(e.filter)) {  // [MQTT-4.7.3-?] bad filter: refused, not fatal
+    if (!mqtt::valid_topic_filter(e.filter)) {  // [MQTT-4.7.1-1..3]; mqtt/ rejects first
       ack.codes.push_back(v5 ? uint8_t(Reason::TopicFilterInvalid) : 0x80);
       continue;
     }

@@ -242,7 +242,7 @@ size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
     }
     const size_t total = fr.header.total_length();
     if (total > opt_.max_packet_size) {
-      // [MQTT-3.2.2-?] Maximum Packet Size we announced: 0x95, then close.
+      // Above the Maximum Packet Size we announced: 0x95, then close (5.0 section 3.2.2.3.6).
       fail(c, mqtt::Reason::PacketTooLarge, "packet larger than Maximum Packet Size");
       break;
     }
