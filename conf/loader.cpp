@@ -26,9 +26,12 @@ namespace {
 std::string escape_token(const std::string& key) {
   std::string out;
   for (char c : key) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
   }
   return out;
 }
@@ -36,19 +39,29 @@ std::string escape_token(const std::string& key) {
 std::string child(const std::string& ptr, const std::string& key) {
   return ptr + "/" + escape_token(key);
 }
-std::string child(const std::string& ptr, size_t i) { return ptr + "/" + std::to_string(i); }
+std::string child(const std::string& ptr, size_t i) {
+  return ptr + "/" + std::to_string(i);
+}
 
 const char* type_name(const json& j) {
   switch (j.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "array";
-    case json::value_t::object: return "object";
-    case json::value_t::number_float: return "number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    case json::value_t::number_float:
+      return "number";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "integer";
-    default: return "value";
+    case json::value_t::number_unsigned:
+      return "integer";
+    default:
+      return "value";
   }
 }
 
@@ -107,8 +120,8 @@ class Obj {
         out = static_cast<T>(x);
         return;
       }
-      e_.add(at(key), std::to_string(x) + " out of range " + std::to_string(lo) + ".." +
-                          std::to_string(hi));
+      e_.add(at(key),
+             std::to_string(x) + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
       return;
     }
     e_.add(at(key), std::to_string(v->get<int64_t>()) + " out of range " + std::to_string(lo) +
@@ -249,8 +262,9 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
       e.add(o.at("name"), "duplicate backend name \"" + b.name + "\"");
     if (o.require("address")) o.get_endpoint("address", b.address);
     o.get_uint("weight", b.weight, 1, 256);
-    o.get_enum("proxy_protocol", b.proxy_protocol,
-               {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
+    o.get_enum(
+        "proxy_protocol", b.proxy_protocol,
+        {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
     o.get_enum("admin", b.admin,
                {{"ready", BackendAdmin::Ready},
                 {"drain", BackendAdmin::Drain},
@@ -302,7 +316,8 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
   o.get_uint("timeout_ms", h.timeout_ms, 10, 600'000);
   o.get_uint("rise", h.rise, 1, 100);
   o.get_uint("fall", h.fall, 1, 100);
-  o.get_enum("mode", h.mode, {{"persistent", CheckMode::Persistent}, {"reconnect", CheckMode::Reconnect}});
+  o.get_enum("mode", h.mode,
+             {{"persistent", CheckMode::Persistent}, {"reconnect", CheckMode::Reconnect}});
   uint32_t level = h.protocol_level;
   if (const json* v = o.find("protocol_level")) {
     if (v->is_number_integer() && (v->get<int64_t>() == 4 || v->get<int64_t>() == 5))
@@ -319,7 +334,8 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
   if (h.client_id_prefix.size() > 16)
     e.add(o.at("client_id_prefix"), "longer than 16 bytes (check ids must fit MQTT 3.1's 23)");
   o.get_uint("slowstart_ms", h.slowstart_ms, 0, 3'600'000);
-  o.get_enum("on_down", h.on_down, {{"keep", OnDown::Keep}, {"shutdown-sessions", OnDown::ShutdownSessions}});
+  o.get_enum("on_down", h.on_down,
+             {{"keep", OnDown::Keep}, {"shutdown-sessions", OnDown::ShutdownSessions}});
   o.get_uint("shutdown_spread_ms", h.shutdown_spread_ms, 0, 3'600'000);
   if (h.timeout_ms > h.interval_ms && o.find("timeout_ms"))
     e.add(o.at("timeout_ms"), std::to_string(h.timeout_ms) + " must not exceed interval_ms (" +
@@ -402,7 +418,8 @@ std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err) {
     if (pick->ai_family == AF_INET)
       inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(pick->ai_addr)->sin_addr, buf, sizeof buf);
     else
-      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(pick->ai_addr)->sin6_addr, buf, sizeof buf);
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(pick->ai_addr)->sin6_addr, buf,
+                sizeof buf);
     freeaddrinfo(res);
     host = buf;
   }
@@ -420,7 +437,8 @@ LoadResult load_string(const std::string& text) {
     return r;
   }
   Config c;
-  Obj root(e, doc, "", {"listeners", "backends", "balance", "health", "limits", "metrics", "workers"});
+  Obj root(e, doc, "",
+           {"listeners", "backends", "balance", "health", "limits", "metrics", "workers"});
   if (!root.valid()) return r;
   if (root.require("listeners")) load_listeners(e, *root.find("listeners"), "/listeners", c);
   if (root.require("backends")) load_backends(e, *root.find("backends"), "/backends", c);

@@ -27,9 +27,11 @@ struct App {
   void finish() {
     if (finished) return;
     finished = true;
-    logf(LogLevel::Info, "closing %lld remaining connections", static_cast<long long>(server->active_connections()));
+    logf(LogLevel::Info, "closing %lld remaining connections",
+         static_cast<long long>(server->active_connections()));
     server->close_all_sessions();
-    for (uv_signal_t* s : {&sigterm, &sigint, &sighup}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    for (uv_signal_t* s : {&sigterm, &sigint, &sighup})
+      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain), nullptr);
   }
 
@@ -40,8 +42,8 @@ struct App {
     }
     draining = true;
     grace_ms = server->snapshot()->cfg.limits.shutdown_grace_ms;
-    logf(LogLevel::Info, "signal %d: stop accepting; draining %lld connections for up to %u ms", signum,
-         static_cast<long long>(server->active_connections()), grace_ms);
+    logf(LogLevel::Info, "signal %d: stop accepting; draining %lld connections for up to %u ms",
+         signum, static_cast<long long>(server->active_connections()), grace_ms);
     server->stop_accepting();
     drain_started = uv_now(&loop);
     uv_timer_start(&drain, drain_cb, 0, 50);

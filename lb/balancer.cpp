@@ -68,7 +68,8 @@ ConsistentHash::ConsistentHash(const std::vector<Node>& nodes, double epsilon,
 }
 
 int64_t ConsistentHash::bound(double epsilon, int64_t total_after, double w, double wsum) {
-  return static_cast<int64_t>(std::ceil((1.0 + epsilon) * static_cast<double>(total_after) * w / wsum));
+  return static_cast<int64_t>(
+      std::ceil((1.0 + epsilon) * static_cast<double>(total_after) * w / wsum));
 }
 
 int ConsistentHash::pick(std::span<const Candidate> c, std::string_view key) {

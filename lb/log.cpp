@@ -16,10 +16,14 @@ namespace {
 std::mutex g_log_mu;
 const char* name(LogLevel l) {
   switch (l) {
-    case LogLevel::Debug: return "debug";
-    case LogLevel::Info: return "info";
-    case LogLevel::Warn: return "warn";
-    default: return "error";
+    case LogLevel::Debug:
+      return "debug";
+    case LogLevel::Info:
+      return "info";
+    case LogLevel::Warn:
+      return "warn";
+    default:
+      return "error";
   }
 }
 }  // namespace

@@ -8,39 +8,66 @@ using prometheus::BuildHistogram;
 
 const char* to_string(CloseReason r) {
   switch (r) {
-    case CloseReason::Client: return "client";
-    case CloseReason::Backend: return "backend";
-    case CloseReason::IdleTimeout: return "idle_timeout";
-    case CloseReason::Takeover: return "takeover";
-    case CloseReason::BackendShutdown: return "backend_shutdown";
-    case CloseReason::Shutdown: return "shutdown";
-    default: return "error";
+    case CloseReason::Client:
+      return "client";
+    case CloseReason::Backend:
+      return "backend";
+    case CloseReason::IdleTimeout:
+      return "idle_timeout";
+    case CloseReason::Takeover:
+      return "takeover";
+    case CloseReason::BackendShutdown:
+      return "backend_shutdown";
+    case CloseReason::Shutdown:
+      return "shutdown";
+    default:
+      return "error";
   }
 }
 
 const char* reject_label(mqtt::ConnectError e) {
   using E = mqtt::ConnectError;
   switch (e) {
-    case E::NotConnect: return "not_connect";
-    case E::BadFixedHeaderFlags: return "bad_fixed_header_flags";
-    case E::MalformedLength: return "malformed_length";
-    case E::TooLarge: return "too_large";
-    case E::BadProtocolName: return "bad_protocol_name";
-    case E::UnsupportedLevel: return "unsupported_level";
-    case E::ReservedFlag: return "reserved_flag";
-    case E::WillQos: return "will_qos";
-    case E::WillRetain: return "will_retain";
-    case E::PasswordWithoutUsername: return "password_without_username";
-    case E::Truncated: return "truncated";
-    case E::TrailingBytes: return "trailing_bytes";
-    case E::InvalidUtf8: return "invalid_utf8";
-    case E::ClientIdRejected: return "client_id_rejected";
-    case E::EmptyClientIdNeedsClean: return "empty_client_id_needs_clean";
-    case E::BadProperty: return "bad_property";
-    case E::DuplicateProperty: return "duplicate_property";
-    case E::BadPropertyValue: return "bad_property_value";
-    case E::AuthDataWithoutMethod: return "auth_data_without_method";
-    default: return "invalid_connect";
+    case E::NotConnect:
+      return "not_connect";
+    case E::BadFixedHeaderFlags:
+      return "bad_fixed_header_flags";
+    case E::MalformedLength:
+      return "malformed_length";
+    case E::TooLarge:
+      return "too_large";
+    case E::BadProtocolName:
+      return "bad_protocol_name";
+    case E::UnsupportedLevel:
+      return "unsupported_level";
+    case E::ReservedFlag:
+      return "reserved_flag";
+    case E::WillQos:
+      return "will_qos";
+    case E::WillRetain:
+      return "will_retain";
+    case E::PasswordWithoutUsername:
+      return "password_without_username";
+    case E::Truncated:
+      return "truncated";
+    case E::TrailingBytes:
+      return "trailing_bytes";
+    case E::InvalidUtf8:
+      return "invalid_utf8";
+    case E::ClientIdRejected:
+      return "client_id_rejected";
+    case E::EmptyClientIdNeedsClean:
+      return "empty_client_id_needs_clean";
+    case E::BadProperty:
+      return "bad_property";
+    case E::DuplicateProperty:
+      return "duplicate_property";
+    case E::BadPropertyValue:
+      return "bad_property_value";
+    case E::AuthDataWithoutMethod:
+      return "auth_data_without_method";
+    default:
+      return "invalid_connect";
   }
 }
 
@@ -57,10 +84,11 @@ Metrics::Metrics(prometheus::Registry& reg)
                       .Name("mqttlb_sessions_closed_total")
                       .Help("Forwarded sessions ended, by reason")
                       .Register(reg)),
-      backend_active_fam_(BuildGauge()
-                              .Name("mqttlb_backend_sessions_active")
-                              .Help("Sessions currently forwarded to (or connecting to) each backend")
-                              .Register(reg)),
+      backend_active_fam_(
+          BuildGauge()
+              .Name("mqttlb_backend_sessions_active")
+              .Help("Sessions currently forwarded to (or connecting to) each backend")
+              .Register(reg)),
       backend_sessions_fam_(BuildCounter()
                                 .Name("mqttlb_backend_sessions_total")
                                 .Help("Sessions established to each backend")
@@ -69,9 +97,11 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Name("mqttlb_backend_connect_failures_total")
                             .Help("Failed or timed-out connection attempts to each backend")
                             .Register(reg)) {
-  const char* rej[] = {"max_connections", "max_connections_per_ip", "shutting_down",
-                       "connect_timeout", "client_closed", "no_backend", "unsupported_level"};
-  for (size_t i = 0; i < std::size(rej); ++i) rejected_[i] = &rejected_fam_.Add({{"reason", rej[i]}});
+  const char* rej[] = {"max_connections",  "max_connections_per_ip", "shutting_down",
+                       "connect_timeout",  "client_closed",          "no_backend",
+                       "unsupported_level"};
+  for (size_t i = 0; i < std::size(rej); ++i)
+    rejected_[i] = &rejected_fam_.Add({{"reason", rej[i]}});
   // BadConnect has one series per ConnectError; the generic slot holds "invalid_connect".
   rejected_[static_cast<size_t>(Reject::BadConnect)] =
       &rejected_fam_.Add({{"reason", "invalid_connect"}});
@@ -89,24 +119,23 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Help("Client connections currently open (any phase)")
                             .Register(reg)
                             .Add({});
-  auto& bytes = BuildCounter()
-                    .Name("mqttlb_bytes_total")
-                    .Help("Bytes forwarded, by direction")
-                    .Register(reg);
+  auto& bytes =
+      BuildCounter().Name("mqttlb_bytes_total").Help("Bytes forwarded, by direction").Register(reg);
   bytes_c2b = &bytes.Add({{"direction", "client_to_backend"}});
   bytes_b2c = &bytes.Add({{"direction", "backend_to_client"}});
-  takeovers = &BuildCounter()
-                   .Name("mqttlb_takeovers_total")
-                   .Help("Older sessions closed because their client id connected to another backend")
-                   .Register(reg)
-                   .Add({});
+  takeovers =
+      &BuildCounter()
+           .Name("mqttlb_takeovers_total")
+           .Help("Older sessions closed because their client id connected to another backend")
+           .Register(reg)
+           .Add({});
   peek_seconds = &BuildHistogram()
                       .Name("mqttlb_connect_peek_duration_seconds")
                       .Help("Time from accept to a complete, valid CONNECT")
                       .Register(reg)
-                      .Add({}, prometheus::Histogram::BucketBoundaries{
-                                   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                   0.5, 1, 2.5, 5, 10});
+                      .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005,
+                                                                       0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                       0.5, 1, 2.5, 5, 10});
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")

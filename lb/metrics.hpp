@@ -22,22 +22,22 @@ enum class Reject : uint8_t {
   MaxConnections,
   MaxConnectionsPerIp,
   ShuttingDown,
-  ConnectTimeout,  // CONNECT not complete within connect_timeout_ms
-  ClientClosed,    // EOF/reset before a complete CONNECT
-  NoBackend,       // no healthy backend, or every attempt failed (CONNACK 0x03/0x88 sent)
+  ConnectTimeout,    // CONNECT not complete within connect_timeout_ms
+  ClientClosed,      // EOF/reset before a complete CONNECT
+  NoBackend,         // no healthy backend, or every attempt failed (CONNACK 0x03/0x88 sent)
   UnsupportedLevel,  // CONNACK 0x01/0x84 sent
-  BadConnect,      // any other invalid first packet: see the `reason` label (ConnectError)
+  BadConnect,        // any other invalid first packet: see the `reason` label (ConnectError)
   Count
 };
 
 // Why an established session ended.
 enum class CloseReason : uint8_t {
-  Client,          // client closed (EOF after half-close, or reset)
-  Backend,         // backend closed
+  Client,   // client closed (EOF after half-close, or reset)
+  Backend,  // backend closed
   IdleTimeout,
-  Takeover,        // same client id connected to another backend
-  BackendShutdown, // health on_down: shutdown-sessions
-  Shutdown,        // mqttlb stopping
+  Takeover,         // same client id connected to another backend
+  BackendShutdown,  // health on_down: shutdown-sessions
+  Shutdown,         // mqttlb stopping
   Error,
   Count
 };

@@ -41,7 +41,8 @@ Server::Server(const conf::Config& cfg, prometheus::Registry& registry)
   snap_ = build(cfg);
   unsigned n = cfg.workers ? cfg.workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
-  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+  for (unsigned i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
 }
 
 Server::~Server() {
@@ -64,9 +65,8 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
     s->backends.push_back({b, st});
   }
   s->balancer = make_balancer(cfg.balance, cfg.backends);
-  s->max_connections = cfg.limits.max_connections
-                           ? cfg.limits.max_connections
-                           : default_max_connections(raise_nofile_limit());
+  s->max_connections = cfg.limits.max_connections ? cfg.limits.max_connections
+                                                  : default_max_connections(raise_nofile_limit());
   max_conn_.store(s->max_connections);
   max_per_ip_.store(cfg.limits.max_connections_per_ip);
   return s;
@@ -99,7 +99,8 @@ void Server::join() {
 void Server::swap(const conf::Config& cfg) {
   std::lock_guard<std::mutex> g(snap_mu_);
   snap_ = build(cfg);
-  affinity_.set_limits(cfg.balance.affinity_max_entries, int64_t{cfg.balance.affinity_ttl_s} * 1000);
+  affinity_.set_limits(cfg.balance.affinity_max_entries,
+                       int64_t{cfg.balance.affinity_ttl_s} * 1000);
 }
 
 std::shared_ptr<const Snapshot> Server::snapshot() const {
@@ -107,7 +108,9 @@ std::shared_ptr<const Snapshot> Server::snapshot() const {
   return snap_;
 }
 
-std::vector<RuntimeBackend> Server::backends() const { return snapshot()->backends; }
+std::vector<RuntimeBackend> Server::backends() const {
+  return snapshot()->backends;
+}
 
 void Server::shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms) {
   for (auto& w : workers_)

@@ -44,9 +44,9 @@ class Server {
 
   // Binds every listener in every worker and starts the worker threads.
   bool start(std::string& err);
-  void stop_accepting();        // SIGTERM step 1: close listeners
-  void close_all_sessions();    // SIGTERM step 2 (after the grace period)
-  void join();                  // waits for every worker thread to end
+  void stop_accepting();      // SIGTERM step 1: close listeners
+  void close_all_sessions();  // SIGTERM step 2 (after the grace period)
+  void join();                // waits for every worker thread to end
 
   // Validated config -> new snapshot, swapped in for new connections. Backends
   // keep their Status and counters by name. Listeners and workers are not

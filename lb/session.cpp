@@ -89,8 +89,8 @@ bool Session::forwarding_to(const std::string& backend) const {
 
 void Session::reject(Reject why) {
   w_.server().metrics().rejected(why).Increment();
-  logf(LogLevel::Debug, "reject session=%llu peer=%s reason=%d", static_cast<unsigned long long>(id_),
-       peer_ip_.c_str(), static_cast<int>(why));
+  logf(LogLevel::Debug, "reject session=%llu peer=%s reason=%d",
+       static_cast<unsigned long long>(id_), peer_ip_.c_str(), static_cast<int>(why));
   close(CloseReason::Error);
 }
 
@@ -171,9 +171,8 @@ void Session::on_read(Transport* t, const uint8_t* data, size_t len) {
         client_id_ = std::move(r.info.client_id);
         version_ = r.info.version;
         const auto& lim = snap_->cfg.limits;
-        idle_ms_ = r.info.keep_alive == 0
-                       ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
-                       : uint64_t{r.info.keep_alive} * 1500 + lim.idle_grace_ms;
+        idle_ms_ = r.info.keep_alive == 0 ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
+                                          : uint64_t{r.info.keep_alive} * 1500 + lim.idle_grace_ms;
         w_.server().metrics().peek_seconds->Observe(
             static_cast<double>(uv_hrtime() - accepted_at_ns_) / 1e9);
         phase_ = Phase::Connecting;
@@ -279,9 +278,9 @@ void Session::try_next_backend() {
   const bool v5 = version_ == mqtt::Version::V5;
   if (static_cast<uint32_t>(attempts_) > snap.cfg.balance.retries) {
     srv.metrics().rejected(Reject::NoBackend).Increment();
-    return refuse_and_linger(refusal_connack(
-        v5, v5 ? static_cast<uint8_t>(mqtt::Reason::ServerUnavailable)
-               : static_cast<uint8_t>(mqtt::ConnackCode3::ServerUnavailable)));
+    return refuse_and_linger(
+        refusal_connack(v5, v5 ? static_cast<uint8_t>(mqtt::Reason::ServerUnavailable)
+                               : static_cast<uint8_t>(mqtt::ConnackCode3::ServerUnavailable)));
   }
   const int64_t now = steady_ms();
   std::vector<Candidate> cands(snap.backends.size());
@@ -310,9 +309,9 @@ void Session::try_next_backend() {
     srv.metrics().rejected(Reject::NoBackend).Increment();
     logf(LogLevel::Warn, "no healthy backend for client id \"%s\" (attempt %d)", client_id_.c_str(),
          attempts_ + 1);
-    return refuse_and_linger(refusal_connack(
-        v5, v5 ? static_cast<uint8_t>(mqtt::Reason::ServerUnavailable)
-               : static_cast<uint8_t>(mqtt::ConnackCode3::ServerUnavailable)));
+    return refuse_and_linger(
+        refusal_connack(v5, v5 ? static_cast<uint8_t>(mqtt::Reason::ServerUnavailable)
+                               : static_cast<uint8_t>(mqtt::ConnackCode3::ServerUnavailable)));
   }
   tried_[choice] = true;
   ++attempts_;
@@ -385,7 +384,8 @@ void Session::on_connect_complete() {
       // Fleet-wide takeover: the broker would close the older session itself if
       // both were on one node; across nodes only the balancer can.
       srv.metrics().takeovers->Increment();
-      logf(LogLevel::Info, "takeover: client id \"%s\" moved from %s to %s; closing the older session",
+      logf(LogLevel::Info,
+           "takeover: client id \"%s\" moved from %s to %s; closing the older session",
            client_id_.c_str(), older->backend.c_str(), backend_state_->name.c_str());
       srv.close_session(*older, CloseReason::Takeover);
     }

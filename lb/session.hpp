@@ -111,7 +111,7 @@ class Session final : public TransportSink {
 
   // Forwarding state.
   bool client_eof_ = false, backend_eof_ = false;
-  bool client_shut_ = false, backend_shut_ = false;  // our half-close done
+  bool client_shut_ = false, backend_shut_ = false;      // our half-close done
   bool client_paused_ = false, backend_paused_ = false;  // reading stopped by backpressure
   mqtt::StreamScanner b2c_scan_;  // packet boundaries broker->client (for DISCONNECT injection)
   CloseReason close_reason_ = CloseReason::Error;

@@ -23,11 +23,11 @@ class TransportSink {
   virtual ~TransportSink() = default;
   virtual void on_read(Transport* t, const uint8_t* data, size_t len) = 0;
   virtual void on_eof(Transport* t) = 0;
-  virtual void on_error(Transport* t, int uv_err) = 0;  // read/write error or reset
+  virtual void on_error(Transport* t, int uv_err) = 0;    // read/write error or reset
   virtual void on_connect(Transport* t, int status) = 0;  // outgoing connections
-  virtual void on_drained(Transport* t) = 0;  // pending() fell to the low-water mark
-  virtual void on_shutdown(Transport* t) = 0;  // our half-close reached the kernel
-  virtual void on_closed(Transport* t) = 0;   // last callback; the sink may free t
+  virtual void on_drained(Transport* t) = 0;              // pending() fell to the low-water mark
+  virtual void on_shutdown(Transport* t) = 0;             // our half-close reached the kernel
+  virtual void on_closed(Transport* t) = 0;               // last callback; the sink may free t
 };
 
 class Transport {

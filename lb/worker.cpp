@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <iterator>
 #include <cstring>
+#include <iterator>
 
 #include "lb/log.hpp"
 #include "lb/server.hpp"
@@ -37,7 +37,8 @@ bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::strin
   for (const auto& l : listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
+            0) {
       err = "listener " + l.name + ": bad address " + l.bind.str();
       return false;
     }
@@ -61,7 +62,8 @@ bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& e
   for (const auto& l : listeners) {
     sockaddr_storage addr{};
     if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
+            0) {
       err = "listener " + l.name + ": bad address " + l.bind.str();
       return false;
     }
@@ -94,9 +96,7 @@ bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& e
 }
 
 void Worker::start() {
-  thread_ = std::thread([this] {
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  });
+  thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
 }
 
 void Worker::join() {
@@ -165,7 +165,9 @@ void Worker::close_session(uint64_t id, CloseReason why) {
   if (it != sessions_.end()) it->second->close(why);
 }
 
-void Worker::destroy(uint64_t id) { sessions_.erase(id); }
+void Worker::destroy(uint64_t id) {
+  sessions_.erase(id);
+}
 
 void Worker::shutdown_backend(const std::string& backend, uint32_t spread_ms) {
   if (stopping_) return;
@@ -186,7 +188,9 @@ void Worker::shutdown_backend(const std::string& backend, uint32_t spread_ms) {
   run_drain();
 }
 
-void Worker::drain_timer_cb(uv_timer_t* t) { static_cast<Worker*>(t->data)->run_drain(); }
+void Worker::drain_timer_cb(uv_timer_t* t) {
+  static_cast<Worker*>(t->data)->run_drain();
+}
 
 void Worker::run_drain() {
   uint64_t now = uv_now(&loop_);

@@ -1,9 +1,9 @@
+#include "conf/loader.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <string>
-
-#include "conf/loader.hpp"
 
 namespace {
 
@@ -104,7 +104,9 @@ TEST_CASE("every error is reported at once, each at its JSON pointer") {
   CHECK(has(r, "/backends/1/weight: 0 out of range 1..256"));
   CHECK(has(r, "/backends/2/address: port 70000 out of range 1..65535"));
   CHECK(has(r, "/backends/2/proxy_protocol: \"v3\" is not one of \"none\", \"v1\", \"v2\""));
-  CHECK(has(r, "/balance/algorithm: \"random\" is not one of \"leastconn\", \"round-robin\", \"consistent-hash\""));
+  CHECK(has(r,
+            "/balance/algorithm: \"random\" is not one of \"leastconn\", \"round-robin\", "
+            "\"consistent-hash\""));
   CHECK(has(r, "/limits/max_connect_bytes: 10 out of range 1024..1048576"));
   CHECK(has(r, "/limits/connect_timeout_ms: expected an integer, got string"));
   CHECK(has(r, "/workerz: unknown key"));
@@ -124,7 +126,8 @@ TEST_CASE("required keys, wrong types and empty arrays") {
   CHECK(has(r, "/listeners: at least one listener is required"));
   CHECK(has(r, "/backends/0/name: required key missing"));
 
-  r = conf::load_string(R"({"listeners": [{"name": "a", "bind": "127.0.0.1:-1"}], "backends": [{"name": "b", "address": "127.0.0.1:1", "weight": -3}]})");
+  r = conf::load_string(
+      R"({"listeners": [{"name": "a", "bind": "127.0.0.1:-1"}], "backends": [{"name": "b", "address": "127.0.0.1:1", "weight": -3}]})");
   INFO(dump(r));
   CHECK(has(r, "/listeners/0/bind: port \"-1\" is not a number"));
   CHECK(has(r, "/backends/0/weight: -3 out of range 1..256"));
@@ -133,7 +136,8 @@ TEST_CASE("required keys, wrong types and empty arrays") {
 TEST_CASE("numeric ranges are enforced at both ends") {
   auto at = [](const std::string& section, const std::string& kv) {
     std::string doc = std::string(R"({"listeners": [{"name": "l", "bind": "127.0.0.1:1883"}],
-      "backends": [{"name": "b", "address": "127.0.0.1:1884"}], ")") + section + "\": {" + kv + "}}";
+      "backends": [{"name": "b", "address": "127.0.0.1:1884"}], ")") +
+                      section + "\": {" + kv + "}}";
     return conf::load_string(doc);
   };
   CHECK(at("limits", R"("max_connect_bytes": 1024)").ok());
@@ -157,7 +161,9 @@ TEST_CASE("TLS listeners are refused clearly until the TLS engine is wired") {
     "backends": [{"name": "b1", "address": "127.0.0.1:1884"}]})");
   INFO(dump(r));
   CHECK(has(r, "/listeners/0/tls: TLS listeners are not supported by this build yet"));
-  CHECK(has(r, "/listeners/0/tls/verify_client: \"sometimes\" is not one of \"none\", \"optional\", \"required\""));
+  CHECK(has(r,
+            "/listeners/0/tls/verify_client: \"sometimes\" is not one of \"none\", \"optional\", "
+            "\"required\""));
 }
 
 TEST_CASE("invalid JSON and unusual keys") {

@@ -1,9 +1,9 @@
+#include "lb/affinity.hpp"
+
 #include <doctest/doctest.h>
 
 #include <random>
 #include <string>
-
-#include "lb/affinity.hpp"
 
 TEST_CASE("affinity: a client id returns to its last backend until the TTL lapses") {
   lb::AffinityTable t(100, 1000);
@@ -39,7 +39,7 @@ TEST_CASE("affinity: bounded LRU evicts the least recently used (10,000 operatio
     CHECK(t.get("keep", 20001 + i) == std::optional<std::string>("b1"));
   }
   CHECK(t.size() == kMax);
-  CHECK(t.get("fresh0", 30000) == std::nullopt);    // evicted (least recently used)
+  CHECK(t.get("fresh0", 30000) == std::nullopt);  // evicted (least recently used)
   CHECK(t.get("fresh199", 30000) == std::optional<std::string>("b2"));
   t.set_limits(10, 1'000'000);
   CHECK(t.size() == 10);

@@ -1,3 +1,5 @@
+#include "lb/balancer.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -6,8 +8,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "lb/balancer.hpp"
 
 using lb::Candidate;
 

@@ -1,6 +1,8 @@
 // lb::Server end to end on loopback, in-process: the contract the health
 // monitor relies on (shutdown_backend_sessions), the no-backend refusal, and a
 // clean stop (every handle closed, every worker joined; ASan checks the rest).
+#include "lb/server.hpp"
+
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,8 +14,6 @@
 #include <chrono>
 #include <string>
 #include <vector>
-
-#include "lb/server.hpp"
 
 namespace {
 
@@ -124,7 +124,9 @@ TEST_CASE("shutdown_backend_sessions closes that backend's sessions, spread, fro
     auto t0 = std::chrono::steady_clock::now();
     server.shutdown_backend_sessions("b1", 300);
     for (int c : clients) CHECK(closed_within(c, 5000));
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     CHECK(ms >= 100);  // spread, not all at once (6 sessions over 300 ms on 2 workers)
     CHECK(server.metrics().closed(lb::CloseReason::BackendShutdown).Value() == 6);
     for (int s : peers) CHECK(closed_within(s, 5000));  // the broker side is closed too
