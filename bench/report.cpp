@@ -70,6 +70,7 @@ void print_report(const Runner& r, const Options& o, int exit_code) {
     if (msgs) {
       j["messages"] = {{"sent", s.sent},
                        {"acked", s.acked},
+                       {"unacked", s.unacked},
                        {"received", s.received},
                        {"unique", s.unique},
                        {"duplicates", s.duplicates},
@@ -105,6 +106,7 @@ void print_report(const Runner& r, const Options& o, int exit_code) {
                 static_cast<unsigned long long>(s.sent), sent_rate, run_s, static_cast<unsigned long long>(s.acked),
                 static_cast<unsigned long long>(s.received), recv_rate, static_cast<unsigned long long>(lost),
                 static_cast<unsigned long long>(s.duplicates));
+    if (s.unacked) std::printf("  unacknowledged at the end: %llu\n", static_cast<unsigned long long>(s.unacked));
     if (s.window_resets) std::printf("  closed-loop windows reopened after a stall: %llu\n", static_cast<unsigned long long>(s.window_resets));
     if (s.behind) std::printf("  behind the requested rate by %llu messages\n", static_cast<unsigned long long>(s.behind));
     print_hist("end-to-end latency", s.latency);

@@ -177,7 +177,7 @@ int Runner::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   if (aborted_) return 3;
-  if (st_.failed > 0) return 1;
+  if (st_.failed > 0 || st_.unacked > 0) return 1;
   return 0;
 }
 
@@ -283,8 +283,16 @@ void Runner::check_drained() {
   }
   bool acked = std::all_of(publishers_.begin(), publishers_.end(), [](Client* p) { return p->idle_publisher(); });
   bool delivered = o_.mode != Mode::PubSub || st_.unique >= st_.expected;
-  if ((acked && delivered) || now - last_progress_ > kDrainIdleNs || now - t_phase_ > kDrainMaxNs)
+  if ((acked && delivered) || now - last_progress_ > kDrainIdleNs || now - t_phase_ > kDrainMaxNs) {
+    // QoS > 0 messages the target never acknowledged: it stopped answering.
+    for (Client* p : publishers_) st_.unacked += p->in_flight();
+    if (st_.unacked) {
+      error_ = std::to_string(st_.unacked) + " PUBLISH not acknowledged by " + o_.host + ":" +
+               std::to_string(o_.port) + " (no progress for " +
+               std::to_string((now - last_progress_) / 1'000'000) + " ms after publishing stopped)";
+    }
     begin_close(true);
+  }
 }
 
 void Runner::begin_close(bool graceful) {

@@ -47,6 +47,7 @@ struct Stats {
   uint64_t gaps = 0;       // sequence numbers skipped (sub mode: loss estimate)
   uint64_t expected = 0;   // pubsub: copies the subscriptions promise
   uint64_t foreign = 0;    // received payloads too short to carry our header
+  uint64_t unacked = 0;    // QoS > 0 PUBLISH still unacknowledged when the run ended
   uint64_t window_resets = 0;  // closed loop: windows reopened after a stall (QoS 0 loss)
   uint64_t behind = 0;     // open loop: sends that were late (window or socket full)
   Histogram latency;       // end-to-end PUBLISH latency (ns)

@@ -2,6 +2,7 @@
 what was received (no loss at QoS 1 and 2), latency figures are present, and a
 broker dying mid-run is reported as an error, not a hang."""
 import json
+import os
 import signal
 import subprocess
 import time
@@ -109,6 +110,21 @@ class BenchPubSub(TestCase):
         wait_until(lambda: not b.alive(), 15, what="bench to exit after the broker died")
         self.assertEqual(b.p.returncode, 3, b.output())
         b.wait_for_line(r"error: connection (lost|failed)", 5)
+
+    def test_frozen_broker_is_reported(self):
+        # A target that stops answering without closing (SIGSTOP): the run ends
+        # on time, says how many messages were never acknowledged, exits 1.
+        mosq, port = self.start_mosquitto(extra_conf=CONF)
+        self.addCleanup(lambda: mosq.alive() and os.kill(mosq.pid, signal.SIGCONT))
+        b = self.spawn([binary("mqttlb-bench"), "pubsub", "-p", port, "-c", 2, "-q", 1, "-d", 3, "--json"])
+        wait_until(lambda: mosq.output().count("New client connected") >= 3, 20,
+                   what="3 clients at mosquitto")
+        os.kill(mosq.pid, signal.SIGSTOP)
+        wait_until(lambda: not b.alive(), 30, what="bench to finish against a frozen broker")
+        self.assertEqual(b.p.returncode, 1, b.output())
+        r = json.loads(next(line for line in b.lines if line.startswith("{")))
+        self.assertGreater(r["messages"]["unacked"], 0)
+        self.assertIn("not acknowledged", r["error"])
 
 
 if __name__ == "__main__":
