@@ -23,11 +23,13 @@ namespace {
 constexpr size_t kHeader = 16;
 constexpr size_t kHighWater = 64 * 1024;  // stop producing above this many unsent bytes
 constexpr size_t kSlab = 64 * 1024;
-uint8_t g_read_slab[kSlab];     // one loop, one read at a time: shared by all clients
-uint8_t g_plain_slab[kSlab];    // TLS plaintext out of the engine
+uint8_t g_read_slab[kSlab];   // one loop, one read at a time: shared by all clients
+uint8_t g_plain_slab[kSlab];  // TLS plaintext out of the engine
 const uint8_t g_zeros[4096] = {};
 
-std::string err_name(int status) { return std::string(uv_err_name(status)) + " (" + uv_strerror(status) + ")"; }
+std::string err_name(int status) {
+  return std::string(uv_err_name(status)) + " (" + uv_strerror(status) + ")";
+}
 
 void put16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
@@ -157,9 +159,12 @@ void Client::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     if (!lost) why += c->state_ == State::AwaitConnack ? " before CONNACK" : " during handshake";
     return c->fail(why, lost);
   }
-  std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(n));
-  if (c->tls_) c->on_ciphertext(data);
-  else c->on_bytes(data);
+  std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf->base),
+                                static_cast<size_t>(n));
+  if (c->tls_)
+    c->on_ciphertext(data);
+  else
+    c->on_bytes(data);
 }
 
 void Client::on_ciphertext(std::span<const uint8_t> data) {
@@ -255,7 +260,8 @@ bool Client::handle_packet(uint8_t first, std::span<const uint8_t> body) {
 void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
   if (state_ != State::AwaitConnack) return fail("unexpected CONNACK", state_ == State::Ready);
   mqtt::Connack ca;
-  mqtt::Result res = mqtt::decode_connack(first, body, static_cast<mqtt::Version>(r_.opts().version), ca);
+  mqtt::Result res =
+      mqtt::decode_connack(first, body, static_cast<mqtt::Version>(r_.opts().version), ca);
   if (!res.ok) return fail(std::string("bad CONNACK: ") + res.what, false);
   if (ca.code != 0) {
     char hex[8];
@@ -266,7 +272,8 @@ void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
   r_.st().connack.record(now - t_connect_sent_);
   r_.st().handshake.record(now - t_start_);
   window_ = r_.opts().window;
-  if (ca.properties.receive_maximum) window_ = std::min<uint32_t>(window_, *ca.properties.receive_maximum);
+  if (ca.properties.receive_maximum)
+    window_ = std::min<uint32_t>(window_, *ca.properties.receive_maximum);
   if (role_ == Role::Pub && r_.opts().qos > 0) {
     slots_.assign(window_ + 1, Inflight{});
     free_ids_.clear();
@@ -290,7 +297,8 @@ void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
 void Client::handle_suback(uint8_t first, std::span<const uint8_t> body) {
   if (state_ != State::AwaitSuback) return fail("unexpected SUBACK", true);
   mqtt::Suback sa;
-  mqtt::Result res = mqtt::decode_suback(first, body, static_cast<mqtt::Version>(r_.opts().version), sa);
+  mqtt::Result res =
+      mqtt::decode_suback(first, body, static_cast<mqtt::Version>(r_.opts().version), sa);
   if (!res.ok) return fail(std::string("bad SUBACK: ") + res.what, false);
   for (uint8_t code : sa.codes) {
     if (code >= 0x80) {
@@ -349,8 +357,10 @@ void Client::handle_publish(uint8_t first, std::span<const uint8_t> body) {
   } else {
     st.foreign++;
   }
-  if (qos == 1) send_small(0x40, pid);
-  else if (qos == 2) send_small(0x50, pid);
+  if (qos == 1)
+    send_small(0x40, pid);
+  else if (qos == 2)
+    send_small(0x50, pid);
   if (qos > 0) r_.schedule(*this);
 }
 
@@ -359,7 +369,11 @@ void Client::handle_ack(uint8_t type, std::span<const uint8_t> body) {
   uint16_t pid = static_cast<uint16_t>((body[0] << 8) | body[1]);
   if (body.size() >= 3 && body[2] >= 0x80) {
     char what[48];
-    snprintf(what, sizeof what, "%s reason 0x%02x", type == 4 ? "PUBACK" : type == 5 ? "PUBREC" : "PUBCOMP", body[2]);
+    snprintf(what, sizeof what, "%s reason 0x%02x",
+             type == 4   ? "PUBACK"
+             : type == 5 ? "PUBREC"
+                         : "PUBCOMP",
+             body[2]);
     r_.st().failures[what]++;
   }
   if (type == 6) {  // PUBREL to us as a QoS 2 receiver
@@ -410,7 +424,8 @@ void Client::publish_one(uint64_t now) {
     slots_[pid] = Inflight{now, true, false};
     inflight_count_++;
   }
-  uint32_t remaining = static_cast<uint32_t>(pub_header_.size() + (o.qos ? 2 : 0) + (o.version == 5 ? 1 : 0) + o.size);
+  uint32_t remaining = static_cast<uint32_t>(pub_header_.size() + (o.qos ? 2 : 0) +
+                                             (o.version == 5 ? 1 : 0) + o.size);
   out_.push_back(static_cast<uint8_t>(0x30 | (o.qos << 1)));
   mqtt::append_varint(out_, remaining);
   out_.insert(out_.end(), pub_header_.begin(), pub_header_.end());
@@ -436,8 +451,8 @@ void Client::pump() {
   for (int budget = 4096; budget > 0 && can_send(); budget--) {
     if (fanout_) {
       // End-to-end window: messages sent but not yet seen by our subscribers.
-      auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) -
-                         static_cast<int64_t>(delivered_ / fanout_);
+      auto outstanding =
+          static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
       if (outstanding >= static_cast<int64_t>(window_)) break;
     }
     publish_one(now);
@@ -459,7 +474,8 @@ void Client::check_stall(uint64_t) {
   // Closed loop over QoS 0 (or a broker dropping messages): if the window is
   // full and nothing arrived for two ticks, count the window lost and reopen it.
   if (!fanout_ || state_ != State::Ready) return;
-  auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
+  auto outstanding =
+      static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
   if (outstanding < static_cast<int64_t>(window_)) {
     last_delivery_ = 0;
     return;
@@ -475,11 +491,14 @@ void Client::check_stall(uint64_t) {
 bool Client::wants_to_send() const {
   if (role_ != Role::Pub || r_.opts().rate > 0 || !can_send()) return false;
   if (!fanout_) return true;
-  auto outstanding = static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
+  auto outstanding =
+      static_cast<int64_t>(seq_ - delivered_base_) - static_cast<int64_t>(delivered_ / fanout_);
   return outstanding < static_cast<int64_t>(window_);
 }
 
-bool Client::idle_publisher() const { return inflight_count_ == 0 && out_.empty() && !writing_; }
+bool Client::idle_publisher() const {
+  return inflight_count_ == 0 && out_.empty() && !writing_;
+}
 
 void Client::keepalive(uint64_t now) {
   uint16_t ka = r_.opts().keepalive;
@@ -493,11 +512,16 @@ void Client::keepalive(uint64_t now) {
 void Client::check_connect_timeout(uint64_t now, uint64_t timeout_ns) {
   if (closing_ || now - t_start_ < timeout_ns) return;
   switch (state_) {
-    case State::Connecting: return fail("timeout: TCP connect", false);
-    case State::Handshaking: return fail("timeout: TLS handshake", false);
-    case State::AwaitConnack: return fail("timeout: no CONNACK", false);
-    case State::AwaitSuback: return fail("timeout: no SUBACK", false);
-    default: return;
+    case State::Connecting:
+      return fail("timeout: TCP connect", false);
+    case State::Handshaking:
+      return fail("timeout: TLS handshake", false);
+    case State::AwaitConnack:
+      return fail("timeout: no CONNACK", false);
+    case State::AwaitSuback:
+      return fail("timeout: no SUBACK", false);
+    default:
+      return;
   }
 }
 
@@ -519,7 +543,8 @@ void Client::flush() {
       if (close_after_write_) close();
       return;
     }
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));
+    uv_buf_t b =
+        uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));
     int n = uv_try_write(stream, &b, 1);
     if (n < 0 && n != UV_EAGAIN) return fail("write: " + err_name(n), state_ == State::Ready);
     t_last_send_ = r_.now();
@@ -535,7 +560,8 @@ void Client::flush() {
     if (close_after_write_ && out_.empty()) close();
     return;
   }
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(wbuf_.data()), static_cast<unsigned>(wbuf_.size()));
+  uv_buf_t b =
+      uv_buf_init(reinterpret_cast<char*>(wbuf_.data()), static_cast<unsigned>(wbuf_.size()));
   int rc = uv_write(&write_req_, stream, &b, 1, on_write);
   if (rc < 0) return fail("write: " + err_name(rc), state_ == State::Ready);
   writing_ = true;

@@ -31,7 +31,15 @@ class Runner;
 class Client {
  public:
   enum class Role : uint8_t { Conn, Pub, Sub };
-  enum class State : uint8_t { Idle, Connecting, Handshaking, AwaitConnack, AwaitSuback, Ready, Closed };
+  enum class State : uint8_t {
+    Idle,
+    Connecting,
+    Handshaking,
+    AwaitConnack,
+    AwaitSuback,
+    Ready,
+    Closed
+  };
 
   Client(Runner& r, Role role, uint32_t index, uint32_t slot);
   ~Client();
@@ -47,21 +55,25 @@ class Client {
   // Publisher side.
   void set_topic(const std::string& topic);
   void set_filters(std::vector<std::string> filters) { filters_ = std::move(filters); }
-  void pump();           // closed loop: send while the window allows
+  void pump();                    // closed loop: send while the window allows
   uint32_t send_due(uint32_t n);  // open loop: send up to n now; returns how many were sent
-  void on_delivered() { delivered_++; last_delivery_ = 0; }
+  void on_delivered() {
+    delivered_++;
+    last_delivery_ = 0;
+  }
   void check_stall(uint64_t now);
   void keepalive(uint64_t now);
   void check_connect_timeout(uint64_t now, uint64_t timeout_ns);
 
-  void flush();  // write out_ (Runner calls this once per loop turn)
+  void flush();            // write out_ (Runner calls this once per loop turn)
   bool scheduled = false;  // in the Runner's dirty list
 
   Role role() const { return role_; }
   State state() const { return state_; }
   uint32_t index() const { return index_; }
   bool idle_publisher() const;
-  bool wants_to_send() const;  // closed loop: could publish more right now  // nothing in flight, nothing buffered
+  bool wants_to_send()
+      const;  // closed loop: could publish more right now  // nothing in flight, nothing buffered
   uint32_t in_flight() const { return inflight_count_; }
   uint64_t sent() const { return seq_; }
 

@@ -41,9 +41,13 @@ void Histogram::merge(const Histogram& o) {
   }
 }
 
-void Histogram::reset() { *this = Histogram(); }
+void Histogram::reset() {
+  *this = Histogram();
+}
 
-double Histogram::mean() const { return total_ ? static_cast<double>(sum_ / total_) : 0; }
+double Histogram::mean() const {
+  return total_ ? static_cast<double>(sum_ / total_) : 0;
+}
 
 uint64_t Histogram::percentile(double p) const {
   if (!total_) return 0;

@@ -1,6 +1,6 @@
 // mqttlb-bench: the load generator (docs/bench.md). Thin: parse, run, report.
-#include <cstdio>
 #include <csignal>
+#include <cstdio>
 
 #include "bench/options.hpp"
 #include "bench/report.hpp"
@@ -24,7 +24,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   bench::print_report(r, p.opts, code);
-  if (!r.error().empty()) std::fprintf(stderr, "mqttlb-bench: error: %s\n", r.error().c_str());
-  else if (code == 1) std::fprintf(stderr, "mqttlb-bench: the run finished with failures (see report)\n");
+  if (!r.error().empty())
+    std::fprintf(stderr, "mqttlb-bench: error: %s\n", r.error().c_str());
+  else if (code == 1)
+    std::fprintf(stderr, "mqttlb-bench: the run finished with failures (see report)\n");
   return code;
 }

@@ -10,10 +10,14 @@ namespace bench {
 
 const char* mode_name(Mode m) {
   switch (m) {
-    case Mode::Conn: return "conn";
-    case Mode::Pub: return "pub";
-    case Mode::Sub: return "sub";
-    case Mode::PubSub: return "pubsub";
+    case Mode::Conn:
+      return "conn";
+    case Mode::Pub:
+      return "pub";
+    case Mode::Sub:
+      return "sub";
+    case Mode::PubSub:
+      return "pubsub";
   }
   return "?";
 }
@@ -125,11 +129,16 @@ ParseResult parse_args(int argc, const char* const* argv) {
     o.help = true;
     return r;
   }
-  if (mode == "conn") o.mode = Mode::Conn;
-  else if (mode == "pub") o.mode = Mode::Pub;
-  else if (mode == "sub") o.mode = Mode::Sub;
-  else if (mode == "pubsub") o.mode = Mode::PubSub;
-  else return fail("unknown mode '" + mode + "' (conn, pub, sub or pubsub)");
+  if (mode == "conn")
+    o.mode = Mode::Conn;
+  else if (mode == "pub")
+    o.mode = Mode::Pub;
+  else if (mode == "sub")
+    o.mode = Mode::Sub;
+  else if (mode == "pubsub")
+    o.mode = Mode::PubSub;
+  else
+    return fail("unknown mode '" + mode + "' (conn, pub, sub or pubsub)");
 
   for (int i = 2; i < argc; i++) {
     std::string a = argv[i];
@@ -175,10 +184,9 @@ ParseResult parse_args(int argc, const char* const* argv) {
                    flag("-w", "--window") || flag("-t", "--topic") || flag("-d", "--duration") ||
                    flag("--hold", "--hold") || flag("--connect-rate", "--connect-rate") ||
                    flag("--max-pending", "--max-pending") ||
-                   flag("--connect-timeout", "--connect-timeout") ||
-                   flag("-k", "--keepalive") || flag("-i", "--client-prefix") ||
-                   flag("--source-addresses", "--source-addresses") ||
-                   flag("--cafile", "--cafile");
+                   flag("--connect-timeout", "--connect-timeout") || flag("-k", "--keepalive") ||
+                   flag("-i", "--client-prefix") ||
+                   flag("--source-addresses", "--source-addresses") || flag("--cafile", "--cafile");
       if (!known) return fail("unknown option '" + a + "'; see --help");
       if (!need(v)) return bad("missing value");
       if (flag("-h", "--host")) {
@@ -194,10 +202,14 @@ ParseResult parse_args(int argc, const char* const* argv) {
         if (!to_u64(v, 1, 10'000'000, u)) return bad("subscribers must be 1..10000000");
         o.subscribers = static_cast<uint32_t>(u);
       } else if (flag("-V", "--protocol-version")) {
-        if (v == "3" || v == "31") o.version = 3;
-        else if (v == "4" || v == "311") o.version = 4;
-        else if (v == "5" || v == "50") o.version = 5;
-        else return bad("protocol version must be 3, 4 (or 311) or 5, got '" + v + "'");
+        if (v == "3" || v == "31")
+          o.version = 3;
+        else if (v == "4" || v == "311")
+          o.version = 4;
+        else if (v == "5" || v == "50")
+          o.version = 5;
+        else
+          return bad("protocol version must be 3, 4 (or 311) or 5, got '" + v + "'");
       } else if (flag("-q", "--qos")) {
         if (!to_u64(v, 0, 2, u)) return bad("qos must be 0, 1 or 2, got '" + v + "'");
         o.qos = static_cast<uint8_t>(u);

@@ -7,8 +7,12 @@ namespace bench {
 
 namespace {
 
-double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
-double secs(uint64_t a, uint64_t b) { return b > a ? static_cast<double>(b - a) / 1e9 : 0; }
+double ms(uint64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
+double secs(uint64_t a, uint64_t b) {
+  return b > a ? static_cast<double>(b - a) / 1e9 : 0;
+}
 
 nlohmann::json hist_json(const Histogram& h) {
   return {{"count", h.count()},
@@ -24,8 +28,8 @@ nlohmann::json hist_json(const Histogram& h) {
 void print_hist(const char* name, const Histogram& h) {
   if (!h.count()) return;
   std::printf("  %-22s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms  (n=%llu)\n", name,
-              ms(h.percentile(50)), ms(h.percentile(90)), ms(h.percentile(99)), ms(h.percentile(99.9)),
-              ms(h.max()), static_cast<unsigned long long>(h.count()));
+              ms(h.percentile(50)), ms(h.percentile(90)), ms(h.percentile(99)),
+              ms(h.percentile(99.9)), ms(h.max()), static_cast<unsigned long long>(h.count()));
 }
 
 }  // namespace
@@ -40,7 +44,8 @@ void print_report(const Runner& r, const Options& o, int exit_code) {
   if (o.mode == Mode::Sub) recv_s = secs(s.t_first_recv, s.t_last_recv);
   double sent_rate = run_s > 0 ? static_cast<double>(s.sent) / run_s : 0;
   double recv_rate = recv_s > 0 ? static_cast<double>(s.received) / recv_s : 0;
-  uint64_t lost = o.mode == Mode::PubSub ? (s.expected > s.unique ? s.expected - s.unique : 0) : s.gaps;
+  uint64_t lost =
+      o.mode == Mode::PubSub ? (s.expected > s.unique ? s.expected - s.unique : 0) : s.gaps;
   bool msgs = o.mode != Mode::Conn;
 
   if (o.json) {
@@ -58,10 +63,10 @@ void print_report(const Runner& r, const Options& o, int exit_code) {
     j["hold_s"] = o.hold;
     j["tls"] = o.tls;
     j["elapsed_s"] = r.elapsed_s();
-    j["connections"] = {{"planned", s.planned},     {"attempted", s.attempted},
-                        {"connected", s.connected}, {"failed", s.failed},
-                        {"lost", s.lost},           {"per_s", conn_rate},
-                        {"tls_resumed", s.tls_resumed}};
+    j["connections"] = {
+        {"planned", s.planned},        {"attempted", s.attempted}, {"connected", s.connected},
+        {"failed", s.failed},          {"lost", s.lost},           {"per_s", conn_rate},
+        {"tls_resumed", s.tls_resumed}};
     j["tcp_connect_ms"] = hist_json(s.tcp_connect);
     j["connack_ms"] = hist_json(s.connack);
     j["handshake_ms"] = hist_json(s.handshake);
@@ -92,29 +97,46 @@ void print_report(const Runner& r, const Options& o, int exit_code) {
     return;
   }
 
-  std::printf("mqttlb-bench %s -> %s:%u  MQTT %s  QoS %u  %s\n", mode_name(o.mode), o.host.c_str(), o.port,
-              o.version == 5 ? "5.0" : o.version == 4 ? "3.1.1" : "3.1", o.qos, o.tls ? "TLS" : "plain TCP");
+  std::printf("mqttlb-bench %s -> %s:%u  MQTT %s  QoS %u  %s\n", mode_name(o.mode), o.host.c_str(),
+              o.port,
+              o.version == 5   ? "5.0"
+              : o.version == 4 ? "3.1.1"
+                               : "3.1",
+              o.qos, o.tls ? "TLS" : "plain TCP");
   std::printf("connections: %llu planned, %llu connected, %llu failed, %llu lost; %.0f conn/s\n",
-              static_cast<unsigned long long>(s.planned), static_cast<unsigned long long>(s.connected),
-              static_cast<unsigned long long>(s.failed), static_cast<unsigned long long>(s.lost), conn_rate);
+              static_cast<unsigned long long>(s.planned),
+              static_cast<unsigned long long>(s.connected),
+              static_cast<unsigned long long>(s.failed), static_cast<unsigned long long>(s.lost),
+              conn_rate);
   print_hist("TCP connect", s.tcp_connect);
   print_hist("CONNECT->CONNACK", s.connack);
   print_hist("connect()->CONNACK", s.handshake);
-  if (o.tls && o.resume) std::printf("  TLS sessions resumed: %llu\n", static_cast<unsigned long long>(s.tls_resumed));
+  if (o.tls && o.resume)
+    std::printf("  TLS sessions resumed: %llu\n", static_cast<unsigned long long>(s.tls_resumed));
   if (msgs) {
-    std::printf("messages: sent %llu (%.0f/s over %.1fs), acked %llu, received %llu (%.0f/s), lost %llu, duplicates %llu\n",
-                static_cast<unsigned long long>(s.sent), sent_rate, run_s, static_cast<unsigned long long>(s.acked),
-                static_cast<unsigned long long>(s.received), recv_rate, static_cast<unsigned long long>(lost),
-                static_cast<unsigned long long>(s.duplicates));
-    if (s.unacked) std::printf("  unacknowledged at the end: %llu\n", static_cast<unsigned long long>(s.unacked));
-    if (s.window_resets) std::printf("  closed-loop windows reopened after a stall: %llu\n", static_cast<unsigned long long>(s.window_resets));
-    if (s.behind) std::printf("  behind the requested rate by %llu messages\n", static_cast<unsigned long long>(s.behind));
+    std::printf(
+        "messages: sent %llu (%.0f/s over %.1fs), acked %llu, received %llu (%.0f/s), lost %llu, "
+        "duplicates %llu\n",
+        static_cast<unsigned long long>(s.sent), sent_rate, run_s,
+        static_cast<unsigned long long>(s.acked), static_cast<unsigned long long>(s.received),
+        recv_rate, static_cast<unsigned long long>(lost),
+        static_cast<unsigned long long>(s.duplicates));
+    if (s.unacked)
+      std::printf("  unacknowledged at the end: %llu\n",
+                  static_cast<unsigned long long>(s.unacked));
+    if (s.window_resets)
+      std::printf("  closed-loop windows reopened after a stall: %llu\n",
+                  static_cast<unsigned long long>(s.window_resets));
+    if (s.behind)
+      std::printf("  behind the requested rate by %llu messages\n",
+                  static_cast<unsigned long long>(s.behind));
     print_hist("end-to-end latency", s.latency);
     print_hist("PUBLISH->ack latency", s.ack_latency);
   }
   if (!s.failures.empty()) {
     std::printf("failures:\n");
-    for (auto& [why, n] : s.failures) std::printf("  %llu x %s\n", static_cast<unsigned long long>(n), why.c_str());
+    for (auto& [why, n] : s.failures)
+      std::printf("  %llu x %s\n", static_cast<unsigned long long>(n), why.c_str());
   }
   std::fflush(stdout);
 }

@@ -20,9 +20,9 @@ namespace bench {
 namespace {
 constexpr uint64_t kSec = 1'000'000'000ull;
 constexpr uint64_t kRateTickMs = 5;
-constexpr uint64_t kDrainMaxNs = 10 * kSec;    // give up waiting for in-flight messages
-constexpr uint64_t kDrainIdleNs = 1 * kSec;    // ... or when nothing moved for this long
-constexpr uint64_t kCloseGraceMs = 5000;       // DISCONNECTs not written by then: close anyway
+constexpr uint64_t kDrainMaxNs = 10 * kSec;  // give up waiting for in-flight messages
+constexpr uint64_t kDrainIdleNs = 1 * kSec;  // ... or when nothing moved for this long
+constexpr uint64_t kCloseGraceMs = 5000;     // DISCONNECTs not written by then: close anyway
 
 void raise_nofile() {
   rlimit rl{};
@@ -36,7 +36,9 @@ void raise_nofile() {
 Runner::Runner(const Options& o) : o_(o) {}
 Runner::~Runner() = default;
 
-double Runner::elapsed_s() const { return static_cast<double>(uv_hrtime() - t_start_) / 1e9; }
+double Runner::elapsed_s() const {
+  return static_cast<double>(uv_hrtime() - t_start_) / 1e9;
+}
 
 const sockaddr* Runner::source_for(uint32_t n) const {
   if (sources_.empty()) return nullptr;
@@ -58,11 +60,13 @@ bool Runner::setup() {
   // Target address: a literal, or one blocking resolution before the run.
   auto* sin = reinterpret_cast<sockaddr_in*>(&target_);
   auto* sin6 = reinterpret_cast<sockaddr_in6*>(&target_);
-  if (uv_ip4_addr(o_.host.c_str(), o_.port, sin) != 0 && uv_ip6_addr(o_.host.c_str(), o_.port, sin6) != 0) {
+  if (uv_ip4_addr(o_.host.c_str(), o_.port, sin) != 0 &&
+      uv_ip6_addr(o_.host.c_str(), o_.port, sin6) != 0) {
     uv_getaddrinfo_t req;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
-    int rc = uv_getaddrinfo(&loop_, &req, nullptr, o_.host.c_str(), std::to_string(o_.port).c_str(), &hints);
+    int rc = uv_getaddrinfo(&loop_, &req, nullptr, o_.host.c_str(), std::to_string(o_.port).c_str(),
+                            &hints);
     if (rc != 0 || !req.addrinfo) {
       error_ = "cannot resolve host '" + o_.host + "': " + uv_strerror(rc);
       return false;
@@ -236,7 +240,8 @@ void Runner::check_settled() {
     case Mode::Sub:
       phase_ = Phase::Running;
       st_.t_run_start = now;
-      if (o_.duration > 0) uv_timer_start(&phase_timer_, on_phase, static_cast<uint64_t>(o_.duration * 1000), 0);
+      if (o_.duration > 0)
+        uv_timer_start(&phase_timer_, on_phase, static_cast<uint64_t>(o_.duration * 1000), 0);
       break;
     case Mode::Pub:
     case Mode::PubSub:
@@ -267,10 +272,12 @@ void Runner::stop_publishing() {
   last_progress_ = now;
   if (o_.rate > 0) {
     double target = o_.rate * static_cast<double>(now - st_.t_run_start) / 1e9 * publishers_.size();
-    st_.behind = target > static_cast<double>(st_.sent) ? static_cast<uint64_t>(target) - st_.sent : 0;
+    st_.behind =
+        target > static_cast<double>(st_.sent) ? static_cast<uint64_t>(target) - st_.sent : 0;
   }
   for (size_t i = 0; i < publishers_.size(); i++)
-    if (!fanout_.empty() && o_.mode == Mode::PubSub) st_.expected += publishers_[i]->sent() * fanout_[i];
+    if (!fanout_.empty() && o_.mode == Mode::PubSub)
+      st_.expected += publishers_[i]->sent() * fanout_[i];
   uv_timer_start(&phase_timer_, on_phase, 20, 20);
 }
 
@@ -281,7 +288,8 @@ void Runner::check_drained() {
     last_acked_ = st_.acked;
     last_progress_ = now;
   }
-  bool acked = std::all_of(publishers_.begin(), publishers_.end(), [](Client* p) { return p->idle_publisher(); });
+  bool acked = std::all_of(publishers_.begin(), publishers_.end(),
+                           [](Client* p) { return p->idle_publisher(); });
   bool delivered = o_.mode != Mode::PubSub || st_.unique >= st_.expected;
   if ((acked && delivered) || now - last_progress_ > kDrainIdleNs || now - t_phase_ > kDrainMaxNs) {
     // QoS > 0 messages the target never acknowledged: it stopped answering.
@@ -303,8 +311,10 @@ void Runner::begin_close(bool graceful) {
   uv_timer_stop(&launch_);
   uv_timer_stop(&phase_timer_);
   for (size_t i = 0; i < next_launch_; i++) {
-    if (graceful) clients_[i]->disconnect();
-    else clients_[i]->close();
+    if (graceful)
+      clients_[i]->disconnect();
+    else
+      clients_[i]->close();
   }
   if (graceful) uv_timer_start(&phase_timer_, on_phase, kCloseGraceMs, 0);
   finish_if_closed();
@@ -353,7 +363,8 @@ void Runner::on_failure(Client& c, const std::string& reason, bool lost) {
     return begin_close(false);
   }
   if (lost && live_ == 0 && phase_ != Phase::Connecting) {
-    error_ = "all connections lost: " + reason + " (target " + o_.host + ":" + std::to_string(o_.port) + ")";
+    error_ = "all connections lost: " + reason + " (target " + o_.host + ":" +
+             std::to_string(o_.port) + ")";
     aborted_ = true;
     return begin_close(false);
   }
@@ -399,13 +410,17 @@ void Runner::on_check(uv_check_t* h) {
   r->dirty_.clear();
   for (Client* c : r->again_) r->schedule(*c);
   r->again_.clear();
-  if (r->dirty_.empty()) uv_idle_stop(&r->idle_);
-  else uv_idle_start(&r->idle_, on_idle);
+  if (r->dirty_.empty())
+    uv_idle_stop(&r->idle_);
+  else
+    uv_idle_start(&r->idle_, on_idle);
 }
 
 void Runner::on_idle(uv_idle_t*) {}
 
-void Runner::on_rate(uv_timer_t* t) { static_cast<Runner*>(t->data)->rate_tick(); }
+void Runner::on_rate(uv_timer_t* t) {
+  static_cast<Runner*>(t->data)->rate_tick();
+}
 
 void Runner::rate_tick() {
   if (phase_ != Phase::Running) return;
@@ -422,31 +437,40 @@ void Runner::rate_tick() {
   }
 }
 
-void Runner::on_launch(uv_timer_t* t) { static_cast<Runner*>(t->data)->launch_more(); }
+void Runner::on_launch(uv_timer_t* t) {
+  static_cast<Runner*>(t->data)->launch_more();
+}
 
 void Runner::on_phase(uv_timer_t* t) {
   auto* r = static_cast<Runner*>(t->data);
   switch (r->phase_) {
-    case Phase::Holding: return r->begin_close(true);
-    case Phase::Running: return r->stop_publishing();
-    case Phase::Draining: return r->check_drained();
+    case Phase::Holding:
+      return r->begin_close(true);
+    case Phase::Running:
+      return r->stop_publishing();
+    case Phase::Draining:
+      return r->check_drained();
     case Phase::Closing:
       // Grace period over: close whatever has not finished its DISCONNECT.
       for (size_t i = 0; i < r->next_launch_; i++) r->clients_[i]->close();
       return;
-    default: return;
+    default:
+      return;
   }
 }
 
 void Runner::on_signal(uv_signal_t* s, int) {
   auto* r = static_cast<Runner*>(s->data);
   r->interrupted_ = true;
-  if (r->phase_ == Phase::Running && r->o_.mode != Mode::Sub && r->o_.mode != Mode::Conn) return r->stop_publishing();
+  if (r->phase_ == Phase::Running && r->o_.mode != Mode::Sub && r->o_.mode != Mode::Conn)
+    return r->stop_publishing();
   if (r->phase_ < Phase::Closing) return r->begin_close(true);
   for (size_t i = 0; i < r->next_launch_; i++) r->clients_[i]->close();
 }
 
-void Runner::on_tick(uv_timer_t* t) { static_cast<Runner*>(t->data)->tick(); }
+void Runner::on_tick(uv_timer_t* t) {
+  static_cast<Runner*>(t->data)->tick();
+}
 
 void Runner::tick() {
   uint64_t now = uv_hrtime();
@@ -468,7 +492,8 @@ void Runner::progress_line() {
   std::printf("\r[%6.1fs] conn %llu/%llu fail %llu | sent %llu/s recv %llu/s | p99 %.2f ms   ", el,
               static_cast<unsigned long long>(live_), static_cast<unsigned long long>(st_.planned),
               static_cast<unsigned long long>(st_.failed), static_cast<unsigned long long>(ds),
-              static_cast<unsigned long long>(dr), static_cast<double>(st_.latency.percentile(99)) / 1e6);
+              static_cast<unsigned long long>(dr),
+              static_cast<double>(st_.latency.percentile(99)) / 1e6);
   std::fflush(stdout);
 }
 

@@ -30,28 +30,28 @@ class Client;
 struct Stats {
   uint64_t planned = 0;  // connections to open
   uint64_t attempted = 0;
-  uint64_t connected = 0;  // CONNACK accepted
-  uint64_t failed = 0;     // connections that failed before or after CONNACK
-  uint64_t lost = 0;       // established connections closed by the peer mid-run
+  uint64_t connected = 0;                    // CONNACK accepted
+  uint64_t failed = 0;                       // connections that failed before or after CONNACK
+  uint64_t lost = 0;                         // established connections closed by the peer mid-run
   std::map<std::string, uint64_t> failures;  // reason -> count
-  Histogram tcp_connect;  // connect() start -> TCP established (ns)
-  Histogram handshake;    // connect() start -> CONNACK (ns): includes TLS
-  Histogram connack;      // CONNECT written -> CONNACK (ns)
+  Histogram tcp_connect;                     // connect() start -> TCP established (ns)
+  Histogram handshake;                       // connect() start -> CONNACK (ns): includes TLS
+  Histogram connack;                         // CONNECT written -> CONNACK (ns)
   uint64_t t_connect_first = 0, t_connect_last = 0;  // hrtime of first start / last CONNACK
 
-  uint64_t sent = 0;       // PUBLISH written
-  uint64_t acked = 0;      // PUBACK / PUBCOMP received
-  uint64_t received = 0;   // PUBLISH received by subscribers (all copies)
-  uint64_t unique = 0;     // of which first copies (by publisher sequence)
-  uint64_t duplicates = 0; // copies with a sequence already seen
-  uint64_t gaps = 0;       // sequence numbers skipped (sub mode: loss estimate)
-  uint64_t expected = 0;   // pubsub: copies the subscriptions promise
-  uint64_t foreign = 0;    // received payloads too short to carry our header
-  uint64_t unacked = 0;    // QoS > 0 PUBLISH still unacknowledged when the run ended
+  uint64_t sent = 0;           // PUBLISH written
+  uint64_t acked = 0;          // PUBACK / PUBCOMP received
+  uint64_t received = 0;       // PUBLISH received by subscribers (all copies)
+  uint64_t unique = 0;         // of which first copies (by publisher sequence)
+  uint64_t duplicates = 0;     // copies with a sequence already seen
+  uint64_t gaps = 0;           // sequence numbers skipped (sub mode: loss estimate)
+  uint64_t expected = 0;       // pubsub: copies the subscriptions promise
+  uint64_t foreign = 0;        // received payloads too short to carry our header
+  uint64_t unacked = 0;        // QoS > 0 PUBLISH still unacknowledged when the run ended
   uint64_t window_resets = 0;  // closed loop: windows reopened after a stall (QoS 0 loss)
-  uint64_t behind = 0;     // open loop: sends that were late (window or socket full)
-  Histogram latency;       // end-to-end PUBLISH latency (ns)
-  Histogram ack_latency;   // PUBLISH -> PUBACK/PUBCOMP (ns)
+  uint64_t behind = 0;         // open loop: sends that were late (window or socket full)
+  Histogram latency;           // end-to-end PUBLISH latency (ns)
+  Histogram ack_latency;       // PUBLISH -> PUBACK/PUBCOMP (ns)
   uint64_t t_run_start = 0, t_run_end = 0;  // publishing window
   uint64_t t_first_recv = 0, t_last_recv = 0;
   uint64_t tls_resumed = 0;
@@ -126,20 +126,20 @@ class Runner {
   std::vector<sockaddr_storage> sources_;
   std::vector<std::unique_ptr<Client>> clients_;  // subscribers first, then publishers
   std::vector<Client*> publishers_;
-  std::vector<Client*> dirty_;  // scheduled for a flush this loop turn
-  std::vector<Client*> again_;  // scratch: publishers to run again next turn
+  std::vector<Client*> dirty_;    // scheduled for a flush this loop turn
+  std::vector<Client*> again_;    // scratch: publishers to run again next turn
   std::vector<uint32_t> fanout_;  // pubsub: subscribers per publisher
   std::unique_ptr<tls::Context> tls_ctx_;
   std::unique_ptr<tls::Session> tls_session_;
   Phase phase_ = Phase::Connecting;
   uint32_t next_launch_ = 0;
-  uint32_t pending_ = 0;   // connection attempts in progress
-  uint32_t ready_ = 0;     // clients ready
+  uint32_t pending_ = 0;       // connection attempts in progress
+  uint32_t ready_ = 0;         // clients ready
   uint32_t failed_early_ = 0;  // clients that failed before becoming ready
-  uint32_t live_ = 0;      // connected clients not yet closed
+  uint32_t live_ = 0;          // connected clients not yet closed
   uint32_t open_handles_ = 0;
   uint64_t t_start_ = 0;
-  uint64_t t_phase_ = 0;   // start of the current phase
+  uint64_t t_phase_ = 0;        // start of the current phase
   uint64_t last_progress_ = 0;  // drain progress marker
   uint64_t last_received_ = 0;
   uint64_t last_acked_ = 0;

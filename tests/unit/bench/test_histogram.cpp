@@ -48,7 +48,8 @@ TEST_CASE("bucket layout is contiguous and monotonic") {
   for (int i = 1; i < Histogram::kBuckets; i++) {
     CHECK(Histogram::bucket_low(i) == Histogram::bucket_high(i - 1) + 1);
   }
-  for (uint64_t v : std::vector<uint64_t>{0, 1, 127, 128, 129, 1000, 123456789, (uint64_t{1} << 40) + 7, UINT64_MAX}) {
+  for (uint64_t v : std::vector<uint64_t>{0, 1, 127, 128, 129, 1000, 123456789,
+                                          (uint64_t{1} << 40) + 7, UINT64_MAX}) {
     int i = Histogram::index(v);
     REQUIRE(i >= 0);
     REQUIRE(i < Histogram::kBuckets);

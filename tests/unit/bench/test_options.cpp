@@ -30,9 +30,33 @@ TEST_CASE("the README example parses") {
 }
 
 TEST_CASE("short and long forms, --flag=value") {
-  auto r = parse({"pubsub", "--host=broker", "--port", "1884", "-c", "10", "-S", "3", "-q", "2", "-s", "1024",
-                  "-r", "12.5", "-w", "32", "-t", "a/%i/b", "-d", "7", "--connect-rate", "500",
-                  "--source-addresses", "127.0.0.1,127.0.0.2", "-k", "30", "--quiet"});
+  auto r = parse({"pubsub",
+                  "--host=broker",
+                  "--port",
+                  "1884",
+                  "-c",
+                  "10",
+                  "-S",
+                  "3",
+                  "-q",
+                  "2",
+                  "-s",
+                  "1024",
+                  "-r",
+                  "12.5",
+                  "-w",
+                  "32",
+                  "-t",
+                  "a/%i/b",
+                  "-d",
+                  "7",
+                  "--connect-rate",
+                  "500",
+                  "--source-addresses",
+                  "127.0.0.1,127.0.0.2",
+                  "-k",
+                  "30",
+                  "--quiet"});
   REQUIRE(r.ok);
   const auto& o = r.opts;
   CHECK(o.mode == Mode::PubSub);
@@ -68,13 +92,14 @@ TEST_CASE("invalid values are rejected with the flag named") {
     std::initializer_list<const char*> args;
     const char* needle;
   };
-  for (const Case& c : {Case{{"pub", "-q", "3"}, "-q"}, Case{{"pub", "-s", "15"}, ">= 16"},
-                        Case{{"pub", "-p", "0"}, "port"}, Case{{"pub", "-p", "70000"}, "port"},
-                        Case{{"pub", "-c", "0"}, "count"}, Case{{"pub", "-c", "abc"}, "count"},
-                        Case{{"pub", "-r", "-1"}, "rate"}, Case{{"pub", "-w", "0"}, "window"},
-                        Case{{"pub", "-d", "x"}, "duration"}, Case{{"pub", "--bogus"}, "unknown option"},
-                        Case{{"pub", "-c"}, "missing value"}, Case{{"pub", "-t", "a/+"}, "wildcards"},
-                        Case{{"conn", "--resume"}, "--tls"}, Case{{"frobnicate"}, "unknown mode"}}) {
+  for (const Case& c :
+       {Case{{"pub", "-q", "3"}, "-q"}, Case{{"pub", "-s", "15"}, ">= 16"},
+        Case{{"pub", "-p", "0"}, "port"}, Case{{"pub", "-p", "70000"}, "port"},
+        Case{{"pub", "-c", "0"}, "count"}, Case{{"pub", "-c", "abc"}, "count"},
+        Case{{"pub", "-r", "-1"}, "rate"}, Case{{"pub", "-w", "0"}, "window"},
+        Case{{"pub", "-d", "x"}, "duration"}, Case{{"pub", "--bogus"}, "unknown option"},
+        Case{{"pub", "-c"}, "missing value"}, Case{{"pub", "-t", "a/+"}, "wildcards"},
+        Case{{"conn", "--resume"}, "--tls"}, Case{{"frobnicate"}, "unknown mode"}}) {
     auto r = parse(c.args);
     CHECK_FALSE(r.ok);
     CHECK_MESSAGE(r.error.find(c.needle) != std::string::npos, r.error);
