@@ -49,7 +49,7 @@ class Client {
   void start();  // TCP connect (uses a file descriptor from here on)
   // Graceful: DISCONNECT, then close once written. Otherwise close at once.
   void disconnect();
-  // Closes the handle (idempotent). `reason` non-null: counted as a failure.
+  // Closes the handle at once (idempotent); failures go through fail() first.
   void close();
 
   // Publisher side.
@@ -115,7 +115,6 @@ class Client {
   bool closing_ = false;
   bool writing_ = false;
   bool close_after_write_ = false;
-  bool counted_live_ = false;
   uv_tcp_t tcp_{};
   uv_connect_t connect_req_{};
   uv_write_t write_req_{};
@@ -141,7 +140,6 @@ class Client {
   std::vector<std::string> filters_;
   uint32_t subacks_pending_ = 0;
   std::unordered_map<uint32_t, uint32_t> last_seq_;  // publisher -> last sequence + 1
-  std::vector<uint16_t> qos2_pending_;  // ids awaiting PUBREL (none kept: we answer at once)
 
  public:
   void set_fanout(uint32_t f) { fanout_ = f; }
