@@ -398,6 +398,12 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
       }
       switch (classify_connack(ack.code, v5)) {
         case ConnackVerdict::Accepted:
+          // MQTT 5 Server Keep Alive overrides ours [MQTT-3.2.2-21]; if the
+          // broker would drop a silent session before the next check, the
+          // session is not kept (each check reconnects).
+          session_keepable_ =
+              !(ack.properties.server_keep_alive &&
+                uint64_t{*ack.properties.server_keep_alive} * 1000 < 2 * uint64_t{hc_.interval_ms});
           send_pingreq();
           phase_ = Phase::AwaitPingresp;
           arm_deadline();
@@ -430,7 +436,7 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
         return;
       }
       double secs = static_cast<double>(uv_hrtime() - check_start_ns_) / 1e9;
-      if (hc_.mode == conf::CheckMode::Reconnect) {
+      if (hc_.mode == conf::CheckMode::Reconnect || !session_keepable_) {
         // Polite end of a one-shot check session: DISCONNECT (2 bytes, written
         // synchronously into the socket buffer when possible), then close.
         std::vector<uint8_t> out;

@@ -143,8 +143,9 @@ class Checker {
 
   Conn* conn_ = nullptr;
   Phase phase_ = Phase::Idle;
-  bool in_check_ = false;     // a check is in flight (its verdict not reported yet)
-  bool new_session_ = false;  // the check in flight opened its own connection
+  bool in_check_ = false;         // a check is in flight (its verdict not reported yet)
+  bool new_session_ = false;      // the check in flight opened its own connection
+  bool session_keepable_ = true;  // false: 5.0 Server Keep Alive < 2 x interval
   uint64_t check_start_ns_ = 0;
   char slab_[4096];  // read buffer: copied into the Conn's packet buffer at once
 };

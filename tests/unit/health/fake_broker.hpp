@@ -35,6 +35,7 @@ class FakeBroker {
   std::atomic<bool> expect_proxy{false};
   // When non-zero: PINGREQ is answered with a 5.0 DISCONNECT carrying this reason.
   std::atomic<uint8_t> disconnect_on_ping{0};
+  std::atomic<uint16_t> server_keep_alive{0};  // 5.0 CONNACK property when non-zero
 
   FakeBroker() {
     lfd_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -167,6 +168,7 @@ class FakeBroker {
           }
           mqtt::Connack ack;
           ack.code = connack_code;
+          if (server_keep_alive != 0) ack.properties.server_keep_alive = server_keep_alive;
           mqtt::encode_connack(ack, v5 ? mqtt::Version::V5 : mqtt::Version::V311, out);
           break;
         }

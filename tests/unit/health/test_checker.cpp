@@ -499,3 +499,16 @@ TEST_CASE("MQTT 5: a DISCONNECT from the broker (server shutting down) fails the
   CHECK(h.state() == State::Down);
   CHECK(h.logged("broker sent DISCONNECT reason 0x8B"));
 }
+
+TEST_CASE("MQTT 5 Server Keep Alive shorter than the interval: sessions are not kept") {
+  FakeBroker fb;
+  fb.v5 = true;
+  fb.server_keep_alive = 1;  // the broker would drop a session silent for 1.5 s
+  auto hc = fast_health();
+  hc.protocol_level = 5;
+  hc.interval_ms = 600;
+  Harness h(fb.port(), hc);
+  REQUIRE(eventually([&] { return fb.connects() >= 3 && fb.disconnects() >= 3; }));
+  CHECK(h.state() == State::Up);
+  CHECK(h.metric("mqttlb_health_checks_total", {{"backend", "b1"}, {"result", "fail"}}) == 0);
+}
