@@ -105,6 +105,36 @@ class Rejects(harness.TestCase):
         self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="no_backend"}'), 3)
         self.assertGreaterEqual(metric(mport, 'mqttlb_backend_connect_failures_total{backend="d1"}'), 3)
 
+    def test_backend_connect_timeout_moves_on(self):
+        # A backend whose accept queue is full: SYNs are dropped, connects hang.
+        hang = socket.socket()
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(0)
+        self.addCleanup(hang.close)
+        filler = socket.create_connection(hang.getsockname())
+        self.addCleanup(filler.close)
+        good = start_backends(self, 1)
+        hang_b = {"name": "hang", "address": "127.0.0.1:%d" % hang.getsockname()[1]}
+        # Round-robin tries the first backend first; health checks off so the
+        # balancer itself meets the hanging backend.
+        _, port, mport, _ = start_mqttlb(
+            self, [hang_b, good[0]], health={"enabled": False},
+            balance={"algorithm": "round-robin", "affinity": "none",
+                     "backend_connect_timeout_ms": 300, "retries": 1})
+        t0 = time.monotonic()
+        s, code = mqtt_connect(port, "patient", timeout=10)
+        self.assertEqual(code, 0)  # the client only sees a slower CONNACK
+        self.assertGreaterEqual(time.monotonic() - t0, 0.25)
+        s.close()
+        self.assertEqual(metric(mport, 'mqttlb_backend_connect_failures_total{backend="hang"}'), 1)
+        # With no other backend (and no retries left) the client gets 0x03 after the timeout.
+        _, port2, mport2, _ = start_mqttlb(
+            self, [hang_b], health={"enabled": False},
+            balance={"backend_connect_timeout_ms": 300, "retries": 0})
+        s, code = mqtt_connect(port2, "patient-2", timeout=10, expect_ok=False)
+        self.assertEqual(code, 0x03)
+        s.close()
+
     def test_unsupported_protocol_level_gets_connack(self):
         backends = start_backends(self, 1)
         _, port, mport, _ = start_mqttlb(self, backends)
