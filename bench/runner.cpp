@@ -263,18 +263,18 @@ void Runner::start_publishing() {
 
 void Runner::stop_publishing() {
   if (phase_ != Phase::Running) return;
+  uv_timer_stop(&rate_);
+  if (o_.rate > 0 && o_.mode != Mode::Sub) {
+    // Send what fell due since the last tick, then count what could not be sent.
+    rate_tick();
+    for (size_t i = 0; i < publishers_.size(); i++) st_.behind += due_for(static_cast<uint32_t>(i));
+  }
   uint64_t now = uv_hrtime();
   st_.t_run_end = now;
-  uv_timer_stop(&rate_);
   if (o_.mode == Mode::Sub) return begin_close(true);
   phase_ = Phase::Draining;
   t_phase_ = now;
   last_progress_ = now;
-  if (o_.rate > 0) {
-    double target = o_.rate * static_cast<double>(now - st_.t_run_start) / 1e9 * publishers_.size();
-    st_.behind =
-        target > static_cast<double>(st_.sent) ? static_cast<uint64_t>(target) - st_.sent : 0;
-  }
   for (size_t i = 0; i < publishers_.size(); i++)
     if (!fanout_.empty() && o_.mode == Mode::PubSub)
       st_.expected += publishers_[i]->sent() * fanout_[i];
@@ -403,7 +403,12 @@ void Runner::on_check(uv_check_t* h) {
   for (size_t i = 0; i < r->dirty_.size(); i++) {
     Client* c = r->dirty_[i];
     c->scheduled = false;
-    if (c->role() == Client::Role::Pub && r->o_.rate <= 0) c->pump();
+    if (c->role() == Client::Role::Pub) {
+      if (r->o_.rate <= 0)
+        c->pump();
+      else if (r->phase_ == Phase::Running)
+        c->send_due(r->due_for(c->index()));  // catch up
+    }
     c->flush();
     if (i < n && c->wants_to_send()) r->again_.push_back(c);
   }
@@ -422,18 +427,20 @@ void Runner::on_rate(uv_timer_t* t) {
   static_cast<Runner*>(t->data)->rate_tick();
 }
 
-void Runner::rate_tick() {
-  if (phase_ != Phase::Running) return;
+uint32_t Runner::due_for(uint32_t i) const {
+  // Publisher i is offset by i/n of a period so sends spread over the tick.
   double elapsed = static_cast<double>(uv_hrtime() - st_.t_run_start) / 1e9;
   double n = static_cast<double>(publishers_.size());
+  double due = std::floor(elapsed * o_.rate + static_cast<double>(i) / n) -
+               static_cast<double>(publishers_[i]->sent());
+  return due > 0 ? static_cast<uint32_t>(std::min(due, 1e6)) : 0;
+}
+
+void Runner::rate_tick() {
+  if (phase_ != Phase::Running) return;
   for (size_t i = 0; i < publishers_.size(); i++) {
-    Client* p = publishers_[i];
-    // Publisher i is offset by i/n of a period so sends spread over the tick.
-    double due_total = std::floor(elapsed * o_.rate + static_cast<double>(i) / n);
-    if (due_total > static_cast<double>(p->sent())) {
-      double due = due_total - static_cast<double>(p->sent());
-      p->send_due(static_cast<uint32_t>(std::min(due, 1e6)));
-    }
+    uint32_t due = due_for(static_cast<uint32_t>(i));
+    if (due) publishers_[i]->send_due(due);
   }
 }
 

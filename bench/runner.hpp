@@ -102,6 +102,7 @@ class Runner {
   void begin_close(bool graceful);
   void tick();       // every second: progress, keep-alive, timeouts, stalls
   void rate_tick();  // open loop: send what is due
+  uint32_t due_for(uint32_t publisher) const;  // open loop: messages due and not sent yet
   void check_drained();
   void check_settled();
   void progress_line();
