@@ -61,6 +61,23 @@ class BenchPubSub(TestCase):
                     self.assertGreater(m["sent_per_s"], 0)
                     self.assertGreater(m["received_per_s"], 0)
 
+    def test_pub_alone_all_qos(self):
+        _, port = self.start_mosquitto(extra_conf=CONF)
+        for q in (0, 1, 2):
+            with self.subTest(qos=q):
+                rc, out, err = run_bench(["pub", "-p", port, "-c", 3, "-q", q, "-d", 0.5, "--json"])
+                self.assertEqual(rc, 0, err)
+                r = json.loads(out)
+                m = r["messages"]
+                self.assertGreater(m["sent"], 50)
+                self.assertEqual(m["received"], 0)
+                if q:
+                    self.assertEqual(m["acked"], m["sent"])
+                    self.assertEqual(m["unacked"], 0)
+                    self.check_latency(r["ack_latency_ms"], m["sent"])
+                else:
+                    self.assertEqual(m["acked"], 0)
+
     def test_fan_out_counts_every_copy(self):
         _, port = self.start_mosquitto(extra_conf=CONF)
         rc, out, err = run_bench(["pubsub", "-p", port, "-c", 2, "-S", 6, "-q", 1, "-d", 1, "--json"])
