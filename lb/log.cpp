@@ -52,4 +52,15 @@ void logf(LogLevel level, const char* fmt, ...) {
   (void)!write(STDERR_FILENO, line, len);
 }
 
+bool LogLimiter::allow(int64_t now_ms, uint64_t& suppressed) {
+  int64_t next = next_ms_.load(std::memory_order_relaxed);
+  if (now_ms < next ||
+      !next_ms_.compare_exchange_strong(next, now_ms + every_ms_, std::memory_order_relaxed)) {
+    skipped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  suppressed = skipped_.exchange(0, std::memory_order_relaxed);
+  return true;
+}
+
 }  // namespace lb

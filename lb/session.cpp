@@ -16,6 +16,10 @@ namespace {
 
 constexpr uint64_t kLingerMs = 2000;  // after a refusal CONNACK: let the client read it
 
+// Per-connection warnings, at most one line per second each (all workers).
+LogLimiter g_no_backend_log(1000);
+LogLimiter g_connect_fail_log(1000);
+
 std::string ip_string(const sockaddr_storage& ss) {
   char buf[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET)
@@ -116,7 +120,10 @@ void Session::timer_cb(uv_timer_t* t) {
       // Backend connect timeout: give up on this attempt, try the next best.
       if (s->backend_state_) {
         s->backend_state_->metrics.connect_failures->Increment();
-        logf(LogLevel::Warn, "backend %s: connect timed out", s->backend_state_->name.c_str());
+        uint64_t skipped = 0;
+        if (g_connect_fail_log.allow(steady_ms(), skipped))
+          logf(LogLevel::Warn, "backend %s: connect timed out (%llu similar lines suppressed)",
+               s->backend_state_->name.c_str(), static_cast<unsigned long long>(skipped));
       }
       if (s->backend_) s->backend_->close(true);
       s->backend_ = nullptr;
@@ -307,8 +314,12 @@ void Session::try_next_backend() {
   }
   if (choice < 0) {
     srv.metrics().rejected(Reject::NoBackend).Increment();
-    logf(LogLevel::Warn, "no healthy backend for client id \"%s\" (attempt %d)", client_id_.c_str(),
-         attempts_ + 1);
+    uint64_t skipped = 0;
+    if (g_no_backend_log.allow(now, skipped))
+      logf(LogLevel::Warn,
+           "no healthy backend for client id \"%s\" (attempt %d); CONNACK refusal sent "
+           "(%llu similar lines suppressed)",
+           client_id_.c_str(), attempts_ + 1, static_cast<unsigned long long>(skipped));
     return refuse_and_linger(
         refusal_connack(v5, v5 ? static_cast<uint8_t>(mqtt::Reason::ServerUnavailable)
                                : static_cast<uint8_t>(mqtt::ConnackCode3::ServerUnavailable)));
@@ -344,8 +355,11 @@ void Session::on_connect(Transport* t, int status) {
   if (t != backend_ || phase_ != Phase::Connecting) return;
   if (status != 0) {
     backend_state_->metrics.connect_failures->Increment();
-    logf(LogLevel::Warn, "backend %s: connect failed: %s", backend_state_->name.c_str(),
-         uv_strerror(status));
+    uint64_t skipped = 0;
+    if (g_connect_fail_log.allow(steady_ms(), skipped))
+      logf(LogLevel::Warn, "backend %s: connect failed: %s (%llu similar lines suppressed)",
+           backend_state_->name.c_str(), uv_strerror(status),
+           static_cast<unsigned long long>(skipped));
     backend_->close(false);
     backend_ = nullptr;
     release_backend();
