@@ -7,6 +7,7 @@
 #include "lb/log.hpp"
 #include "lb/server.hpp"
 #include "lb/worker.hpp"
+#include "mqtt/codec.hpp"
 #include "mqtt/connect.hpp"
 #include "proxy/proxy_protocol.hpp"
 
@@ -29,11 +30,14 @@ std::string ip_string(const sockaddr_storage& ss) {
   return buf;
 }
 
-// CONNACK refusals, built by hand: fixed header, flags, code (+ empty
-// properties in 5.0). 3.x return codes [MQTT-3.2.2-4/5]; 5.0 reason codes 3.2.2.2.
+// A CONNACK refusal with session present 0 [MQTT-3.2.2-4/6]: a 3.x return
+// code, or a 5.0 reason code with no properties.
 std::vector<uint8_t> refusal_connack(bool v5, uint8_t code) {
-  if (v5) return {0x20, 0x03, 0x00, code, 0x00};
-  return {0x20, 0x02, 0x00, code};
+  mqtt::Connack c;
+  c.code = code;
+  std::vector<uint8_t> out;
+  mqtt::encode_connack(c, v5 ? mqtt::Version::V5 : mqtt::Version::V311, out);
+  return out;
 }
 
 }  // namespace
