@@ -68,9 +68,10 @@ struct App {
     server->swap(*r.config);
     server->metrics().reloads_ok->Increment();
     logf(LogLevel::Info,
-         "SIGHUP: %s reloaded: backends, balance and limits apply to new connections; "
-         "listener and worker changes need a restart",
+         "SIGHUP: %s reloaded: backends, balance, limits and health apply to new connections",
          config_path.c_str());
+    if (server->needs_restart(*r.config))
+      logf(LogLevel::Warn, "SIGHUP: listeners or workers changed: they apply only after a restart");
     if (on_reload) on_reload(*r.config);
   }
 

@@ -37,7 +37,8 @@ int64_t steady_ms() {
 Server::Server(const conf::Config& cfg, prometheus::Registry& registry)
     : metrics_(registry),
       affinity_(cfg.balance.affinity_max_entries, int64_t{cfg.balance.affinity_ttl_s} * 1000),
-      listeners_(cfg.listeners) {
+      listeners_(cfg.listeners),
+      workers_cfg_(cfg.workers) {
   snap_ = build(cfg);
   unsigned n = cfg.workers ? cfg.workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
@@ -101,6 +102,16 @@ void Server::swap(const conf::Config& cfg) {
   snap_ = build(cfg);
   affinity_.set_limits(cfg.balance.affinity_max_entries,
                        int64_t{cfg.balance.affinity_ttl_s} * 1000);
+}
+
+bool Server::needs_restart(const conf::Config& cfg) const {
+  if (cfg.workers != workers_cfg_ || cfg.listeners.size() != listeners_.size()) return true;
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    const auto &a = listeners_[i], &b = cfg.listeners[i];
+    if (a.name != b.name || a.bind.str() != b.bind.str() || a.tls.has_value() != b.tls.has_value())
+      return true;
+  }
+  return false;
 }
 
 std::shared_ptr<const Snapshot> Server::snapshot() const {

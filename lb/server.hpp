@@ -63,6 +63,9 @@ class Server {
   void shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms);
 
   int64_t active_connections() const { return active_.load(std::memory_order_relaxed); }
+  // True when `cfg` differs from the running process in what a swap cannot
+  // change (listeners, worker count): a restart is needed for those.
+  bool needs_restart(const conf::Config& cfg) const;
 
   // --- used by workers/sessions ---
   Metrics& metrics() { return metrics_; }
@@ -90,6 +93,7 @@ class Server {
   AffinityTable affinity_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<conf::Listener> listeners_;  // bound at start; not reloadable yet
+  uint32_t workers_cfg_ = 0;               // `workers` as configured at start
 
   mutable std::mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_;

@@ -275,6 +275,13 @@ class CommandLine(harness.TestCase):
         s.close()
         self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="invalid"}'), 1)
         self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), 1)
+        self.assertNotIn("only after a restart", p.output())
+        # Changing what a reload cannot apply is said plainly.
+        cfg["workers"] = 3
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p.signal(signal.SIGHUP)
+        p.wait_for_line(r"listeners or workers changed: they apply only after a restart", 5)
 
 
 if __name__ == "__main__":
