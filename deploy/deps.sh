@@ -3,7 +3,7 @@
 MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl"
 MQTTLB_RUN_DEPS="mosquitto-clients python3"
 # Peers used by the integration tests and the benchmark comparison.
-MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light"
+MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream"
 
 mqttlb_install_deps() {
   local missing=() p
