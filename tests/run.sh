@@ -25,4 +25,24 @@ if [ "${MQTTLB_SKIP_SANITIZE:-0}" != "1" ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_SANITIZE=ON
 fi
+if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
+  # The fuzzers must keep building, and a short run from the committed corpus
+  # catches a regression the replay tests might not (docs/fuzzing.md).
+  echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-30} s per target)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
+  cmake --build build-fuzz -j"$JOBS" --target fuzz_connect fuzz_frame
+  root=$(pwd)
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  for t in connect frame; do
+    mkdir -p "$scratch/$t"
+    extra=()
+    [ "$t" = connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
+    # A crash fails this script and leaves its reproducer in build-fuzz/ (see docs/fuzzing.md).
+    (cd "$scratch" && "$root/build-fuzz/fuzz/fuzz_$t" -max_total_time="${MQTTLB_FUZZ_SECONDS:-30}" \
+      -max_len=4096 -print_final_stats=1 -artifact_prefix="$root/build-fuzz/" "${extra[@]}" "$scratch/$t" "$root/tests/fuzz/corpus/$t" \
+      2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY")
+  done
+fi
 echo "=== all tests passed"
