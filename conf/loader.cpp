@@ -11,6 +11,8 @@
 #include <sstream>
 #include <utility>
 
+#include "tls/context.hpp"
+
 namespace conf {
 
 using json = nlohmann::json;
@@ -237,9 +239,18 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
                     {{"none", ListenerTls::Verify::None},
                      {"optional", ListenerTls::Verify::Optional},
                      {"required", ListenerTls::Verify::Required}});
+        // Build the context once here so `--check` and SIGHUP catch unreadable
+        // files, a key that does not match the certificate and a bad CA file.
+        // The runtime builds its own (lb/server.cpp); this one is discarded.
+        if (!tls.cert.empty() && !tls.key.empty()) {
+          std::string err;
+          if (!tls::Context::server(tls, err))
+            e.add(err.rfind("client CA", 0) == 0 || err.rfind("verify_client", 0) == 0
+                      ? to.at("ca")
+                      : to.at("cert"),
+                  err);
+        }
         l.tls = tls;
-        // Issue 5 scope: the TLS engine is not wired into the listener yet.
-        e.add(o.at("tls"), "TLS listeners are not supported by this build yet");
       }
     }
     c.listeners.push_back(std::move(l));
@@ -280,8 +291,12 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
         to.get_string("key", tls.key);
         if (tls.cert.empty() != tls.key.empty())
           e.add(to.ptr(), "\"cert\" and \"key\" must be given together");
+        if (tls.cert.empty() == tls.key.empty()) {
+          std::string err;
+          if (!tls::Context::client(tls::client_options(tls), err))
+            e.add(err.rfind("CA ", 0) == 0 ? to.at("ca") : to.at("cert"), err);
+        }
         b.tls = tls;
-        e.add(o.at("tls"), "TLS to backends is not supported by this build yet");
       }
     }
     c.backends.push_back(std::move(b));

@@ -25,6 +25,29 @@ const char* to_string(CloseReason r) {
   }
 }
 
+const char* to_string(TlsFail f) {
+  switch (f) {
+    case TlsFail::NoSharedCipher:
+      return "no_shared_cipher";
+    case TlsFail::UnknownCa:
+      return "unknown_ca";
+    case TlsFail::BadCertificate:
+      return "bad_certificate";
+    case TlsFail::NoClientCert:
+      return "no_client_cert";
+    case TlsFail::NotTls:
+      return "not_tls";
+    case TlsFail::HttpRequest:
+      return "http_request";
+    case TlsFail::Timeout:
+      return "timeout";
+    case TlsFail::Closed:
+      return "closed";
+    default:
+      return "other";
+  }
+}
+
 const char* reject_label(mqtt::ConnectError e) {
   using E = mqtt::ConnectError;
   switch (e) {
@@ -96,10 +119,22 @@ Metrics::Metrics(prometheus::Registry& reg)
       backend_fail_fam_(BuildCounter()
                             .Name("mqttlb_backend_connect_failures_total")
                             .Help("Failed or timed-out connection attempts to each backend")
+                            .Register(reg)),
+      tls_handshakes_fam_(BuildCounter()
+                              .Name("mqttlb_tls_handshakes_total")
+                              .Help("TLS handshakes completed on each TLS listener, by resumption")
+                              .Register(reg)),
+      tls_failures_fam_(BuildCounter()
+                            .Name("mqttlb_tls_handshake_failures_total")
+                            .Help("TLS handshakes failed on each TLS listener, by reason")
+                            .Register(reg)),
+      tls_duration_fam_(BuildHistogram()
+                            .Name("mqttlb_tls_handshake_duration_seconds")
+                            .Help("Time from accept to a completed TLS handshake")
                             .Register(reg)) {
   const char* rej[] = {"max_connections",  "max_connections_per_ip", "shutting_down",
                        "connect_timeout",  "client_closed",          "no_backend",
-                       "unsupported_level"};
+                       "unsupported_level", "tls_handshake"};
   for (size_t i = 0; i < std::size(rej); ++i)
     rejected_[i] = &rejected_fam_.Add({{"reason", rej[i]}});
   // BadConnect has one series per ConnectError; the generic slot holds "invalid_connect".
@@ -149,6 +184,20 @@ BackendMetrics Metrics::backend(const std::string& name) {
   m.active = &backend_active_fam_.Add({{"backend", name}});
   m.sessions = &backend_sessions_fam_.Add({{"backend", name}});
   m.connect_failures = &backend_fail_fam_.Add({{"backend", name}});
+  return m;
+}
+
+TlsListenerMetrics Metrics::tls_listener(const std::string& listener) {
+  TlsListenerMetrics m;
+  m.full = &tls_handshakes_fam_.Add({{"listener", listener}, {"resumed", "false"}});
+  m.resumed = &tls_handshakes_fam_.Add({{"listener", listener}, {"resumed", "true"}});
+  for (size_t i = 0; i < m.failures.size(); ++i)
+    m.failures[i] = &tls_failures_fam_.Add(
+        {{"listener", listener}, {"reason", to_string(static_cast<TlsFail>(i))}});
+  m.duration = &tls_duration_fam_.Add(
+      {{"listener", listener}}, prometheus::Histogram::BucketBoundaries{
+                                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                    0.5, 1, 2.5, 5, 10});
   return m;
 }
 

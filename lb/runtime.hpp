@@ -15,6 +15,7 @@
 #include "health/status.hpp"
 #include "lb/balancer.hpp"
 #include "lb/metrics.hpp"
+#include "tls/context.hpp"
 
 namespace lb {
 
@@ -32,6 +33,9 @@ struct BackendState {
 struct RuntimeBackend {
   conf::Backend cfg;
   std::shared_ptr<BackendState> state;
+  // cfg.tls set: the client context for lb -> backend TLS, built with this
+  // snapshot (null if building it failed: connects then fail and are logged).
+  std::shared_ptr<tls::Context> tls_ctx;
 };
 
 struct Snapshot {
@@ -40,6 +44,11 @@ struct Snapshot {
   std::unique_ptr<Balancer> balancer;    // thread-safe pick()
   uint64_t generation = 0;
   uint32_t max_connections = 0;  // resolved (cfg value or derived from RLIMIT_NOFILE)
+  // Per bound listener (Server's listener order): its server context, or null
+  // for a plain listener. One per snapshot, shared read-only by all workers; a
+  // reload builds new ones (inheriting the ticket keys) for new connections
+  // while live engines keep a reference on the SSL_CTX they started with.
+  std::vector<std::shared_ptr<tls::Context>> listener_tls;
 };
 
 }  // namespace lb

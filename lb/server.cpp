@@ -63,8 +63,15 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
       st = std::make_shared<BackendState>(b.name);
       st->metrics = metrics_.backend(b.name);
     }
-    s->backends.push_back({b, st});
+    std::shared_ptr<tls::Context> ctx;
+    if (b.tls) {
+      std::string err;
+      ctx = tls::Context::client(tls::client_options(*b.tls), err);
+      if (!ctx) logf(LogLevel::Error, "backend %s: TLS: %s", b.name.c_str(), err.c_str());
+    }
+    s->backends.push_back({b, st, std::move(ctx)});
   }
+  build_listener_tls(cfg, *s);
   s->balancer = make_balancer(cfg.balance, cfg.backends);
   s->max_connections = cfg.limits.max_connections ? cfg.limits.max_connections
                                                   : default_max_connections(raise_nofile_limit());
@@ -73,7 +80,39 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
   return s;
 }
 
+void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
+  // Bound listeners cannot change without a restart; a reload may still change
+  // their certificate, key, CA or verify_client (matched by name).
+  s.listener_tls.resize(listeners_.size());
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    const conf::Listener& bound = listeners_[i];
+    if (!bound.tls) continue;
+    const conf::ListenerTls* want = &*bound.tls;
+    for (const auto& l : cfg.listeners)
+      if (l.name == bound.name && l.tls) want = &*l.tls;
+    std::shared_ptr<tls::Context> old =
+        snap_ && i < snap_->listener_tls.size() ? snap_->listener_tls[i] : nullptr;
+    std::string err;
+    std::shared_ptr<tls::Context> ctx = tls::Context::server(*want, err);
+    if (ctx && !ctx->set_alpn({"mqtt"}, err)) ctx.reset();
+    if (!ctx) {
+      logf(LogLevel::Error, "listener %s: TLS: %s%s", bound.name.c_str(), err.c_str(),
+           old ? "; keeping the previous certificate" : "");
+      if (!old) tls_error_ = "listener " + bound.name + ": TLS: " + err;
+      s.listener_tls[i] = old;
+      continue;
+    }
+    // Resumption survives the reload: tickets issued by `old` stay valid.
+    if (old) ctx->inherit_ticket_keys(*old);
+    s.listener_tls[i] = std::move(ctx);
+  }
+}
+
 bool Server::start(std::string& err) {
+  if (!tls_error_.empty()) {
+    err = tls_error_;
+    return false;
+  }
   if (!Worker::check_free(listeners_, err)) return false;
   for (auto& w : workers_)
     if (!w->listen(listeners_, err)) return false;

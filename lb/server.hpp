@@ -88,12 +88,14 @@ class Server {
 
  private:
   std::shared_ptr<Snapshot> build(const conf::Config& cfg);
+  void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held or not started
 
   Metrics metrics_;
   AffinityTable affinity_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<conf::Listener> listeners_;  // bound at start; not reloadable yet
   uint32_t workers_cfg_ = 0;               // `workers` as configured at start
+  std::string tls_error_;                  // a TLS listener context failed at construction
 
   mutable std::mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_;

@@ -6,6 +6,7 @@
 
 #include "lb/log.hpp"
 #include "lb/server.hpp"
+#include "lb/tls_transport.hpp"
 #include "lb/worker.hpp"
 #include "mqtt/codec.hpp"
 #include "mqtt/connect.hpp"
@@ -56,8 +57,23 @@ Session::~Session() {
 
 void Session::start(uv_stream_t* server, const ListenerCtx& listener) {
   Server& srv = w_.server();
-  auto* tcp = new TcpTransport(w_.loop(), w_.slab(), this);
-  client_ = tcp;
+  TcpTransport* tcp = nullptr;
+  std::shared_ptr<tls::Context> tls_ctx;
+  if (listener.tls) {
+    auto snap = srv.snapshot();
+    if (listener.index < snap->listener_tls.size()) tls_ctx = snap->listener_tls[listener.index];
+  }
+  if (tls_ctx) {
+    // The engine takes its own reference on the SSL_CTX: a reload may replace
+    // the listener's Context while this connection runs.
+    client_tls_ = new TlsTransport(w_.loop(), w_.slab(), this, *tls_ctx, tls::Role::Server, {},
+                                   &listener.tls_metrics);
+    client_ = client_tls_;
+    tcp = client_tls_->tcp();
+  } else {
+    tcp = new TcpTransport(w_.loop(), w_.slab(), this);
+    client_ = tcp;
+  }
   ++open_handles_;
   uv_timer_init(w_.loop(), &timer_);
   timer_.data = this;
@@ -73,6 +89,7 @@ void Session::start(uv_stream_t* server, const ListenerCtx& listener) {
   len = sizeof local_;
   uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
   peer_ip_ = ip_string(peer_);
+  if (client_tls_) client_tls_->set_label("listener " + listener.name + ", peer " + peer_ip_);
 
   if (!w_.accepting() || srv.stopping()) {
     reject(Reject::ShuttingDown);
@@ -118,6 +135,9 @@ void Session::timer_cb(uv_timer_t* t) {
   auto* s = static_cast<Session*>(t->data);
   switch (s->phase_) {
     case Phase::Peek:
+      // The TLS handshake counts against connect_timeout_ms too.
+      if (s->client_tls_ && !s->client_tls_->handshake_done())
+        s->client_tls_->count_failure(TlsFail::Timeout);
       s->reject(Reject::ConnectTimeout);
       return;
     case Phase::Connecting: {
@@ -261,7 +281,9 @@ void Session::maybe_finish() {
 
 void Session::on_error(Transport* t, int err) {
   if (t == client_) {
-    if (phase_ == Phase::Peek) return reject(Reject::ClientClosed);
+    if (phase_ == Phase::Peek)
+      return reject(client_tls_ && err == TlsTransport::kTlsFailed ? Reject::TlsHandshake
+                                                                   : Reject::ClientClosed);
     if (phase_ == Phase::Forwarding) {
       logf(LogLevel::Debug, "session=%llu client error: %s", static_cast<unsigned long long>(id_),
            uv_strerror(err));
@@ -343,9 +365,36 @@ void Session::try_next_backend() {
   if (r != 0)
     r = uv_ip6_addr(rb.cfg.address.host.c_str(), rb.cfg.address.port,
                     reinterpret_cast<sockaddr_in6*>(&addr));
-  backend_ = new TcpTransport(w_.loop(), w_.slab(), this);
-  ++open_handles_;
-  if (r == 0) r = backend_->connect(reinterpret_cast<const sockaddr*>(&addr));
+  backend_tls_ = rb.cfg.tls.has_value();
+  if (backend_tls_ && !rb.tls_ctx) {
+    // The snapshot could not build the backend's TLS context (logged then):
+    // never fall back to plaintext. Same path as a refused connect.
+    backend_ = new TcpTransport(w_.loop(), w_.slab(), this);
+    ++open_handles_;
+    on_connect(backend_, UV_EINVAL);
+    return;
+  }
+  if (backend_tls_) {
+    // SNI (and the name verified): tls.sni, else the address host.
+    const std::string& sni = rb.cfg.tls->sni.empty() ? rb.cfg.address.host : rb.cfg.tls->sni;
+    auto* t = new TlsTransport(w_.loop(), w_.slab(), this, *rb.tls_ctx, tls::Role::Client, sni,
+                               nullptr);
+    t->set_label("backend " + rb.cfg.name);
+    uv_tcp_nodelay(t->tcp()->tcp(), 1);  // applied when the socket is created
+    // The PROXY header goes first, in plaintext on TCP, before the handshake.
+    std::vector<uint8_t> preamble;
+    if (proxy_ == conf::ProxyProtocol::V1) proxy::append_v1(preamble, peer_, local_);
+    if (proxy_ == conf::ProxyProtocol::V2) proxy::append_v2(preamble, peer_, local_);
+    backend_ = t;
+    ++open_handles_;
+    if (r == 0) r = t->connect(reinterpret_cast<const sockaddr*>(&addr), std::move(preamble));
+  } else {
+    auto* t = new TcpTransport(w_.loop(), w_.slab(), this);
+    uv_tcp_nodelay(t->tcp(), 1);  // applied when the socket is created
+    backend_ = t;
+    ++open_handles_;
+    if (r == 0) r = t->connect(reinterpret_cast<const sockaddr*>(&addr));
+  }
   if (r != 0) {
     // Synchronous failure (e.g. out of descriptors): same path as a refused connect,
     // bounded by the attempt count.
@@ -360,10 +409,13 @@ void Session::on_connect(Transport* t, int status) {
   if (status != 0) {
     backend_state_->metrics.connect_failures->Increment();
     uint64_t skipped = 0;
-    if (g_connect_fail_log.allow(steady_ms(), skipped))
+    if (g_connect_fail_log.allow(steady_ms(), skipped)) {
+      std::string detail = backend_->error_detail();
+      if (backend_tls_ && status == UV_EINVAL && detail.empty()) detail = "no TLS context";
       logf(LogLevel::Warn, "backend %s: connect failed: %s (%llu similar lines suppressed)",
-           backend_state_->name.c_str(), uv_strerror(status),
+           backend_state_->name.c_str(), detail.empty() ? uv_strerror(status) : detail.c_str(),
            static_cast<unsigned long long>(skipped));
+    }
     backend_->close(false);
     backend_ = nullptr;
     release_backend();
@@ -376,14 +428,14 @@ void Session::on_connect(Transport* t, int status) {
 void Session::on_connect_complete() {
   Server& srv = w_.server();
   uv_timer_stop(&timer_);
-  uv_tcp_nodelay(backend_->tcp(), 1);
   phase_ = Phase::Forwarding;
 
   // PROXY header (if any), then the client's original bytes exactly: the
   // CONNECT and anything pipelined after it. Never re-encoded.
+  // (With backend TLS the PROXY header already went out before the handshake.)
   std::vector<uint8_t> out;
-  if (proxy_ == conf::ProxyProtocol::V1) proxy::append_v1(out, peer_, local_);
-  if (proxy_ == conf::ProxyProtocol::V2) proxy::append_v2(out, peer_, local_);
+  if (!backend_tls_ && proxy_ == conf::ProxyProtocol::V1) proxy::append_v1(out, peer_, local_);
+  if (!backend_tls_ && proxy_ == conf::ProxyProtocol::V2) proxy::append_v2(out, peer_, local_);
   out.insert(out.end(), inbuf_.begin(), inbuf_.end());
   std::vector<uint8_t>().swap(inbuf_);  // an idle session owns no buffer
   srv.metrics().bytes_c2b->Increment(static_cast<double>(out.size()));
@@ -451,7 +503,10 @@ void Session::timer_close_cb(uv_handle_t* h) {
 }
 
 void Session::on_closed(Transport* t) {
-  if (t == client_) client_ = nullptr;
+  if (t == client_) {
+    client_ = nullptr;
+    client_tls_ = nullptr;
+  }
   if (t == backend_) backend_ = nullptr;
   delete t;  // after its last callback (TransportSink::on_closed contract)
   handle_closed();

@@ -28,6 +28,7 @@
 namespace lb {
 
 class Worker;
+class TlsTransport;
 struct ListenerCtx;
 
 class Session final : public TransportSink {
@@ -79,10 +80,13 @@ class Session final : public TransportSink {
   Phase phase_ = Phase::Peek;
   int open_handles_ = 0;
 
-  // The client side is only seen through the Transport seam: a TLS listener
-  // will hand the session a TLS transport wrapping the TcpTransport here.
+  // The client side is only seen through the Transport seam: on a TLS listener
+  // it is a TlsTransport wrapping the TcpTransport (client_tls_ then points at
+  // it too, only to count a handshake timeout). Same for the backend side.
   Transport* client_ = nullptr;
-  TcpTransport* backend_ = nullptr;  // the live attempt / forwarding peer
+  TlsTransport* client_tls_ = nullptr;
+  Transport* backend_ = nullptr;  // the live attempt / forwarding peer
+  bool backend_tls_ = false;      // backend_ is a TlsTransport (PROXY header already sent)
   uv_timer_t timer_;
   bool timer_closed_ = false;
 

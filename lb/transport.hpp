@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace lb {
 
@@ -42,6 +43,8 @@ class Transport {
   virtual void shutdown() = 0;         // half-close after the queued bytes
   virtual void close(bool reset) = 0;  // idempotent; reset sends RST
   virtual bool closing() const = 0;
+  // Why the last connect/read failed beyond the uv error (e.g. a TLS alert); may be empty.
+  virtual std::string error_detail() const { return {}; }
 };
 
 // Per-loop read slab: every read on a loop lands here and is consumed (or

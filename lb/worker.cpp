@@ -82,6 +82,9 @@ bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& e
     ctx->worker = this;
     ctx->name = l.name;
     ctx->accepted = server_.metrics().accepted(l.name);
+    ctx->index = listeners_.size();
+    ctx->tls = l.tls.has_value();
+    if (ctx->tls) ctx->tls_metrics = server_.metrics().tls_listener(l.name);
     uv_tcp_init(&loop_, &ctx->tcp);
     ctx->tcp.data = ctx.get();
     int r = uv_tcp_open(&ctx->tcp, fd);

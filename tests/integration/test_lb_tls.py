@@ -1,0 +1,330 @@
+"""TLS in the balancer: TLS listeners (termination) and TLS to backends, with
+real peers: mosquitto_pub/mosquitto_sub (--cafile), paho-mqtt (tls_set),
+`openssl s_client` (chain, resumption), our broker and Debian's mosquitto
+(also as a TLS backend). Certificates from tests/certs.sh via tls_certs.py."""
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+
+import harness
+from harness import binary, free_port, port_open, wait_until
+from lb_helpers import (DISCONNECT, _stopped_cleanly, connect_packet, is_closed, metric, metrics, mqtt_connect,
+                        read_packet, start_mqttlb, subscribe_packet)
+from tls_certs import make_certs
+
+TIMEOUT = 15
+
+
+def run(args, stdin=None, timeout=TIMEOUT):
+    return subprocess.run(args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=timeout)
+
+
+def tls_listener(name, port, cert, key, **extra):
+    return {"name": name, "bind": f"127.0.0.1:{port}",
+            "tls": dict({"cert": cert, "key": key}, **extra)}
+
+
+def plain_listener(port):
+    # start_mqttlb waits for "listening: mqtt on": keep a plain listener named mqtt.
+    return {"name": "mqtt", "bind": f"127.0.0.1:{port}"}
+
+
+def raw_subscriber(port, topic, cid):
+    s, _ = mqtt_connect(port, cid)
+    s.sendall(subscribe_packet(1, topic))
+    first, _ = read_packet(s)
+    assert first == 0x90, "expected SUBACK"
+    return s
+
+
+def read_publish(sock, topic, timeout=TIMEOUT):
+    """Reads until a PUBLISH on `topic` arrives; returns its payload."""
+    want = topic.encode()
+    while True:
+        first, body = read_packet(sock, timeout)
+        if first >> 4 != 3:
+            continue
+        tlen = int.from_bytes(body[:2], "big")
+        if body[2:2 + tlen] == want:
+            return body[2 + tlen:]
+
+
+def tls_failures(mport, listener, reason):
+    return metric(mport, f'mqttlb_tls_handshake_failures_total{{listener="{listener}",'
+                         f'reason="{reason}"}}')
+
+
+class LbTls(harness.TestCase):
+    def setUp(self):
+        self.pki = make_certs(self.tmpdir())
+
+    def start_lb(self, backends, listeners, **sections):
+        """Like lb_helpers.start_mqttlb, with our own listeners (the first one a
+        plain `mqtt`). Returns (proc, metrics_port, config_path)."""
+        mport = free_port()
+        cfg = {"listeners": listeners,
+               "backends": [b if isinstance(b, dict) else
+                            {"name": b[0], "address": f"127.0.0.1:{b[1]}"} for b in backends],
+               "metrics": {"bind": f"127.0.0.1:{mport}"}, "workers": 2,
+               "limits": {"shutdown_grace_ms": 1000}}
+        for k, v in sections.items():
+            cfg[k] = dict(cfg.get(k, {}), **v) if isinstance(v, dict) else v
+        path = os.path.join(self.tmpdir(), "mqttlb.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        p = self.spawn([binary("mqttlb"), "-c", path], name="mqttlb")
+        self.addCleanup(_stopped_cleanly, self, p)  # runs before spawn's own stop
+        for l in listeners:
+            p.wait_for_line(rf"listening: {l['name']} on", 20)
+        wait_until(lambda: all(port_open(int(l["bind"].rsplit(":", 1)[1])) for l in listeners),
+                   10, what="mqttlb ports")
+        # The probe connections count until mqttlb sees their EOF (TLS listeners
+        # count them as handshake failures with reason "closed").
+        wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 10,
+                   what="probe connections released")
+        return p, mport, path
+
+    # ------------------------------------------------------------ clients
+    def check_clients(self, backend_port, kind):
+        """mosquitto_sub/pub (3.1.1 and 5.0) and paho over TLS through mqttlb to one broker."""
+        pki = self.pki
+        tport = free_port()
+        _, mport, _ = self.start_lb(
+            [("b1", backend_port)],
+            [plain_listener(free_port()),
+             tls_listener("mqtts", tport, pki["server.crt"], pki["server.key"])])
+        tls_args = ["-h", "localhost", "-p", str(tport), "--cafile", pki["ca.crt"]]
+        for v in ("mqttv311", "mqttv5"):
+            topic = f"tls/{kind}/{v}"
+            # Subscriber through TLS: a retained message published directly on
+            # the broker reaches it as soon as it has subscribed.
+            r = run(["mosquitto_pub", "-p", str(backend_port), "-t", topic, "-m", f"ret-{v}",
+                     "-r", "-V", v])
+            self.assertEqual(r.returncode, 0, r.stdout)
+            r = run(["mosquitto_sub", *tls_args, "-t", topic, "-C", "1", "-W", "10", "-V", v,
+                     "-i", f"sub-{kind}-{v}"])
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertEqual(r.stdout.decode().strip(), f"ret-{v}")
+            run(["mosquitto_pub", "-p", str(backend_port), "-t", topic, "-n", "-r"])
+            # Publisher through TLS, seen by a plain subscriber on the broker itself.
+            sub = raw_subscriber(backend_port, topic + "/p", f"raw-{kind}-{v}")
+            r = run(["mosquitto_pub", *tls_args, "-t", topic + "/p", "-m", f"hello-{v}", "-V", v,
+                     "-i", f"pub-{kind}-{v}"])
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertEqual(read_publish(sub, topic + "/p"), f"hello-{v}".encode())
+            sub.close()
+
+        # paho-mqtt with tls_set: a round trip on one connection.
+        import paho.mqtt.client as mqtt
+        got, connected = [], threading.Event()
+        c = mqtt.Client(client_id=f"paho-{kind}", protocol=mqtt.MQTTv311)
+        c.tls_set(ca_certs=pki["ca.crt"])
+        c.on_connect = lambda cl, u, f, rc: (connected.set(), cl.subscribe("tls/paho", 1))
+        c.on_subscribe = lambda cl, u, mid, q: cl.publish("tls/paho", b"via-paho", 1)
+        c.on_message = lambda cl, u, m: got.append(m.payload)
+        c.connect("localhost", tport, 30)
+        c.loop_start()
+        try:
+            wait_until(lambda: got, TIMEOUT, what="paho round trip over TLS")
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        self.assertEqual(got[0], b"via-paho")
+        self.assertGreaterEqual(
+            metric(mport, 'mqttlb_tls_handshakes_total{listener="mqtts",resumed="false"}'), 5)
+        self.assertGreaterEqual(
+            metric(mport, 'mqttlb_tls_handshake_duration_seconds_count{listener="mqtts"}'), 5)
+        return tport, mport
+
+    def test_clients_to_our_broker(self):
+        if not os.path.exists(binary("mqttlb-broker")):
+            self.skipTest("mqttlb-broker not built")
+        _, bport = self.start_our_broker(name="ours")
+        self.check_clients(bport, "ours")
+
+    def test_clients_to_mosquitto_and_resumption(self):
+        _, bport = self.start_mosquitto()
+        tport, mport = self.check_clients(bport, "mosq")
+        # openssl s_client: verified handshake, then a resumed one. stdin is a
+        # CONNECT + DISCONNECT so the session ends by itself after the broker
+        # answered (the TLS 1.3 ticket arrives after the handshake).
+        sess = os.path.join(self.tmpdir(), "sess.pem")
+        mqtt_in = connect_packet("sclient-1") + DISCONNECT
+        base = ["openssl", "s_client", "-connect", f"127.0.0.1:{tport}", "-CAfile",
+                self.pki["ca.crt"], "-verify_return_error", "-ign_eof"]
+        r = run(base + ["-sess_out", sess], stdin=mqtt_in)
+        out = r.stdout.decode(errors="replace")
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertIn("New, TLSv1.3", out)
+        r = run(base + ["-sess_in", sess], stdin=connect_packet("sclient-2") + DISCONNECT)
+        out = r.stdout.decode(errors="replace")
+        self.assertIn("Reused, TLSv1.3", out)
+        self.assertEqual(
+            metric(mport, 'mqttlb_tls_handshakes_total{listener="mqtts",resumed="true"}'), 1)
+
+    # ------------------------------------------------------------ chain, client certs, refusals
+    def test_chain_client_certs_and_refusals(self):
+        pki = self.pki
+        _, bport = self.start_mosquitto()
+        pport, cport, rport = free_port(), free_port(), free_port()
+        _, mport, _ = self.start_lb(
+            [("b1", bport)],
+            [plain_listener(pport),
+             tls_listener("chain", cport, pki["chain-server.crt"], pki["chain-server.key"]),
+             tls_listener("req", rport, pki["server.crt"], pki["server.key"], ca=pki["ca.crt"],
+                          verify_client="required")],
+            limits={"connect_timeout_ms": 1500})
+        # Full chain: the client knows only the root.
+        r = run(["mosquitto_pub", "-h", "localhost", "-p", str(cport), "--cafile", pki["ca.crt"],
+                 "-t", "tls/chain", "-m", "x", "-V", "mqttv5"])
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+        sessions = 'mqttlb_backend_sessions_total{backend="b1"}'
+        before = metric(mport, sessions)
+        # verify_client required: refused without a certificate, counted.
+        r = run(["mosquitto_pub", "-h", "localhost", "-p", str(rport), "--cafile", pki["ca.crt"],
+                 "-t", "tls/req", "-m", "x"])
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        wait_until(lambda: tls_failures(mport, "req", "no_client_cert") == 1, 5,
+                   what="no_client_cert counted")
+        wait_until(lambda: metric(mport, 'mqttlb_connections_rejected_total{reason='
+                                         '"tls_handshake"}') >= 1, 5, what="rejected counted")
+        # A certificate from another CA: refused too.
+        r = run(["mosquitto_pub", "-h", "localhost", "-p", str(rport), "--cafile", pki["ca.crt"],
+                 "--cert", pki["other-client.crt"], "--key", pki["other-client.key"],
+                 "-t", "tls/req", "-m", "x"])
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        wait_until(lambda: tls_failures(mport, "req", "unknown_ca") == 1, 5,
+                   what="unknown_ca counted")
+        self.assertEqual(metric(mport, sessions), before)
+        # With a client certificate: served.
+        sub = raw_subscriber(bport, "tls/req", "raw-req")
+        r = run(["mosquitto_pub", "-h", "localhost", "-p", str(rport), "--cafile", pki["ca.crt"],
+                 "--cert", pki["client.crt"], "--key", pki["client.key"],
+                 "-t", "tls/req", "-m", "with-cert"])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(read_publish(sub, "tls/req"), b"with-cert")
+        sub.close()
+        before = metric(mport, sessions)
+
+        # Plain MQTT on the TLS port: closed, counted, no backend touched.
+        s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+        s.sendall(connect_packet("plain-on-tls"))
+        self.assertTrue(is_closed(s, 5))
+        s.close()
+        wait_until(lambda: tls_failures(mport, "chain", "not_tls") == 1, 5,
+                   what="not_tls counted")
+        # HTTP on the TLS port.
+        s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(is_closed(s, 5))
+        s.close()
+        wait_until(lambda: tls_failures(mport, "chain", "http_request") == 1, 5,
+                   what="http_request counted")
+        # A silent client: the handshake times out with connect_timeout_ms.
+        s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+        self.assertTrue(is_closed(s, 10))
+        s.close()
+        wait_until(lambda: tls_failures(mport, "chain", "timeout") == 1, 5,
+                   what="timeout counted")
+        # A TLS ClientHello on the plain port: closed as not_connect (as before).
+        ctx = ssl.create_default_context(cafile=pki["ca.crt"])
+        s = socket.create_connection(("127.0.0.1", pport), timeout=5)
+        with self.assertRaises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(s, server_hostname="localhost")
+        s.close()
+        wait_until(lambda: metric(mport, 'mqttlb_connections_rejected_total{reason='
+                                         '"not_connect"}') >= 1, 5, what="not_connect counted")
+        self.assertEqual(metric(mport, sessions), before)
+
+    # ------------------------------------------------------------ --check
+    def test_check_reports_bad_files(self):
+        pki = self.pki
+        d = self.tmpdir()
+        missing = os.path.join(d, "missing.crt")
+        cfg = {
+            "listeners": [
+                {"name": "mqtt", "bind": f"127.0.0.1:{free_port()}"},
+                tls_listener("a", free_port(), missing, pki["server.key"]),
+                tls_listener("b", free_port(), pki["server.crt"], pki["client.key"]),
+                tls_listener("c", free_port(), pki["server.crt"], pki["server.key"],
+                             ca=os.path.join(d, "no-ca.crt"), verify_client="required"),
+            ],
+            "backends": [{"name": "b1", "address": "127.0.0.1:1",
+                          "tls": {"ca": os.path.join(d, "no-backend-ca.crt")}}],
+        }
+        path = os.path.join(d, "bad.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = run([binary("mqttlb"), "--check", "-c", path])
+        out = r.stdout.decode()
+        self.assertEqual(r.returncode, 1, out)
+        self.assertRegex(out, rf"/listeners/1/tls/cert: certificate '{missing}': .*No such file")
+        self.assertRegex(out, r"/listeners/2/tls/cert: private key '.*client.key' does not match "
+                              r"certificate '.*server.crt'")
+        self.assertRegex(out, r"/listeners/3/tls/ca: client CA '.*no-ca.crt'")
+        self.assertRegex(out, r"/backends/0/tls/ca: CA '.*no-backend-ca.crt'")
+        # The same files, fixed: valid.
+        cfg["listeners"] = cfg["listeners"][:1] + [
+            tls_listener("a", free_port(), pki["chain-server.crt"], pki["chain-server.key"],
+                         ca=pki["ca.crt"], verify_client="optional")]
+        cfg["backends"][0]["tls"] = {"ca": pki["ca.crt"], "sni": "localhost",
+                                     "cert": pki["client.crt"], "key": pki["client.key"]}
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = run([binary("mqttlb"), "--check", "-c", path])
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+    # ------------------------------------------------------------ TLS to backends
+    def test_backend_tls(self):
+        pki = self.pki
+        mosq_tls = f"certfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
+        _, good = self.start_mosquitto(extra_conf=mosq_tls)
+        _, bad = self.start_mosquitto(extra_conf=mosq_tls)
+        tport = free_port()
+        _, mport, _ = self.start_lb(
+            [{"name": "good", "address": f"127.0.0.1:{good}", "tls": {"ca": pki["ca.crt"]}},
+             {"name": "bad", "address": f"127.0.0.1:{bad}",
+              "tls": {"ca": pki["other-ca.crt"], "sni": "localhost"}}],
+            [plain_listener(free_port()),
+             tls_listener("mqtts", tport, pki["server.crt"], pki["server.key"])],
+            health={"interval_ms": 500, "timeout_ms": 500, "rise": 1, "fall": 1},
+            balance={"algorithm": "round-robin", "affinity": "none"})
+        wait_until(lambda: metric(mport, 'mqttlb_backend_up{backend="good"}') == 1, 10,
+                   what="good backend up over TLS")
+        wait_until(lambda: metric(mport, 'mqttlb_health_check_failures_total{backend="bad",'
+                                         'reason="tls"}') >= 1, 10, what="bad backend TLS failure")
+        self.assertEqual(metric(mport, 'mqttlb_backend_up{backend="bad"}'), 0)
+        # TLS on both sides: paho -> mqttlb (TLS) -> mosquitto (TLS).
+        import paho.mqtt.client as mqtt
+        got = []
+        c = mqtt.Client(client_id="paho-backend-tls", protocol=mqtt.MQTTv311)
+        c.tls_set(ca_certs=pki["ca.crt"])
+        c.on_connect = lambda cl, u, f, rc: cl.subscribe("tls/backend", 1)
+        c.on_subscribe = lambda cl, u, mid, q: cl.publish("tls/backend", b"both-ways", 1)
+        c.on_message = lambda cl, u, m: got.append(m.payload)
+        c.connect("localhost", tport, 30)
+        c.loop_start()
+        try:
+            wait_until(lambda: got, TIMEOUT, what="round trip over TLS to a TLS backend")
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        self.assertEqual(got[0], b"both-ways")
+        # Several clients: all served by the good backend, none sent to the bad one.
+        for i in range(6):
+            r = run(["mosquitto_pub", "-h", "localhost", "-p", str(tport), "--cafile",
+                     pki["ca.crt"], "-t", "tls/backend", "-m", str(i), "-i", f"pub-{i}"])
+            self.assertEqual(r.returncode, 0, r.stdout)
+        m = metrics(mport)
+        self.assertEqual(m['mqttlb_backend_sessions_total{backend="good"}'], 7)
+        self.assertEqual(m['mqttlb_backend_sessions_total{backend="bad"}'], 0)
+        self.assertEqual(m['mqttlb_backend_connect_failures_total{backend="bad"}'], 0)
+
+
+if __name__ == "__main__":
+    harness.main()
