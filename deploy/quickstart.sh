@@ -4,9 +4,13 @@
 # foreground until Ctrl-C:
 #   three reference brokers  127.0.0.1:1884, 1885, 1886  (build/mqttlb-broker)
 #   mqttlb                   0.0.0.0:1883 -> the three brokers (leastconn, client-id affinity)
+#                            0.0.0.0:8883 the same over TLS (listener "mqtts"; a throwaway
+#                            CA + server certificate in $BUILD/quickstart-tls/, made by
+#                            tests/certs.sh with the openssl CLI when missing or expiring)
 #   metrics                  http://127.0.0.1:9100/metrics
 # Ctrl-C (or SIGTERM) stops everything this script started, by PID.
 # Environment: MQTTLB_BUILD (build dir, default build), MQTTLB_PORT (default 1883),
+# MQTTLB_TLS_PORT (default 8883),
 # MQTTLB_BROKER_PORTS (default "1884 1885 1886"), MQTTLB_METRICS_PORT (default 9100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,7 @@ mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_RUN_DEPS
 
 BUILD=${MQTTLB_BUILD:-build}
 LB_PORT=${MQTTLB_PORT:-1883}
+TLS_PORT=${MQTTLB_TLS_PORT:-8883}
 read -r -a BROKER_PORTS <<<"${MQTTLB_BROKER_PORTS:-1884 1885 1886}"
 METRICS_PORT=${MQTTLB_METRICS_PORT:-9100}
 
@@ -23,12 +28,20 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target mqttlb mqttlb-broker
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$LB_PORT" "${BROKER_PORTS[@]}" "$METRICS_PORT"; do
+for p in "$LB_PORT" "$TLS_PORT" "${BROKER_PORTS[@]}" "$METRICS_PORT"; do
   if port_busy "$p"; then
-    echo "quickstart: port $p is already in use (set MQTTLB_PORT / MQTTLB_BROKER_PORTS / MQTTLB_METRICS_PORT)" >&2
+    echo "quickstart: port $p is already in use (set MQTTLB_PORT / MQTTLB_TLS_PORT / MQTTLB_BROKER_PORTS / MQTTLB_METRICS_PORT)" >&2
     exit 1
   fi
 done
+
+# Throwaway test PKI for the TLS listener (certs.sh makes 2-day certificates):
+# regenerated when missing or expiring within the hour. Never use it in production.
+TLS_DIR="$(cd "$BUILD" && pwd)/quickstart-tls"
+if [ ! -f "$TLS_DIR/server.crt" ] || [ ! -f "$TLS_DIR/server.key" ] || [ ! -f "$TLS_DIR/ca.crt" ] ||
+  ! openssl x509 -checkend 3600 -noout -in "$TLS_DIR/server.crt" >/dev/null 2>&1; then
+  sh tests/certs.sh "$TLS_DIR"
+fi
 
 RUN_DIR=$(mktemp -d /tmp/mqttlb-quickstart.XXXXXX)
 PIDS=()
@@ -73,7 +86,11 @@ done
 
 cat >"$RUN_DIR/mqttlb.json" <<JSON
 {
-  "listeners": [{"name": "mqtt", "bind": "0.0.0.0:$LB_PORT"}],
+  "listeners": [
+    {"name": "mqtt", "bind": "0.0.0.0:$LB_PORT"},
+    {"name": "mqtts", "bind": "0.0.0.0:$TLS_PORT",
+     "tls": {"cert": "$TLS_DIR/server.crt", "key": "$TLS_DIR/server.key"}}
+  ],
   "backends": [$BACKENDS
   ],
   "balance": {"algorithm": "leastconn", "affinity": "client-id"},
@@ -86,17 +103,21 @@ JSON
 LB_PID=$!
 PIDS+=("$LB_PID")
 wait_port "$LB_PORT" "$LB_PID" mqttlb
+wait_port "$TLS_PORT" "$LB_PID" mqttlb
 
 cat <<TXT
 
 mqttlb is running (config: $RUN_DIR/mqttlb.json)
   MQTT       mqtt://127.0.0.1:$LB_PORT   (plain TCP; MQTT 3.1, 3.1.1 and 5.0)
+  MQTTS      mqtts://localhost:$TLS_PORT (TLS; throwaway CA $TLS_DIR/ca.crt)
   brokers    $(for p in "${BROKER_PORTS[@]}"; do printf '127.0.0.1:%s ' "$p"; done)(build/mqttlb-broker)
   metrics    http://127.0.0.1:$METRICS_PORT/metrics
 
 Try it, in another terminal:
   mosquitto_sub -h 127.0.0.1 -p $LB_PORT -i demo-sub -t 'demo/#' -v
   mosquitto_pub -h 127.0.0.1 -p $LB_PORT -i demo-sub-pub -t demo/hello -m 'hi'
+  mosquitto_sub -h localhost -p $TLS_PORT --cafile $TLS_DIR/ca.crt -i demo-sub -t 'demo/#' -v
+  (over TLS; the certificate names localhost and 127.0.0.1)
   (each broker is separate: a subscriber sees messages published on its own broker;
    a client id always returns to the broker it last used)
   curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep ^mqttlb_backend_sessions_active

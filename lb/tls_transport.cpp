@@ -68,12 +68,20 @@ void TlsTransport::count_failure(TlsFail why) {
   if (counted_ || engine_.role() != tls::Role::Server) return;
   counted_ = true;
   if (metrics_) metrics_->failures[static_cast<size_t>(why)]->Increment();
+  // A connection closed before sending anything is a port probe (load
+  // balancer or orchestrator TCP check): counted, but not worth a warning.
+  if (why == TlsFail::Closed && !got_bytes_) {
+    logf(LogLevel::Debug, "%s: closed before any TLS byte", label_.c_str());
+    return;
+  }
+  const char* detail = engine_.error().c_str();
+  if (engine_.error().empty())
+    detail = why == TlsFail::Timeout ? "no complete handshake within limits.connect_timeout_ms"
+                                     : "connection closed during the handshake";
   uint64_t skipped = 0;
   if (g_tls_fail_log.allow(steady_ms(), skipped))
     logf(LogLevel::Warn, "%s: TLS handshake failed (%s): %s (%llu similar lines suppressed)",
-         label_.c_str(), to_string(why),
-         engine_.error().empty() ? "no error from OpenSSL" : engine_.error().c_str(),
-         static_cast<unsigned long long>(skipped));
+         label_.c_str(), to_string(why), detail, static_cast<unsigned long long>(skipped));
 }
 
 // ---- Transport -------------------------------------------------------------
@@ -134,6 +142,7 @@ int TlsTransport::flush() {
 
 void TlsTransport::on_read(Transport*, const uint8_t* data, size_t len) {
   if (closing_) return;
+  got_bytes_ = true;
   std::span<const uint8_t> in(data, len);
   while (!in.empty()) {
     size_t k = engine_.feed_ciphertext(in);

@@ -89,6 +89,7 @@ class TlsTransport final : public Transport, private TransportSink {
   bool handshake_seen_ = false;
   bool counted_ = false;        // a handshake failure was counted
   bool eof_reported_ = false;
+  bool got_bytes_ = false;      // any ciphertext received (for log levels)
   bool closing_ = false;
 };
 

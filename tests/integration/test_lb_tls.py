@@ -4,6 +4,7 @@ real peers: mosquitto_pub/mosquitto_sub (--cafile), paho-mqtt (tls_set),
 (also as a TLS backend). Certificates from tests/certs.sh via tls_certs.py."""
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -93,7 +94,7 @@ class LbTls(harness.TestCase):
         """mosquitto_sub/pub (3.1.1 and 5.0) and paho over TLS through mqttlb to one broker."""
         pki = self.pki
         tport = free_port()
-        _, mport, _ = self.start_lb(
+        proc, mport, path = self.start_lb(
             [("b1", backend_port)],
             [plain_listener(free_port()),
              tls_listener("mqtts", tport, pki["server.crt"], pki["server.key"])])
@@ -138,7 +139,7 @@ class LbTls(harness.TestCase):
             metric(mport, 'mqttlb_tls_handshakes_total{listener="mqtts",resumed="false"}'), 5)
         self.assertGreaterEqual(
             metric(mport, 'mqttlb_tls_handshake_duration_seconds_count{listener="mqtts"}'), 5)
-        return tport, mport
+        return tport, mport, proc, path
 
     def test_clients_to_our_broker(self):
         if not os.path.exists(binary("mqttlb-broker")):
@@ -148,7 +149,7 @@ class LbTls(harness.TestCase):
 
     def test_clients_to_mosquitto_and_resumption(self):
         _, bport = self.start_mosquitto()
-        tport, mport = self.check_clients(bport, "mosq")
+        tport, mport, proc, path = self.check_clients(bport, "mosq")
         # openssl s_client: verified handshake, then a resumed one. stdin is a
         # CONNECT + DISCONNECT so the session ends by itself after the broker
         # answered (the TLS 1.3 ticket arrives after the handshake).
@@ -165,6 +166,24 @@ class LbTls(harness.TestCase):
         self.assertIn("Reused, TLSv1.3", out)
         self.assertEqual(
             metric(mport, 'mqttlb_tls_handshakes_total{listener="mqtts",resumed="true"}'), 1)
+
+        # SIGHUP with another certificate (RSA instead of EC): new handshakes
+        # get it, and the ticket issued before the reload still resumes.
+        with open(path) as f:
+            cfg = json.load(f)
+        cfg["listeners"][1]["tls"] = {"cert": self.pki["rsa-server.crt"],
+                                      "key": self.pki["rsa-server.key"]}
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: metric(mport, 'mqttlb_config_reloads_total{result="ok"}') == 1, 10,
+                   what="reload")
+        r = run(base, stdin=connect_packet("sclient-3") + DISCONNECT)
+        out = r.stdout.decode(errors="replace")
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertIn("Server public key is 2048 bit", out)
+        r = run(base + ["-sess_in", sess], stdin=connect_packet("sclient-4") + DISCONNECT)
+        self.assertIn("Reused, TLSv1.3", r.stdout.decode(errors="replace"))
 
     # ------------------------------------------------------------ chain, client certs, refusals
     def test_chain_client_certs_and_refusals(self):
