@@ -119,6 +119,18 @@ class LbTls(harness.TestCase):
             self.assertEqual(read_publish(sub, topic + "/p"), f"hello-{v}".encode())
             sub.close()
 
+        # A graceful end sends close_notify: after DISCONNECT the broker closes,
+        # and the client sees a clean TLS EOF, not a truncation.
+        ctx = ssl.create_default_context(cafile=pki["ca.crt"])
+        raw = socket.create_connection(("127.0.0.1", tport), timeout=TIMEOUT)
+        s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+        s.sendall(connect_packet(f"cn-{kind}"))
+        self.assertEqual(read_packet(s)[0], 0x20)
+        s.sendall(DISCONNECT)
+        s.settimeout(TIMEOUT)
+        self.assertEqual(s.recv(100), b"")  # SSLEOFError without close_notify
+        s.close()
+
         # paho-mqtt with tls_set: a round trip on one connection.
         import paho.mqtt.client as mqtt
         got, connected = [], threading.Event()
@@ -259,6 +271,57 @@ class LbTls(harness.TestCase):
         wait_until(lambda: metric(mport, 'mqttlb_connections_rejected_total{reason='
                                          '"not_connect"}') >= 1, 5, what="not_connect counted")
         self.assertEqual(metric(mport, sessions), before)
+
+    def test_backend_tls_after_proxy_header(self):
+        """PROXY header in plaintext first, then TLS (HAProxy send-proxy + ssl),
+        against a Python TLS backend that checks the order."""
+        pki = self.pki
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(pki["server.crt"], pki["server.key"])
+        srv = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(srv.close)
+        srv.settimeout(TIMEOUT)
+        seen = {}
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+                c.settimeout(TIMEOUT)
+                line = b""
+                while not line.endswith(b"\r\n") and len(line) < 108:
+                    b = c.recv(1)
+                    if not b:
+                        break
+                    line += b
+                seen["proxy"] = line
+                t = sctx.wrap_socket(c, server_side=True)
+                seen["tls"] = t.version()
+                seen["first"] = read_packet(t)[0]
+                t.sendall(b"\x20\x02\x00\x00")  # CONNACK accepted
+                try:
+                    t.recv(100)
+                except OSError:
+                    pass
+                t.close()
+            except Exception as e:  # reported by the assertions below
+                seen["error"] = repr(e)
+
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        pport = free_port()
+        self.start_lb(
+            [{"name": "px", "address": f"127.0.0.1:{srv.getsockname()[1]}",
+              "proxy_protocol": "v1", "tls": {"ca": pki["ca.crt"], "sni": "localhost"}}],
+            [plain_listener(pport)], health={"enabled": False})
+        c, code = mqtt_connect(pport, "proxied")
+        self.assertEqual(code, 0)
+        c.close()
+        th.join(TIMEOUT)
+        self.assertNotIn("error", seen, seen)
+        self.assertRegex(seen["proxy"].decode(), r"^PROXY TCP4 127\.0\.0\.1 127\.0\.0\.1 \d+ "
+                                                 rf"{pport}\r\n$")
+        self.assertEqual(seen["tls"], "TLSv1.3")
+        self.assertEqual(seen["first"], 0x10)
 
     # ------------------------------------------------------------ --check
     def test_check_reports_bad_files(self):
