@@ -150,11 +150,13 @@ void TlsTransport::on_read(Transport*, const uint8_t* data, size_t len) {
     // Drain all plaintext after every feed (tls::Engine rule): the engine then
     // never holds more than a partial record, so the next feed fits.
     for (;;) {
+      size_t m = engine_.read_plaintext(std::span<uint8_t>(t_plain, kPlainSize));
+      // Report the handshake before the first plaintext (a client-role sink
+      // must hear on_connect before on_read).
       if (engine_.handshake_done() && !handshake_seen_) {
         handshake_completed();
         if (closing_) return;
       }
-      size_t m = engine_.read_plaintext(std::span<uint8_t>(t_plain, kPlainSize));
       if (m == 0) break;
       sink_->on_read(this, t_plain, m);
       if (closing_) return;

@@ -205,7 +205,8 @@ class CommandLine(harness.TestCase):
         lines = r.stderr.strip().splitlines()
         self.assertIn("/backends/0/address: port 70000 out of range 1..65535", lines)
         self.assertIn("/backends/0/wieght: unknown key", lines)
-        self.assertIn("/listeners/0/tls: TLS listeners are not supported by this build yet", lines)
+        self.assertIn("/listeners/0/tls/cert: certificate 'a': No such file or directory "
+                      "(calling fopen(a, r))", lines)
         self.assertTrue(any(l.startswith("/balance/algorithm: ") for l in lines), lines)
         self.assertEqual(len(lines), 4, lines)
         r = subprocess.run([lb, "-c", bad], capture_output=True, text=True, timeout=30)
