@@ -132,8 +132,8 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Name("mqttlb_tls_handshake_duration_seconds")
                             .Help("Time from accept to a completed TLS handshake")
                             .Register(reg)) {
-  const char* rej[] = {"max_connections",  "max_connections_per_ip", "shutting_down",
-                       "connect_timeout",  "client_closed",          "no_backend",
+  const char* rej[] = {"max_connections",   "max_connections_per_ip", "shutting_down",
+                       "connect_timeout",   "client_closed",          "no_backend",
                        "unsupported_level", "tls_handshake"};
   for (size_t i = 0; i < std::size(rej); ++i)
     rejected_[i] = &rejected_fam_.Add({{"reason", rej[i]}});
@@ -195,9 +195,9 @@ TlsListenerMetrics Metrics::tls_listener(const std::string& listener) {
     m.failures[i] = &tls_failures_fam_.Add(
         {{"listener", listener}, {"reason", to_string(static_cast<TlsFail>(i))}});
   m.duration = &tls_duration_fam_.Add(
-      {{"listener", listener}}, prometheus::Histogram::BucketBoundaries{
-                                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                    0.5, 1, 2.5, 5, 10});
+      {{"listener", listener}},
+      prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                              0.25, 0.5, 1, 2.5, 5, 10});
   return m;
 }
 

@@ -49,14 +49,14 @@ const char* reject_label(mqtt::ConnectError e);
 
 // Why a TLS handshake on a listener failed (label `reason`, docs/metrics.md).
 enum class TlsFail : uint8_t {
-  NoSharedCipher,   // no common protocol version / cipher suite / signature algorithm
-  UnknownCa,        // client certificate from an unknown CA, or the client refused ours
-  BadCertificate,   // other certificate verification failures (expired, bad signature...)
-  NoClientCert,     // verify_client required and the client sent none
-  NotTls,           // the first bytes are not a TLS record (e.g. plain MQTT)
-  HttpRequest,      // the first bytes are an HTTP request
-  Timeout,          // not done within limits.connect_timeout_ms
-  Closed,           // the client closed or reset the connection during the handshake
+  NoSharedCipher,  // no common protocol version / cipher suite / signature algorithm
+  UnknownCa,       // client certificate from an unknown CA, or the client refused ours
+  BadCertificate,  // other certificate verification failures (expired, bad signature...)
+  NoClientCert,    // verify_client required and the client sent none
+  NotTls,          // the first bytes are not a TLS record (e.g. plain MQTT)
+  HttpRequest,     // the first bytes are an HTTP request
+  Timeout,         // not done within limits.connect_timeout_ms
+  Closed,          // the client closed or reset the connection during the handshake
   Other,
   Count
 };

@@ -377,8 +377,8 @@ void Session::try_next_backend() {
   if (backend_tls_) {
     // SNI (and the name verified): tls.sni, else the address host.
     const std::string& sni = rb.cfg.tls->sni.empty() ? rb.cfg.address.host : rb.cfg.tls->sni;
-    auto* t = new TlsTransport(w_.loop(), w_.slab(), this, *rb.tls_ctx, tls::Role::Client, sni,
-                               nullptr);
+    auto* t =
+        new TlsTransport(w_.loop(), w_.slab(), this, *rb.tls_ctx, tls::Role::Client, sni, nullptr);
     t->set_label("backend " + rb.cfg.name);
     uv_tcp_nodelay(t->tcp()->tcp(), 1);  // applied when the socket is created
     // The PROXY header goes first, in plaintext on TCP, before the handshake.

@@ -202,7 +202,8 @@ void TlsTransport::handshake_completed() {
 void TlsTransport::failed() {
   flush();  // the alert for the peer, if any
   if (engine_.role() == tls::Role::Server) {
-    if (!handshake_seen_) count_failure(classify_tls_error(engine_.error()));
+    if (!handshake_seen_)
+      count_failure(classify_tls_error(engine_.error()));
     else
       logf(LogLevel::Debug, "%s: %s", label_.c_str(), engine_.error().c_str());
     sink_->on_error(this, kTlsFailed);

@@ -85,11 +85,11 @@ class TlsTransport final : public Transport, private TransportSink {
   std::string label_;
   std::vector<uint8_t> preamble_;
   uint64_t started_ns_;
-  bool connected_ = false;      // client role: on_connect(this, 0) reported
+  bool connected_ = false;  // client role: on_connect(this, 0) reported
   bool handshake_seen_ = false;
-  bool counted_ = false;        // a handshake failure was counted
+  bool counted_ = false;  // a handshake failure was counted
   bool eof_reported_ = false;
-  bool got_bytes_ = false;      // any ciphertext received (for log levels)
+  bool got_bytes_ = false;  // any ciphertext received (for log levels)
   bool closing_ = false;
 };
 

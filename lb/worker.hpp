@@ -33,8 +33,8 @@ struct ListenerCtx {
   class Worker* worker = nullptr;
   std::string name;
   prometheus::Counter* accepted = nullptr;
-  size_t index = 0;  // in the Server's listener order (Snapshot::listener_tls)
-  bool tls = false;  // a TLS listener: sessions wrap their socket in a TlsTransport
+  size_t index = 0;                // in the Server's listener order (Snapshot::listener_tls)
+  bool tls = false;                // a TLS listener: sessions wrap their socket in a TlsTransport
   TlsListenerMetrics tls_metrics;  // resolved when tls
   bool closed = false;
 };
