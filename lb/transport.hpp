@@ -1,7 +1,7 @@
 // The transport seam between a socket and the session. The session only talks
 // to `Transport` (read/write/shutdown/close) and hears back through
-// `TransportSink`; a TLS engine (tls/, memory BIOs) slots in later as another
-// Transport that wraps a TcpTransport, without changing the session.
+// `TransportSink`; TLS (lb/tls_transport.hpp: a tls::Engine over memory BIOs)
+// is another Transport that wraps a TcpTransport, without changing the session.
 //
 // Ownership: a Transport is a heap object that never moves, created and used
 // only on its worker's loop thread. close() is idempotent; the owner frees the
