@@ -119,6 +119,23 @@ class LbTls(harness.TestCase):
             self.assertEqual(read_publish(sub, topic + "/p"), f"hello-{v}".encode())
             sub.close()
 
+        # 600 KB each way over TLS (many records, partial reads, backpressure).
+        big = os.path.join(self.tmpdir(), "big.bin")
+        payload = bytes((i * 7) % 251 for i in range(600_000))
+        with open(big, "wb") as f:
+            f.write(payload)
+        sub = raw_subscriber(backend_port, "tls/big", f"raw-big-{kind}")
+        r = run(["mosquitto_pub", *tls_args, "-t", "tls/big", "-f", big, "-q", "1"])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(read_publish(sub, "tls/big"), payload)
+        sub.close()
+        r = run(["mosquitto_pub", "-p", str(backend_port), "-t", "tls/bigret", "-f", big, "-r"])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = run(["mosquitto_sub", *tls_args, "-t", "tls/bigret", "-C", "1", "-W", "10", "-N"])
+        self.assertEqual(r.returncode, 0, r.stdout[-500:])
+        self.assertEqual(r.stdout, payload)
+        run(["mosquitto_pub", "-p", str(backend_port), "-t", "tls/bigret", "-n", "-r"])
+
         # A graceful end sends close_notify: after DISCONNECT the broker closes,
         # and the client sees a clean TLS EOF, not a truncation.
         ctx = ssl.create_default_context(cafile=pki["ca.crt"])
