@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "lb/balancer.hpp"
 #include "lb/metrics.hpp"
 #include "tls/context.hpp"
+#include "tls/engine.hpp"
 
 namespace lb {
 
@@ -28,6 +30,11 @@ struct BackendState {
   // Sessions placed on this backend (connecting or forwarding), all workers.
   std::atomic<int64_t> active{0};
   BackendMetrics metrics;  // resolved once, in the main thread
+  // Backend TLS: the latest resumable session, offered by the next connection
+  // (any worker) so reconnect storms cost abbreviated handshakes. A session
+  // from a context a reload replaced is harmless (a full handshake follows).
+  std::mutex tls_mu;
+  tls::Session tls_session;  // guarded by tls_mu
 };
 
 struct RuntimeBackend {

@@ -219,6 +219,15 @@ void Session::on_read(Transport* t, const uint8_t* data, size_t len) {
     }
   }
   if (t == backend_ && phase_ == Phase::Forwarding) {
+    if (backend_tls_ && !backend_session_kept_) {
+      // The broker's first bytes (CONNACK) come after its TLS 1.3 ticket.
+      backend_session_kept_ = true;
+      tls::Session s = static_cast<TlsTransport*>(backend_)->session();
+      if (s.resumable()) {
+        std::lock_guard<std::mutex> g(backend_state_->tls_mu);
+        backend_state_->tls_session = std::move(s);
+      }
+    }
     b2c_scan_.feed(std::span<const uint8_t>(data, len));
     forward(backend_, client_, data, len);
   }
@@ -380,6 +389,10 @@ void Session::try_next_backend() {
     auto* t =
         new TlsTransport(w_.loop(), w_.slab(), this, *rb.tls_ctx, tls::Role::Client, sni, nullptr);
     t->set_label("backend " + rb.cfg.name);
+    {
+      std::lock_guard<std::mutex> g(backend_state_->tls_mu);
+      if (backend_state_->tls_session.resumable()) t->set_session(backend_state_->tls_session);
+    }
     uv_tcp_nodelay(t->tcp()->tcp(), 1);  // applied when the socket is created
     // The PROXY header goes first, in plaintext on TCP, before the handshake.
     std::vector<uint8_t> preamble;

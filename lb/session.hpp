@@ -85,8 +85,9 @@ class Session final : public TransportSink {
   // it too, only to count a handshake timeout). Same for the backend side.
   Transport* client_ = nullptr;
   TlsTransport* client_tls_ = nullptr;
-  Transport* backend_ = nullptr;  // the live attempt / forwarding peer
-  bool backend_tls_ = false;      // backend_ is a TlsTransport (PROXY header already sent)
+  Transport* backend_ = nullptr;       // the live attempt / forwarding peer
+  bool backend_tls_ = false;           // backend_ is a TlsTransport (PROXY header already sent)
+  bool backend_session_kept_ = false;  // its TLS session was offered to the next connections
   uv_timer_t timer_;
   bool timer_closed_ = false;
 

@@ -51,6 +51,11 @@ class TlsTransport final : public Transport, private TransportSink {
   int connect(const sockaddr* addr, std::vector<uint8_t> preamble);
 
   bool handshake_done() const { return engine_.handshake_done(); }
+  // Client role resumption: offer `s` (call before connect); after some data was
+  // read, session() is worth keeping for the next connection.
+  void set_session(const tls::Session& s) { engine_.set_session(s); }
+  tls::Session session() const { return engine_.get_session(); }
+  bool session_reused() const { return engine_.session_reused(); }
   // Counts a failed handshake once (e.g. Timeout from the session's CONNECT timer).
   void count_failure(TlsFail why);
 

@@ -291,35 +291,41 @@ class LbTls(harness.TestCase):
 
     def test_backend_tls_after_proxy_header(self):
         """PROXY header in plaintext first, then TLS (HAProxy send-proxy + ssl),
-        against a Python TLS backend that checks the order."""
+        against a Python TLS backend that checks the order; the second
+        connection resumes the first one's TLS session."""
         pki = self.pki
         sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sctx.load_cert_chain(pki["server.crt"], pki["server.key"])
         srv = socket.create_server(("127.0.0.1", 0))
         self.addCleanup(srv.close)
         srv.settimeout(TIMEOUT)
-        seen = {}
+        seen = {"reused": []}
+
+        def serve_one():
+            c, _ = srv.accept()
+            c.settimeout(TIMEOUT)
+            line = b""
+            while not line.endswith(b"\r\n") and len(line) < 108:
+                b = c.recv(1)
+                if not b:
+                    break
+                line += b
+            seen["proxy"] = line
+            t = sctx.wrap_socket(c, server_side=True)
+            seen["tls"] = t.version()
+            seen["reused"].append(t.session_reused)
+            seen["first"] = read_packet(t)[0]
+            t.sendall(b"\x20\x02\x00\x00")  # CONNACK accepted
+            try:
+                t.recv(100)
+            except OSError:
+                pass
+            t.close()
 
         def serve():
             try:
-                c, _ = srv.accept()
-                c.settimeout(TIMEOUT)
-                line = b""
-                while not line.endswith(b"\r\n") and len(line) < 108:
-                    b = c.recv(1)
-                    if not b:
-                        break
-                    line += b
-                seen["proxy"] = line
-                t = sctx.wrap_socket(c, server_side=True)
-                seen["tls"] = t.version()
-                seen["first"] = read_packet(t)[0]
-                t.sendall(b"\x20\x02\x00\x00")  # CONNACK accepted
-                try:
-                    t.recv(100)
-                except OSError:
-                    pass
-                t.close()
+                for _ in range(2):
+                    serve_one()
             except Exception as e:  # reported by the assertions below
                 seen["error"] = repr(e)
 
@@ -330,15 +336,19 @@ class LbTls(harness.TestCase):
             [{"name": "px", "address": f"127.0.0.1:{srv.getsockname()[1]}",
               "proxy_protocol": "v1", "tls": {"ca": pki["ca.crt"], "sni": "localhost"}}],
             [plain_listener(pport)], health={"enabled": False})
-        c, code = mqtt_connect(pport, "proxied")
-        self.assertEqual(code, 0)
-        c.close()
+        for i in range(2):
+            c, code = mqtt_connect(pport, f"proxied-{i}")
+            self.assertEqual(code, 0)
+            c.close()
+            wait_until(lambda: len(seen["reused"]) > i or "error" in seen, TIMEOUT,
+                       what="backend connection")
         th.join(TIMEOUT)
         self.assertNotIn("error", seen, seen)
         self.assertRegex(seen["proxy"].decode(), r"^PROXY TCP4 127\.0\.0\.1 127\.0\.0\.1 \d+ "
                                                  rf"{pport}\r\n$")
         self.assertEqual(seen["tls"], "TLSv1.3")
         self.assertEqual(seen["first"], 0x10)
+        self.assertEqual(seen["reused"], [False, True])
 
     # ------------------------------------------------------------ --check
     def test_check_reports_bad_files(self):
