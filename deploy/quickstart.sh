@@ -11,21 +11,25 @@
 # Ctrl-C (or SIGTERM) stops everything this script started, by PID.
 # Environment: MQTTLB_BUILD (build dir, default build), MQTTLB_PORT (default 1883),
 # MQTTLB_TLS_PORT (default 8883),
-# MQTTLB_BROKER_PORTS (default "1884 1885 1886"), MQTTLB_METRICS_PORT (default 9100).
+# MQTTLB_BROKER_PORTS (default "1884 1885 1886"), MQTTLB_METRICS_PORT (default 9100),
+# MQTTLB_LISTEN_HOST (default 0.0.0.0), MQTTLB_SKIP_BUILD=1 (use the binaries
+# already in the build dir: no install, no build; the integration test does this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. deploy/deps.sh
-# shellcheck disable=SC2086
-mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_RUN_DEPS
-
 BUILD=${MQTTLB_BUILD:-build}
+LISTEN_HOST=${MQTTLB_LISTEN_HOST:-0.0.0.0}
 LB_PORT=${MQTTLB_PORT:-1883}
 TLS_PORT=${MQTTLB_TLS_PORT:-8883}
 read -r -a BROKER_PORTS <<<"${MQTTLB_BROKER_PORTS:-1884 1885 1886}"
 METRICS_PORT=${MQTTLB_METRICS_PORT:-9100}
 
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target mqttlb mqttlb-broker
+if [ "${MQTTLB_SKIP_BUILD:-0}" != "1" ]; then
+  . deploy/deps.sh
+  # shellcheck disable=SC2086
+  mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_RUN_DEPS
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)" --target mqttlb mqttlb-broker
+fi
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$LB_PORT" "$TLS_PORT" "${BROKER_PORTS[@]}" "$METRICS_PORT"; do
@@ -87,8 +91,8 @@ done
 cat >"$RUN_DIR/mqttlb.json" <<JSON
 {
   "listeners": [
-    {"name": "mqtt", "bind": "0.0.0.0:$LB_PORT"},
-    {"name": "mqtts", "bind": "0.0.0.0:$TLS_PORT",
+    {"name": "mqtt", "bind": "$LISTEN_HOST:$LB_PORT"},
+    {"name": "mqtts", "bind": "$LISTEN_HOST:$TLS_PORT",
      "tls": {"cert": "$TLS_DIR/server.crt", "key": "$TLS_DIR/server.key"}}
   ],
   "backends": [$BACKENDS

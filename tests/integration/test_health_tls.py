@@ -1,8 +1,8 @@
 """Health checks over TLS (issue 6) against Debian's mosquitto with a TLS
 listener: the checker verifies the broker like a device would (CA, name),
 and a TLS failure is a failed check with reason "tls". Driven through
-tests/health_probe (a health::Monitor on real sockets), since mqttlb's config
-loader does not accept backend TLS yet."""
+tests/health_probe (a health::Monitor on real sockets) to isolate the checker;
+test_lb_tls.py covers backend TLS checks inside mqttlb."""
 import os
 
 import harness
