@@ -17,26 +17,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+import harness
 from harness import TestCase
 
 V31, V311, V5 = 3, 4, 5
 
 
 # ---------------------------------------------------------------- raw packets
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def s16(b):
-    if isinstance(b, str):
-        b = b.encode()
-    return struct.pack("!H", len(b)) + b
+varint = harness.varint
+s16 = harness.lp_bytes
 
 
 def packet(first_byte, body):

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,24 @@ def wait_until(cond, timeout=10.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def varint(n):
+    """MQTT Variable Byte Integer encoding of n."""
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def lp_bytes(b):
+    """Two-byte length prefix + bytes (MQTT UTF-8 string or binary data)."""
+    if isinstance(b, str):
+        b = b.encode()
+    return struct.pack("!H", len(b)) + b
 
 
 def port_open(port, host="127.0.0.1"):

@@ -16,19 +16,8 @@ from harness import binary, free_port, port_open, wait_until
 
 
 # ---------------------------------------------------------------- raw MQTT
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
+_varint = harness.varint
+_str = harness.lp_bytes
 
 
 def connect_packet(client_id, level=4, keepalive=60, clean=True):
