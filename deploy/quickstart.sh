@@ -50,7 +50,9 @@ fi
 RUN_DIR=$(mktemp -d /tmp/mqttlb-quickstart.XXXXXX)
 PIDS=()
 cleanup() {
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the cleanup short and leave brokers running.
+  trap - EXIT
+  trap '' INT TERM
   local pid i
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for i in $(seq 1 100); do  # up to 10 s, then SIGKILL what is left

@@ -75,8 +75,12 @@ class Quickstart(harness.TestCase):
         rc, payload = echo_through(ports["tls"], "qs-tls", tls_ca=ca)
         self.assertEqual((rc, payload), (0, b"hello qs-tls"))
 
+        # Ctrl-C stops everything; an impatient second signal must not cut the
+        # cleanup short and leave brokers behind.
         qs.signal(signal.SIGINT)
-        self.assertEqual(qs.stop(timeout=20), 0, qs.output())
+        qs.signal(signal.SIGTERM)
+        qs.p.wait(timeout=20)
+        self.assertEqual(qs.stop(), 0, qs.output())
         self.assertIn("quickstart: stopped", qs.output())
         for name in ("lb", "tls", "b1", "b2", "b3"):
             self.assertFalse(harness.port_open(ports[name]), f"{name} port still open after Ctrl-C")
