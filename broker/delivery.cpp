@@ -134,19 +134,7 @@ void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
   m->qos = w.qos;
   m->retain = w.retain;
   m->origin = origin;
-  auto& pr = w.properties;
-  if (pr.message_expiry_interval && *pr.message_expiry_interval)
-    m->expiry_ms = now() + uint64_t(*pr.message_expiry_interval) * 1000;
-  if (pr.payload_format_indicator || pr.content_type || pr.response_topic || pr.correlation_data ||
-      !pr.user_properties.empty()) {
-    auto fwd = std::make_unique<mqtt::Properties>();
-    fwd->payload_format_indicator = pr.payload_format_indicator;
-    fwd->content_type = std::move(pr.content_type);
-    fwd->response_topic = std::move(pr.response_topic);
-    fwd->correlation_data = std::move(pr.correlation_data);
-    fwd->user_properties = std::move(pr.user_properties);
-    m->props = std::move(fwd);
-  }
+  m->take_properties(w.properties, now());
   if (m->retain) retained_.set(m->topic, m);
   route(m);
 }

@@ -192,22 +192,7 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   m->qos = p.qos;
   m->retain = p.retain;
   m->origin = s->serial;
-  if (c->v5()) {
-    auto& pr = p.properties;
-    if (pr.message_expiry_interval && *pr.message_expiry_interval)
-      m->expiry_ms = now() + uint64_t(*pr.message_expiry_interval) * 1000;
-    if (pr.payload_format_indicator || pr.content_type || pr.response_topic ||
-        pr.correlation_data || !pr.user_properties.empty()) {
-      // Forwarded unaltered [MQTT-3.3.2-4, 3.3.2-15..20]; alias/expiry are per hop.
-      auto fwd = std::make_unique<mqtt::Properties>();
-      fwd->payload_format_indicator = pr.payload_format_indicator;
-      fwd->content_type = std::move(pr.content_type);
-      fwd->response_topic = std::move(pr.response_topic);
-      fwd->correlation_data = std::move(pr.correlation_data);
-      fwd->user_properties = std::move(pr.user_properties);
-      m->props = std::move(fwd);
-    }
-  }
+  if (c->v5()) m->take_properties(p.properties, now());
   if (m->retain) retained_.set(m->topic, m);  // empty payload deletes [MQTT-3.3.1-6/7]
   const size_t n = route(m);
   if (p.qos == 0) return;

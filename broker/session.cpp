@@ -7,6 +7,21 @@
 
 namespace broker {
 
+void Message::take_properties(mqtt::Properties& pr, uint64_t now_ms) {
+  if (pr.message_expiry_interval && *pr.message_expiry_interval)
+    expiry_ms = now_ms + uint64_t(*pr.message_expiry_interval) * 1000;
+  if (pr.payload_format_indicator || pr.content_type || pr.response_topic ||
+      pr.correlation_data || !pr.user_properties.empty()) {
+    auto fwd = std::make_unique<mqtt::Properties>();
+    fwd->payload_format_indicator = pr.payload_format_indicator;
+    fwd->content_type = std::move(pr.content_type);
+    fwd->response_topic = std::move(pr.response_topic);
+    fwd->correlation_data = std::move(pr.correlation_data);
+    fwd->user_properties = std::move(pr.user_properties);
+    props = std::move(fwd);
+  }
+}
+
 uint16_t Session::alloc_pid() {
   if (inflight_size() >= 65535) return 0;
   for (;;) {

@@ -34,6 +34,12 @@ struct Message {
   bool retain = false;
 
   bool expired(uint64_t now_ms) const { return expiry_ms != 0 && now_ms >= expiry_ms; }
+
+  // Takes from a PUBLISH's (or will's) MQTT 5 properties what travels with the
+  // message: the expiry deadline and the properties forwarded unaltered
+  // [MQTT-3.3.2-4, 3.3.2-15..20]. Topic Alias and Subscription Identifiers are
+  // per hop and stay behind. Moves strings out of `pr`.
+  void take_properties(mqtt::Properties& pr, uint64_t now_ms);
 };
 
 // One message on its way to one session.

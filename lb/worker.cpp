@@ -33,15 +33,21 @@ Worker::~Worker() {
   }
 }
 
+namespace {
+// The listener's numeric bind address (the loader has validated its form).
+bool bind_address(const conf::Listener& l, sockaddr_storage& addr, std::string& err) {
+  if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
+      uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0)
+    return true;
+  err = "listener " + l.name + ": bad address " + l.bind.str();
+  return false;
+}
+}  // namespace
+
 bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::string& err) {
   for (const auto& l : listeners) {
     sockaddr_storage addr{};
-    if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
-            0) {
-      err = "listener " + l.name + ": bad address " + l.bind.str();
-      return false;
-    }
+    if (!bind_address(l, addr, err)) return false;
     // No SO_REUSEPORT here: bind fails if anyone (even another mqttlb) holds the port.
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -61,12 +67,7 @@ bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::strin
 bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& err) {
   for (const auto& l : listeners) {
     sockaddr_storage addr{};
-    if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-        uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
-            0) {
-      err = "listener " + l.name + ": bad address " + l.bind.str();
-      return false;
-    }
+    if (!bind_address(l, addr, err)) return false;
     // libuv 1.44 cannot set SO_REUSEPORT itself: build the socket, then adopt it.
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
