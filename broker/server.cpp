@@ -30,21 +30,6 @@ Server* server_of(uv_handle_t* h) {
   return static_cast<Server*>(h->loop->data);
 }
 
-std::string format_addr(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (ss.ss_family == AF_INET) {
-    auto& a = reinterpret_cast<const sockaddr_in&>(ss);
-    inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
-    return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
-    inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a.sin6_port));
-  }
-  return "?";
-}
-
 }  // namespace
 
 Server::Server(Options o) : opt_(std::move(o)), slab_(new uint8_t[kSlab]) {
@@ -103,7 +88,7 @@ int Server::run() {
   uv_signal_init(loop_, &sigint_);
   uv_signal_start(&sigint_, on_signal, SIGINT);
 
-  std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(), format_addr(bound).c_str());
+  std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(), proxy::format_address(bound).c_str());
   std::fflush(stdout);
   uv_run(loop_, UV_RUN_DEFAULT);
   std::printf(
@@ -165,7 +150,7 @@ void Server::on_connection(uv_stream_t* l, int status) {
     int len = sizeof peer;
     uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&peer), &len);
     c->x = std::make_unique<ConnExtras>();
-    c->x->peer = format_addr(peer);
+    c->x->peer = proxy::format_address(peer);
   }
   srv->set_reading(c, true);
 }
@@ -229,7 +214,7 @@ size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
         close(c);
         break;
       }
-      if (c->x && !h.local) c->x->peer = format_addr(h.src);
+      if (c->x && !h.local) c->x->peer = proxy::format_address(h.src);
       pos += h.length;
       c->state = Conn::AwaitConnect;
       continue;

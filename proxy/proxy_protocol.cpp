@@ -241,4 +241,19 @@ Header parse(std::span<const uint8_t> in) {
   return fail(Status::NotProxy);
 }
 
+std::string format_address(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+    inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+    inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a.sin6_port));
+  }
+  return "?";
+}
+
 }  // namespace proxy

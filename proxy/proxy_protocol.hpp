@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace proxy {
@@ -35,5 +36,9 @@ struct Header {
 
 // Parses a v1 or v2 header at the start of `in`.
 Header parse(std::span<const uint8_t> in);
+
+// "192.0.2.1:5000", "[2001:db8::1]:40000"; "?" for other families. For logs
+// and tests of the addresses a header carries.
+std::string format_address(const sockaddr_storage& ss);
 
 }  // namespace proxy

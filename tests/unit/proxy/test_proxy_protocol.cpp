@@ -28,20 +28,7 @@ sockaddr_storage v6(const char* ip, uint16_t port) {
   return ss;
 }
 
-std::string str(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN];
-  if (ss.ss_family == AF_INET) {
-    auto& a = reinterpret_cast<const sockaddr_in&>(ss);
-    inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
-    return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
-    inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a.sin6_port));
-  }
-  return "?";
-}
+std::string str(const sockaddr_storage& ss) { return proxy::format_address(ss); }
 
 std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
