@@ -177,6 +177,34 @@ def _stopped_cleanly(tc, p):
     tc.assertEqual(rc, 0, f"mqttlb exited with {rc}:\n{out[-2000:]}")
 
 
+def paho_round_trip(port, client_id, topic, payload, ca=None, host="127.0.0.1",
+                    timeout=10.0, what="paho round trip"):
+    """Connects a paho MQTT 3.1.1 client (over TLS when `ca` is given), subscribes
+    to `topic` at QoS 1, publishes `payload` to it and returns
+    (CONNACK return code, payloads received). Fails after `timeout` s."""
+    import paho.mqtt.client as mqtt
+    got, box = [], {}
+    c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
+    if ca:
+        c.tls_set(ca_certs=ca)
+
+    def on_connect(cl, _u, _f, rc):
+        box["rc"] = rc
+        cl.subscribe(topic, 1)
+
+    c.on_connect = on_connect
+    c.on_subscribe = lambda cl, u, mid, q: cl.publish(topic, payload, 1)
+    c.on_message = lambda cl, u, m: got.append(m.payload)
+    c.connect(host, port, 30)
+    c.loop_start()
+    try:
+        wait_until(lambda: got, timeout, what=what)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return box.get("rc"), got
+
+
 def metrics(mport):
     """Scrapes /metrics into {'name{labels}': float}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:

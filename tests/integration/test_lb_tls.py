@@ -12,8 +12,9 @@ import threading
 
 import harness
 from harness import binary, free_port, port_open, wait_until
-from lb_helpers import (DISCONNECT, _stopped_cleanly, connect_packet, is_closed, metric, metrics, mqtt_connect,
-                        read_packet, start_mqttlb, subscribe_packet)
+from lb_helpers import (DISCONNECT, _stopped_cleanly, connect_packet, is_closed, metric, metrics,
+                        mqtt_connect, paho_round_trip, read_packet, start_mqttlb,
+                        subscribe_packet)
 from tls_certs import make_certs
 
 TIMEOUT = 15
@@ -149,20 +150,9 @@ class LbTls(harness.TestCase):
         s.close()
 
         # paho-mqtt with tls_set: a round trip on one connection.
-        import paho.mqtt.client as mqtt
-        got, connected = [], threading.Event()
-        c = mqtt.Client(client_id=f"paho-{kind}", protocol=mqtt.MQTTv311)
-        c.tls_set(ca_certs=pki["ca.crt"])
-        c.on_connect = lambda cl, u, f, rc: (connected.set(), cl.subscribe("tls/paho", 1))
-        c.on_subscribe = lambda cl, u, mid, q: cl.publish("tls/paho", b"via-paho", 1)
-        c.on_message = lambda cl, u, m: got.append(m.payload)
-        c.connect("localhost", tport, 30)
-        c.loop_start()
-        try:
-            wait_until(lambda: got, TIMEOUT, what="paho round trip over TLS")
-        finally:
-            c.disconnect()
-            c.loop_stop()
+        _, got = paho_round_trip(tport, f"paho-{kind}", "tls/paho", b"via-paho",
+                                 ca=pki["ca.crt"], host="localhost", timeout=TIMEOUT,
+                                 what="paho round trip over TLS")
         self.assertEqual(got[0], b"via-paho")
         self.assertGreaterEqual(
             metric(mport, 'mqttlb_tls_handshakes_total{listener="mqtts",resumed="false"}'), 5)
@@ -409,20 +399,9 @@ class LbTls(harness.TestCase):
                                          'reason="tls"}') >= 1, 10, what="bad backend TLS failure")
         self.assertEqual(metric(mport, 'mqttlb_backend_up{backend="bad"}'), 0)
         # TLS on both sides: paho -> mqttlb (TLS) -> mosquitto (TLS).
-        import paho.mqtt.client as mqtt
-        got = []
-        c = mqtt.Client(client_id="paho-backend-tls", protocol=mqtt.MQTTv311)
-        c.tls_set(ca_certs=pki["ca.crt"])
-        c.on_connect = lambda cl, u, f, rc: cl.subscribe("tls/backend", 1)
-        c.on_subscribe = lambda cl, u, mid, q: cl.publish("tls/backend", b"both-ways", 1)
-        c.on_message = lambda cl, u, m: got.append(m.payload)
-        c.connect("localhost", tport, 30)
-        c.loop_start()
-        try:
-            wait_until(lambda: got, TIMEOUT, what="round trip over TLS to a TLS backend")
-        finally:
-            c.disconnect()
-            c.loop_stop()
+        _, got = paho_round_trip(tport, "paho-backend-tls", "tls/backend", b"both-ways",
+                                 ca=pki["ca.crt"], host="localhost", timeout=TIMEOUT,
+                                 what="round trip over TLS to a TLS backend")
         self.assertEqual(got[0], b"both-ways")
         # Several clients: all served by the good backend, none sent to the bad one.
         for i in range(6):

@@ -4,45 +4,12 @@ Ctrl-C stops everything it started. Runs the script on free loopback ports
 with the binaries already built (MQTTLB_SKIP_BUILD=1)."""
 import os
 import signal
-import ssl
-import threading
 import urllib.request
 
-import paho.mqtt.client as mqtt
-
 import harness
+from lb_helpers import paho_round_trip
 
 ROOT = os.path.abspath(os.path.join(harness.HERE, "..", ".."))
-
-
-def echo_through(port, client_id, tls_ca=None, timeout=10.0):
-    """Subscribes to a topic, publishes to it through `port`, returns the payload received."""
-    got = threading.Event()
-    box = {}
-    c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
-    if tls_ca:
-        c.tls_set(ca_certs=tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-
-    def on_connect(cl, _u, _f, rc):
-        box["rc"] = rc
-        cl.subscribe(f"qs/{client_id}", qos=1)
-
-    def on_subscribe(cl, *_a):
-        cl.publish(f"qs/{client_id}", b"hello " + client_id.encode(), qos=1)
-
-    def on_message(_cl, _u, msg):
-        box["payload"] = msg.payload
-        got.set()
-
-    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-    c.connect("127.0.0.1", port, keepalive=30)
-    c.loop_start()
-    try:
-        got.wait(timeout)
-    finally:
-        c.disconnect()
-        c.loop_stop()
-    return box.get("rc"), box.get("payload")
 
 
 class Quickstart(harness.TestCase):
@@ -70,10 +37,10 @@ class Quickstart(harness.TestCase):
             return len(ups) == 3 and all(l.endswith(" 1") for l in ups)
         harness.wait_until(backends_up, 15, what="three backends up in /metrics")
 
-        rc, payload = echo_through(ports["lb"], "qs-plain")
-        self.assertEqual((rc, payload), (0, b"hello qs-plain"))
-        rc, payload = echo_through(ports["tls"], "qs-tls", tls_ca=ca)
-        self.assertEqual((rc, payload), (0, b"hello qs-tls"))
+        rc, got = paho_round_trip(ports["lb"], "qs-plain", "qs/plain", b"hello plain")
+        self.assertEqual((rc, got[0]), (0, b"hello plain"))
+        rc, got = paho_round_trip(ports["tls"], "qs-tls", "qs/tls", b"hello tls", ca=ca)
+        self.assertEqual((rc, got[0]), (0, b"hello tls"))
 
         # Ctrl-C stops everything; an impatient second signal must not cut the
         # cleanup short and leave brokers behind.
