@@ -81,6 +81,12 @@ struct Harness {
     std::lock_guard<std::mutex> l(mu);
     return transitions;
   }
+  // The Monitor publishes a new state in Status before it calls the transition
+  // callback, so a test that saw the state must wait for the callback too.
+  std::vector<std::string> seen_at_least(size_t n) {
+    eventually([&] { return seen().size() >= n; });
+    return seen();
+  }
   // Value of a counter/gauge sample whose labels include all of `want`.
   double metric(const std::string& family, const std::map<std::string, std::string>& want) {
     for (auto& f : registry.Collect()) {
@@ -140,7 +146,7 @@ TEST_CASE("a healthy broker is up within one round; the check session is kept") 
   FakeBroker fb;
   Harness h(fb.port(), fast_health());
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
-  CHECK(h.seen() == std::vector<std::string>{"down->up"});
+  CHECK(h.seen_at_least(1) == std::vector<std::string>{"down->up"});
   // Persistent mode: further checks are PINGREQs on the same connection.
   REQUIRE(eventually([&] { return fb.pingreqs() >= 4; }));
   CHECK(fb.connections() == 1);
@@ -287,7 +293,7 @@ TEST_CASE("up -> down when PINGRESP stops, -> up again when it resumes (rise/fal
                  {{"backend", "b1"}, {"reason", "pingresp_timeout"}}) >= 1);
   fb.answer_ping = true;
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
-  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->down", "down->up"});
+  CHECK(h.seen_at_least(3) == std::vector<std::string>{"down->up", "up->down", "down->up"});
   CHECK(h.status->up_since_ms.load() > 0);
 }
 
@@ -301,7 +307,7 @@ TEST_CASE("a kept session closed by the broker counts as a failure; a new one is
   REQUIRE(eventually([&] { return fb.connections() >= 2 && h.state() == State::Up; }));
   CHECK(h.metric("mqttlb_health_check_failures_total", {{"backend", "b1"}, {"reason", "closed"}}) >=
         1);
-  CHECK(h.seen().size() >= 3);  // up, down (closed), up
+  CHECK(h.seen_at_least(3).size() >= 3);  // up, down (closed), up
 }
 
 TEST_CASE("admin: drain keeps checking; maint stops checks and closes the session; ready") {
@@ -326,8 +332,8 @@ TEST_CASE("admin: drain keeps checking; maint stops checks and closes the sessio
 
   CHECK(h.monitor->set_admin_state("b1", Admin::Ready));
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
-  CHECK(h.seen() == std::vector<std::string>{"down->up", "up->drain", "drain->maint", "maint->down",
-                                             "down->up"});
+  CHECK(h.seen_at_least(5) == std::vector<std::string>{"down->up", "up->drain", "drain->maint",
+                                                       "maint->down", "down->up"});
   CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "up"}}) == 1);
   CHECK(h.metric("mqttlb_backend_state", {{"backend", "b1"}, {"state", "maint"}}) == 0);
 }
@@ -378,7 +384,7 @@ TEST_CASE(
   h.monitor->update({{b1, h.status}, {b2, s2}}, hc);
   REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
   CHECK(h.monitor->client_id("b2") == "mqttlb-hc-" + h.monitor->instance_id() + "-b2");
-  CHECK(h.seen() == std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
+  CHECK(h.seen_at_least(2) == std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
   CHECK(fb1.connections() == 1);  // b1's kept session survived the reload
 
   // Remove b1: its check session is closed, b2 keeps running.
