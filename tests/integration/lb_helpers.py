@@ -20,14 +20,19 @@ _varint = harness.varint
 _str = harness.lp_bytes
 
 
-def connect_packet(client_id, level=4, keepalive=60, clean=True):
+def connect_packet(client_id, level=4, keepalive=60, clean=True, username=None, password=None):
     """CONNECT for MQTT 3.1 (level 3), 3.1.1 (4) or 5.0 (5)."""
     name = "MQIsdp" if level == 3 else "MQTT"
-    flags = 0x02 if clean else 0
+    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | \
+        (0x40 if password is not None else 0)
     vh = _str(name) + bytes([level, flags]) + struct.pack("!H", keepalive)
     if level == 5:
         vh += b"\x00"  # no properties
     body = vh + _str(client_id)
+    if username is not None:
+        body += _str(username)
+    if password is not None:
+        body += _str(password)
     return b"\x10" + _varint(len(body)) + body
 
 
@@ -90,12 +95,13 @@ class Sock(socket.socket):
     """A socket that can carry read_packet's leftover bytes."""
 
 
-def mqtt_connect(port, client_id, level=4, keepalive=60, timeout=5.0, expect_ok=True):
+def mqtt_connect(port, client_id, level=4, keepalive=60, timeout=5.0, expect_ok=True,
+                 username=None, password=None, host="127.0.0.1"):
     """Opens a raw MQTT session; returns (sock, connack_code)."""
     s = Sock(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
-    s.connect(("127.0.0.1", port))
-    s.sendall(connect_packet(client_id, level, keepalive))
+    s.connect((host, port))
+    s.sendall(connect_packet(client_id, level, keepalive, username=username, password=password))
     first, body = read_packet(s, timeout)
     assert first == 0x20, f"expected CONNACK, got {first:#x}"
     code = body[1]
@@ -135,9 +141,10 @@ def start_backends(tc, n=3):
     return out
 
 
-def start_mqttlb(tc, backends, verbose=False, **sections):
+def start_mqttlb(tc, backends, verbose=False, wrapper=(), **sections):
     """Writes a config for `backends` [(name, port, ...) or a backend dict] plus the given
-    sections (e.g. balance={...}, limits={...}, workers=2) and starts mqttlb.
+    sections (e.g. balance={...}, limits={...}, workers=2) and starts mqttlb
+    (under `wrapper`, a command that execs it, if given).
     Returns (proc, port, metrics_port, config_path)."""
     port, mport = free_port(), free_port()
     cfg = {
@@ -148,6 +155,8 @@ def start_mqttlb(tc, backends, verbose=False, **sections):
         "workers": 2,
     }
     cfg.update(sections)
+    # Custom listeners (the first one named "mqtt"): report the first one's port.
+    port = int(cfg["listeners"][0]["bind"].rsplit(":", 1)[1])
     # Tests stop mqttlb with SIGTERM: do not let a half-open test peer hold the
     # default 10 s drain (a test of the grace period sets its own).
     cfg["limits"] = dict(cfg.get("limits", {}))
@@ -155,7 +164,8 @@ def start_mqttlb(tc, backends, verbose=False, **sections):
     path = os.path.join(tc.tmpdir(), "mqttlb.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
-    args = [binary("mqttlb"), "-c", path] + (["-v"] if verbose else [])
+    # wrapper: a command that execs mqttlb (same PID), e.g. prlimit --nofile=N:N --
+    args = list(wrapper) + [binary("mqttlb"), "-c", path] + (["-v"] if verbose else [])
     p = tc.spawn(args, name="mqttlb")
     tc.addCleanup(_stopped_cleanly, tc, p)  # runs before spawn's own stop
     p.wait_for_line(r"listening: mqtt on", timeout=20)

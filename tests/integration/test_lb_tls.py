@@ -204,6 +204,47 @@ class LbTls(harness.TestCase):
         r = run(base + ["-sess_in", sess], stdin=connect_packet("sclient-4") + DISCONNECT)
         self.assertIn("Reused, TLSv1.3", r.stdout.decode(errors="replace"))
 
+    def test_reload_requiring_client_certs_is_not_bypassed_by_resumption(self):
+        """A ticket issued while client certificates were not required must not
+        resume after a reload that sets verify_client: required (the session
+        id context and ticket keys change with the CA and verify mode)."""
+        pki = self.pki
+        _, bport = self.start_mosquitto()
+        tport = free_port()
+        proc, mport, path = self.start_lb(
+            [("b1", bport)],
+            [plain_listener(free_port()),
+             tls_listener("mqtts", tport, pki["server.crt"], pki["server.key"])])
+        sess = os.path.join(self.tmpdir(), "sess.pem")
+        base = ["openssl", "s_client", "-connect", f"127.0.0.1:{tport}", "-CAfile",
+                pki["ca.crt"], "-verify_return_error", "-ign_eof"]
+        r = run(base + ["-sess_out", sess], stdin=connect_packet("before") + DISCONNECT)
+        self.assertIn("New, TLSv1.3", r.stdout.decode(errors="replace"))
+        sessions = 'mqttlb_backend_sessions_total{backend="b1"}'
+        wait_until(lambda: metric(mport, sessions) == 1, 10, what="first session placed")
+
+        with open(path) as f:
+            cfg = json.load(f)
+        cfg["listeners"][1]["tls"] = {"cert": pki["server.crt"], "key": pki["server.key"],
+                                      "ca": pki["ca.crt"], "verify_client": "required"}
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: metric(mport, 'mqttlb_config_reloads_total{result="ok"}') == 1, 10,
+                   what="reload")
+        r = run(base + ["-sess_in", sess], stdin=connect_packet("resumer") + DISCONNECT)
+        out = r.stdout.decode(errors="replace")
+        self.assertNotIn("Reused", out, "a pre-reload ticket bypassed verify_client: required")
+        wait_until(lambda: tls_failures(mport, "mqtts", "no_client_cert") == 1, 10,
+                   what="the handshake without a certificate counted as refused")
+        self.assertEqual(metric(mport, sessions), 1, "a client without a certificate got through")
+        # With a certificate: a full handshake, and the client is placed.
+        r = run(base + ["-sess_in", sess, "-cert", pki["client.crt"], "-key", pki["client.key"]],
+                stdin=connect_packet("with-cert") + DISCONNECT)
+        out = r.stdout.decode(errors="replace")
+        self.assertIn("New, TLSv1.3", out)
+        wait_until(lambda: metric(mport, sessions) == 2, 10, what="certified client placed")
+
     # ------------------------------------------------------------ chain, client certs, refusals
     def test_chain_client_certs_and_refusals(self):
         pki = self.pki
