@@ -32,10 +32,10 @@ struct Listener {
 
 // TLS from the balancer (and its health checker) to a backend.
 struct BackendTls {
-  std::string ca;          // PEM bundle to verify the broker; empty = system default
-  bool verify = true;      // verify the broker's certificate
-  std::string sni;         // server name; default: the address host
-  std::string cert, key;   // optional client certificate
+  std::string ca;         // PEM bundle to verify the broker; empty = system default
+  bool verify = true;     // verify the broker's certificate
+  std::string sni;        // server name; default: the address host
+  std::string cert, key;  // optional client certificate
 };
 
 enum class ProxyProtocol { None, V1, V2 };
@@ -59,11 +59,13 @@ enum class Affinity { None, ClientId };
 struct Balance {
   Algorithm algorithm = Algorithm::LeastConn;
   Affinity affinity = Affinity::ClientId;
-  uint32_t affinity_max_entries = 1'000'000;  // LRU bound of the affinity table
-  uint32_t affinity_ttl_s = 86'400;           // refreshed on use
-  double hash_balance_factor = 0.25;          // consistent-hash: epsilon of bounded load
-  uint32_t retries = 2;                       // backend attempts after the first
+  uint32_t affinity_max_entries = 1'000'000;   // LRU bound of the affinity table (entries)
+  uint64_t affinity_max_bytes = 128ull << 20;  // and its bound in bytes (docs/config.md)
+  uint32_t affinity_ttl_s = 86'400;            // refreshed on use
+  double hash_balance_factor = 0.25;           // consistent-hash: epsilon of bounded load
+  uint32_t retries = 2;                        // backend attempts after the first
   uint32_t backend_connect_timeout_ms = 2000;
+  uint32_t retry_backoff_ms = 100;  // before retrying a backend already tried (doubles, jitter)
 };
 
 enum class OnDown { Keep, ShutdownSessions };
@@ -88,13 +90,22 @@ struct Health {
 };
 
 struct Limits {
-  uint32_t max_connections = 0;  // 0 = derived from the open-files limit at start
-  uint32_t max_connections_per_ip = 0;  // 0 = unlimited
+  uint32_t max_connections = 0;            // 0 = derived from the open-files limit at start
+  uint32_t max_connections_per_ip = 0;     // 0 = unlimited
   uint32_t max_connect_bytes = 64 * 1024;  // 1 KiB .. 1 MiB
   uint32_t connect_timeout_ms = 5000;      // time to receive the whole CONNECT
   uint32_t idle_grace_ms = 5000;           // added to 1.5 x keep-alive
   uint32_t keepalive0_idle_cap_s = 3600;   // idle timeout when keep-alive is 0
   uint32_t shutdown_grace_ms = 10'000;     // SIGTERM: sessions may drain this long
+  // Placement (docs/operations.md "Placement"): the broker's CONNACK must come
+  // this soon after the CONNECT was forwarded, or the next backend is tried.
+  uint32_t backend_connack_timeout_ms = 3000;
+  uint32_t backend_max_connecting = 64;      // per backend, all workers: connect..CONNACK in flight
+  uint32_t backend_queue = 4096;             // per backend: clients waiting for such a slot
+  uint32_t backend_queue_timeout_ms = 5000;  // longest wait in that queue
+  // Bytes held for CONNECT buffers and queued writes, all sessions together;
+  // when spent, new connections are refused. 0 = no budget.
+  uint64_t memory_budget_bytes = 512ull << 20;
 };
 
 struct Metrics {

@@ -11,8 +11,6 @@
 #include <sstream>
 #include <utility>
 
-#include "tls/context.hpp"
-
 namespace conf {
 
 using json = nlohmann::json;
@@ -69,7 +67,8 @@ const char* type_name(const json& j) {
 
 class Errors {
  public:
-  explicit Errors(std::vector<std::string>& out) : out_(out) {}
+  Errors(std::vector<std::string>& out, bool resolve_names) : resolve(resolve_names), out_(out) {}
+  const bool resolve;  // LoadOptions::resolve_names, read by Obj::get_endpoint
   void add(const std::string& ptr, const std::string& msg) {
     out_.push_back((ptr.empty() ? std::string("/") : ptr) + ": " + msg);
   }
@@ -83,7 +82,7 @@ class Errors {
 class Obj {
  public:
   Obj(Errors& e, const json& j, std::string ptr, std::initializer_list<const char*> allowed)
-      : e_(e), j_(j), ptr_(std::move(ptr)) {
+      : e_(e), j_(j), ptr_(std::move(ptr)), resolve_(e.resolve) {
     if (!j_.is_object()) {
       e_.add(ptr_, std::string("expected an object, got ") + type_name(j_));
       valid_ = false;
@@ -197,7 +196,7 @@ class Obj {
     std::string s;
     if (!get_string(key, s)) return false;
     std::string err;
-    auto ep = parse_endpoint(s, err);
+    auto ep = parse_endpoint(s, err, resolve_);
     if (!ep) {
       e_.add(at(key), err);
       return false;
@@ -210,6 +209,7 @@ class Obj {
   Errors& e_;
   const json& j_;
   std::string ptr_;
+  bool resolve_;
   bool valid_ = true;
 };
 
@@ -239,17 +239,9 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
                     {{"none", ListenerTls::Verify::None},
                      {"optional", ListenerTls::Verify::Optional},
                      {"required", ListenerTls::Verify::Required}});
-        // Build the context once here so `--check` and SIGHUP catch unreadable
-        // files, a key that does not match the certificate and a bad CA file.
-        // The runtime builds its own (lb/server.cpp); this one is discarded.
-        if (!tls.cert.empty() && !tls.key.empty()) {
-          std::string err;
-          if (!tls::Context::server(tls, err))
-            e.add(err.rfind("client CA", 0) == 0 || err.rfind("verify_client", 0) == 0
-                      ? to.at("ca")
-                      : to.at("cert"),
-                  err);
-        }
+        if (tls.verify_client != ListenerTls::Verify::None && tls.ca.empty())
+          e.add(to.at("verify_client"),
+                "needs \"ca\" (the CA file client certificates are verified against)");
         l.tls = tls;
       }
     }
@@ -291,11 +283,6 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
         to.get_string("key", tls.key);
         if (tls.cert.empty() != tls.key.empty())
           e.add(to.ptr(), "\"cert\" and \"key\" must be given together");
-        if (tls.cert.empty() == tls.key.empty()) {
-          std::string err;
-          if (!tls::Context::client(tls::client_options(tls), err))
-            e.add(err.rfind("CA ", 0) == 0 ? to.at("ca") : to.at("cert"), err);
-        }
         b.tls = tls;
       }
     }
@@ -306,7 +293,7 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
 void load_balance(Errors& e, const json& j, const std::string& ptr, Balance& b) {
   Obj o(e, j, ptr,
         {"algorithm", "affinity", "affinity_max_entries", "affinity_ttl_s", "hash_balance_factor",
-         "retries", "backend_connect_timeout_ms"});
+         "retries", "backend_connect_timeout_ms", "retry_backoff_ms", "affinity_max_bytes"});
   if (!o.valid()) return;
   o.get_enum("algorithm", b.algorithm,
              {{"leastconn", Algorithm::LeastConn},
@@ -318,6 +305,8 @@ void load_balance(Errors& e, const json& j, const std::string& ptr, Balance& b) 
   o.get_double("hash_balance_factor", b.hash_balance_factor, 0.01, 10.0);
   o.get_uint("retries", b.retries, 0, 16);
   o.get_uint("backend_connect_timeout_ms", b.backend_connect_timeout_ms, 10, 600'000);
+  o.get_uint("retry_backoff_ms", b.retry_backoff_ms, 0, 60'000);
+  o.get_uint("affinity_max_bytes", b.affinity_max_bytes, 1ull << 20, 1ull << 40);
 }
 
 void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
@@ -360,7 +349,9 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
 void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
   Obj o(e, j, ptr,
         {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
-         "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms"});
+         "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms",
+         "backend_connack_timeout_ms", "backend_max_connecting", "backend_queue",
+         "backend_queue_timeout_ms", "memory_budget_bytes"});
   if (!o.valid()) return;
   o.get_uint("max_connections", l.max_connections, 0, 10'000'000);
   o.get_uint("max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
@@ -369,11 +360,19 @@ void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
   o.get_uint("idle_grace_ms", l.idle_grace_ms, 0, 3'600'000);
   o.get_uint("keepalive0_idle_cap_s", l.keepalive0_idle_cap_s, 1, 604'800);
   o.get_uint("shutdown_grace_ms", l.shutdown_grace_ms, 0, 3'600'000);
+  o.get_uint("backend_connack_timeout_ms", l.backend_connack_timeout_ms, 50, 600'000);
+  o.get_uint("backend_max_connecting", l.backend_max_connecting, 1, 1'000'000);
+  o.get_uint("backend_queue", l.backend_queue, 0, 10'000'000);
+  o.get_uint("backend_queue_timeout_ms", l.backend_queue_timeout_ms, 10, 600'000);
+  o.get_uint("memory_budget_bytes", l.memory_budget_bytes, 0, 1ull << 44);
+  if (l.memory_budget_bytes != 0 && l.memory_budget_bytes < (1ull << 20))
+    e.add(o.at("memory_budget_bytes"),
+          std::to_string(l.memory_budget_bytes) + " is below 1 MiB (0 disables the budget)");
 }
 
 }  // namespace
 
-std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err) {
+std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err, bool resolve) {
   std::string host, port_s;
   if (!s.empty() && s[0] == '[') {
     auto close = s.find(']');
@@ -414,6 +413,14 @@ std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err) {
   in_addr a4;
   in6_addr a6;
   if (inet_pton(AF_INET, host.c_str(), &a4) != 1 && inet_pton(AF_INET6, host.c_str(), &a6) != 1) {
+    if (host.empty() || host.size() > 253 ||
+        host.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+            std::string::npos) {
+      err = "\"" + host + "\" is not an IP address or a host name";
+      return std::nullopt;
+    }
+    if (!resolve) return Endpoint{host, static_cast<uint16_t>(port)};
     // A name: resolve once, now (never on the data path).
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -441,9 +448,9 @@ std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err) {
   return Endpoint{host, static_cast<uint16_t>(port)};
 }
 
-LoadResult load_string(const std::string& text) {
+LoadResult load_string(const std::string& text, const LoadOptions& opts) {
   LoadResult r;
-  Errors e(r.errors);
+  Errors e(r.errors, opts.resolve_names);
   json doc;
   try {
     doc = json::parse(text);
@@ -466,11 +473,12 @@ LoadResult load_string(const std::string& text) {
     if (m.valid() && m.get_endpoint("bind", ep)) c.metrics.bind = ep;
   }
   root.get_uint("workers", c.workers, 0, 256);
+  r.parsed = c;
   if (r.errors.empty()) r.config = std::move(c);
   return r;
 }
 
-LoadResult load_file(const std::string& path) {
+LoadResult load_file(const std::string& path, const LoadOptions& opts) {
   std::ifstream f(path, std::ios::binary);
   if (!f) {
     LoadResult r;
@@ -479,7 +487,7 @@ LoadResult load_file(const std::string& path) {
   }
   std::ostringstream ss;
   ss << f.rdbuf();
-  return load_string(ss.str());
+  return load_string(ss.str(), opts);
 }
 
 }  // namespace conf

@@ -1,45 +1,52 @@
-// Client id -> backend name, shared by all workers (one mutex; touched once per
-// new session, never per byte). Bounded: least recently used entries are evicted
-// beyond max_entries; an entry not used for ttl expires. get() refreshes both.
-// Keyed by backend *name* so entries survive config snapshot swaps.
+// Client -> backend, shared by all workers (one mutex; touched once per new
+// session, never per byte). Keyed by ClientKey (a 128-bit hash of the client
+// id) and valued by the backend's name hash, so an entry has a fixed size
+// whatever the client id and survives config swaps (backends are matched by
+// name). Bounded twice: at most max_entries entries and max_bytes bytes
+// (kEntryBytes each); least recently used entries go first, and an entry not
+// used for ttl expires. get() refreshes both.
 #pragma once
 
 #include <cstdint>
 #include <list>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <unordered_map>
+
+#include "lb/client_key.hpp"
 
 namespace lb {
 
 class AffinityTable {
  public:
-  AffinityTable(size_t max_entries, int64_t ttl_ms) : max_(max_entries), ttl_ms_(ttl_ms) {}
+  // Memory per entry: list node + hash node + bucket, with allocator overhead
+  // (measured on glibc x86_64; tests/unit/lb/affinity_test.cpp checks the order).
+  static constexpr uint64_t kEntryBytes = 136;
 
-  // The backend last used by `client_id`, if the entry is alive at now_ms.
-  // Refreshes the entry's TTL and LRU position.
-  std::optional<std::string> get(const std::string& client_id, int64_t now_ms);
-  // Records (or moves) client_id -> backend, refreshed at now_ms.
-  void put(const std::string& client_id, const std::string& backend, int64_t now_ms);
-  void erase(const std::string& client_id);
+  AffinityTable(uint64_t max_entries, uint64_t max_bytes, int64_t ttl_ms);
+
+  // The backend (name hash) last used by `key`, if the entry is alive at now_ms.
+  std::optional<uint64_t> get(const ClientKey& key, int64_t now_ms);
+  void put(const ClientKey& key, uint64_t backend, int64_t now_ms);
+  void erase(const ClientKey& key);
   // New bounds (config reload); evicts at once if the table is now too big.
-  void set_limits(size_t max_entries, int64_t ttl_ms);
+  void set_limits(uint64_t max_entries, uint64_t max_bytes, int64_t ttl_ms);
   size_t size() const;
+  uint64_t capacity() const;  // entries allowed by both bounds
 
  private:
   struct Entry {
-    std::string client_id;
-    std::string backend;
+    ClientKey key;
+    uint64_t backend;
     int64_t last_used_ms;
   };
   void evict_locked(int64_t now_ms);
 
   mutable std::mutex mu_;
-  size_t max_;
+  uint64_t cap_;
   int64_t ttl_ms_;
   std::list<Entry> lru_;  // front = most recently used
-  std::unordered_map<std::string, std::list<Entry>::iterator> map_;
+  std::unordered_map<ClientKey, std::list<Entry>::iterator, ClientKeyHash> map_;
 };
 
 }  // namespace lb

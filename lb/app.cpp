@@ -4,7 +4,7 @@
 
 #include <csignal>
 
-#include "conf/loader.hpp"
+#include "lb/config_check.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
 
@@ -57,7 +57,7 @@ struct App {
   }
 
   void reload() {
-    conf::LoadResult r = conf::load_file(config_path);
+    conf::LoadResult r = load_config(config_path);
     if (!r.ok()) {
       server->metrics().reloads_failed->Increment();
       logf(LogLevel::Error, "SIGHUP: %s is invalid; keeping the running config (%zu errors)",

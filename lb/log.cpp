@@ -52,6 +52,28 @@ void logf(LogLevel level, const char* fmt, ...) {
   (void)!write(STDERR_FILENO, line, len);
 }
 
+std::string log_escape(std::string_view s, size_t max_bytes) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  size_t n = s.size() < max_bytes ? s.size() : max_bytes;
+  out.reserve(n + 8);
+  for (size_t i = 0; i < n; ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (n < s.size()) out += "...(" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
+
 bool LogLimiter::allow(int64_t now_ms, uint64_t& suppressed) {
   int64_t next = next_ms_.load(std::memory_order_relaxed);
   if (now_ms < next ||

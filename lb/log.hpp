@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace lb {
 
@@ -13,6 +15,11 @@ enum class LogLevel { Debug, Info, Warn, Error };
 extern std::atomic<bool> g_log_verbose;  // enables Debug lines (per-session events)
 
 void logf(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// A client-supplied string made safe for one log line: printable ASCII is
+// kept, '"' and '\\' are escaped, anything else (control characters, bytes
+// >= 0x80) becomes \xNN; longer than max_bytes: cut, with "...(N bytes)".
+std::string log_escape(std::string_view s, size_t max_bytes = 96);
 
 // Rate limit for events that can repeat per connection (an outage makes every
 // device reconnect): at most one line per `every_ms` per limiter; the lines

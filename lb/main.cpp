@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
-#include "conf/loader.hpp"
 #include "health/monitor.hpp"
 #include "lb/app.hpp"
+#include "lb/config_check.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
 
@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     usage();
     return 2;
   }
-  conf::LoadResult r = conf::load_file(path);
+  conf::LoadResult r = lb::load_config(path);
   if (!r.ok()) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return 1;

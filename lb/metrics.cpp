@@ -1,5 +1,8 @@
 #include "lb/metrics.hpp"
 
+#include <cstdio>
+#include <iterator>
+
 namespace lb {
 
 using prometheus::BuildCounter;
@@ -25,27 +28,33 @@ const char* to_string(CloseReason r) {
   }
 }
 
-const char* to_string(TlsFail f) {
-  switch (f) {
-    case TlsFail::NoSharedCipher:
-      return "no_shared_cipher";
-    case TlsFail::UnknownCa:
-      return "unknown_ca";
-    case TlsFail::BadCertificate:
-      return "bad_certificate";
-    case TlsFail::NoClientCert:
-      return "no_client_cert";
-    case TlsFail::NotTls:
-      return "not_tls";
-    case TlsFail::HttpRequest:
-      return "http_request";
-    case TlsFail::Timeout:
-      return "timeout";
-    case TlsFail::Closed:
-      return "closed";
-    default:
-      return "other";
+const char* to_string(Reject r) {
+  static const char* const names[] = {
+      "max_connections",   "max_connections_per_ip", "shutting_down",
+      "connect_timeout",   "client_closed",          "no_backend",
+      "unsupported_level", "tls_handshake",          "invalid_connect",
+      "memory_budget",     "backend_busy",           "local_resources"};
+  static_assert(std::size(names) == static_cast<size_t>(Reject::Count));
+  return names[static_cast<size_t>(r) % std::size(names)];
+}
+
+const char* to_string(AttemptFail f) {
+  static const char* const names[] = {"refused",       "connect_timeout", "tls",
+                                      "closed",        "connack_timeout", "protocol",
+                                      "queue_timeout", "queue_full"};
+  static_assert(std::size(names) == static_cast<size_t>(AttemptFail::Count));
+  return names[static_cast<size_t>(f) % std::size(names)];
+}
+
+void ConnackCounters::count(uint8_t code) {
+  prometheus::Counter* c = by_code_[code].load(std::memory_order_acquire);
+  if (!c) {
+    char label[8];
+    std::snprintf(label, sizeof label, "0x%02x", code);
+    c = &fam_->Add({{"backend", backend_}, {"code", label}});  // Family::Add is thread-safe
+    by_code_[code].store(c, std::memory_order_release);
   }
+  c->Increment();
 }
 
 const char* reject_label(mqtt::ConnectError e) {
@@ -118,8 +127,25 @@ Metrics::Metrics(prometheus::Registry& reg)
                                 .Register(reg)),
       backend_fail_fam_(BuildCounter()
                             .Name("mqttlb_backend_connect_failures_total")
-                            .Help("Failed or timed-out connection attempts to each backend")
+                            .Help("Failed placement attempts on each backend (any reason)")
                             .Register(reg)),
+      backend_attempt_fam_(BuildCounter()
+                               .Name("mqttlb_backend_attempt_failures_total")
+                               .Help("Failed placement attempts on each backend, by reason")
+                               .Register(reg)),
+      backend_connecting_fam_(
+          BuildGauge()
+              .Name("mqttlb_backend_connecting")
+              .Help("Connect slots in use on each backend (TCP connect until CONNACK)")
+              .Register(reg)),
+      backend_queue_fam_(BuildGauge()
+                             .Name("mqttlb_backend_queue_length")
+                             .Help("Clients waiting for a connect slot on each backend")
+                             .Register(reg)),
+      connacks_fam_(BuildCounter()
+                        .Name("mqttlb_backend_connacks_total")
+                        .Help("CONNACKs received from each backend, by return/reason code")
+                        .Register(reg)),
       tls_handshakes_fam_(BuildCounter()
                               .Name("mqttlb_tls_handshakes_total")
                               .Help("TLS handshakes completed on each TLS listener, by resumption")
@@ -132,11 +158,8 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Name("mqttlb_tls_handshake_duration_seconds")
                             .Help("Time from accept to a completed TLS handshake")
                             .Register(reg)) {
-  const char* rej[] = {"max_connections",   "max_connections_per_ip", "shutting_down",
-                       "connect_timeout",   "client_closed",          "no_backend",
-                       "unsupported_level", "tls_handshake"};
-  for (size_t i = 0; i < std::size(rej); ++i)
-    rejected_[i] = &rejected_fam_.Add({{"reason", rej[i]}});
+  for (size_t i = 0; i < rejected_.size(); ++i)
+    rejected_[i] = &rejected_fam_.Add({{"reason", to_string(static_cast<Reject>(i))}});
   // BadConnect has one series per ConnectError; the generic slot holds "invalid_connect".
   rejected_[static_cast<size_t>(Reject::BadConnect)] =
       &rejected_fam_.Add({{"reason", "invalid_connect"}});
@@ -171,6 +194,32 @@ Metrics::Metrics(prometheus::Registry& reg)
                       .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005,
                                                                        0.01, 0.025, 0.05, 0.1, 0.25,
                                                                        0.5, 1, 2.5, 5, 10});
+  place_seconds = &BuildHistogram()
+                       .Name("mqttlb_place_duration_seconds")
+                       .Help("From a complete CONNECT to the broker's accepting CONNACK")
+                       .Register(reg)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{
+                                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                    1, 2.5, 5, 10});
+  auto& accept_errors = BuildCounter()
+                            .Name("mqttlb_accept_errors_total")
+                            .Help("accept() failures on the listeners, by error")
+                            .Register(reg);
+  const char* aerr[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
+  for (size_t i = 0; i < accept_errors_.size(); ++i)
+    accept_errors_[i] = &accept_errors.Add({{"error", aerr[i]}});
+  auto& budget = BuildGauge()
+                     .Name("mqttlb_memory_budget_bytes")
+                     .Help("Bytes held for CONNECT buffers and queued writes, and the budget")
+                     .Register(reg);
+  budget_used = &budget.Add({{"kind", "used"}});
+  budget_limit = &budget.Add({{"kind", "limit"}});
+  auto& tables = BuildGauge()
+                     .Name("mqttlb_table_entries")
+                     .Help("Entries in the shared client tables")
+                     .Register(reg);
+  affinity_entries = &tables.Add({{"table", "affinity"}});
+  registry_entries = &tables.Add({{"table", "sessions"}});
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")
@@ -184,6 +233,12 @@ BackendMetrics Metrics::backend(const std::string& name) {
   m.active = &backend_active_fam_.Add({{"backend", name}});
   m.sessions = &backend_sessions_fam_.Add({{"backend", name}});
   m.connect_failures = &backend_fail_fam_.Add({{"backend", name}});
+  for (size_t i = 0; i < m.attempt_failures.size(); ++i)
+    m.attempt_failures[i] = &backend_attempt_fam_.Add(
+        {{"backend", name}, {"reason", to_string(static_cast<AttemptFail>(i))}});
+  m.connecting = &backend_connecting_fam_.Add({{"backend", name}});
+  m.queued = &backend_queue_fam_.Add({{"backend", name}});
+  m.connacks = &connacks_fam_;
   return m;
 }
 
@@ -193,7 +248,7 @@ TlsListenerMetrics Metrics::tls_listener(const std::string& listener) {
   m.resumed = &tls_handshakes_fam_.Add({{"listener", listener}, {"resumed", "true"}});
   for (size_t i = 0; i < m.failures.size(); ++i)
     m.failures[i] = &tls_failures_fam_.Add(
-        {{"listener", listener}, {"reason", to_string(static_cast<TlsFail>(i))}});
+        {{"listener", listener}, {"reason", net::to_string(static_cast<net::TlsFail>(i))}});
   m.duration = &tls_duration_fam_.Add(
       {{"listener", listener}},
       prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

@@ -1,6 +1,8 @@
 // The balancer's metric families (docs/metrics.md). Built once in the main
 // thread from the Registry created in main.cpp; workers only increment through
-// the pre-resolved pointers below (no label lookups on the data path).
+// pre-resolved pointers (the one exception, ConnackCounters, resolves a
+// backend's series for a CONNACK code the first time that code is seen: once
+// per backend and code, never per packet).
 #pragma once
 
 #include <prometheus/counter.h>
@@ -10,71 +12,67 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string>
 
-#include "mqtt/connect.hpp"
+#include "lb/outcome.hpp"
+#include "net/tls_transport.hpp"
 
 namespace lb {
 
-// Why a connection was closed before reaching a backend.
-enum class Reject : uint8_t {
-  MaxConnections,
-  MaxConnectionsPerIp,
-  ShuttingDown,
-  ConnectTimeout,    // CONNECT not complete within connect_timeout_ms
-  ClientClosed,      // EOF/reset before a complete CONNECT
-  NoBackend,         // no healthy backend, or every attempt failed (CONNACK 0x03/0x88 sent)
-  UnsupportedLevel,  // CONNACK 0x01/0x84 sent
-  TlsHandshake,      // TLS listener: the handshake failed (see mqttlb_tls_handshake_failures_total)
-  BadConnect,        // any other invalid first packet: see the `reason` label (ConnectError)
+// Why one placement attempt on a backend failed (label `reason` of
+// mqttlb_backend_attempt_failures_total).
+enum class AttemptFail : uint8_t {
+  Refused,         // TCP connect refused / unreachable / reset
+  ConnectTimeout,  // no TCP (+TLS) connection within balance.backend_connect_timeout_ms
+  Tls,             // TLS handshake to the backend failed
+  Closed,          // the broker closed before its CONNACK
+  ConnackTimeout,  // no CONNACK within limits.backend_connack_timeout_ms
+  Protocol,        // the broker's first packet was not a CONNACK (or too large)
+  QueueTimeout,    // waited limits.backend_queue_timeout_ms for a connect slot
+  QueueFull,       // the backend's connect queue was full
   Count
 };
-
-// Why an established session ended.
-enum class CloseReason : uint8_t {
-  Client,   // client closed (EOF after half-close, or reset)
-  Backend,  // backend closed
-  IdleTimeout,
-  Takeover,         // same client id connected to another backend
-  BackendShutdown,  // health on_down: shutdown-sessions
-  Shutdown,         // mqttlb stopping
-  Error,
-  Count
-};
-
-const char* to_string(CloseReason r);
-// Metric label for a CONNECT parse error ("not_connect", "too_large", ...).
-const char* reject_label(mqtt::ConnectError e);
-
-// Why a TLS handshake on a listener failed (label `reason`, docs/metrics.md).
-enum class TlsFail : uint8_t {
-  NoSharedCipher,  // no common protocol version / cipher suite / signature algorithm
-  UnknownCa,       // client certificate from an unknown CA, or the client refused ours
-  BadCertificate,  // other certificate verification failures (expired, bad signature...)
-  NoClientCert,    // verify_client required and the client sent none
-  NotTls,          // the first bytes are not a TLS record (e.g. plain MQTT)
-  HttpRequest,     // the first bytes are an HTTP request
-  Timeout,         // not done within limits.connect_timeout_ms
-  Closed,          // the client closed or reset the connection during the handshake
-  Other,
-  Count
-};
-const char* to_string(TlsFail f);
+const char* to_string(AttemptFail f);
 
 // Per TLS listener, resolved once in the main thread (Worker::listen).
 struct TlsListenerMetrics {
   prometheus::Counter* full = nullptr;     // handshakes completed, resumed="false"
   prometheus::Counter* resumed = nullptr;  // handshakes completed, resumed="true"
-  std::array<prometheus::Counter*, static_cast<size_t>(TlsFail::Count)> failures{};
+  std::array<prometheus::Counter*, static_cast<size_t>(net::TlsFail::Count)> failures{};
   prometheus::Histogram* duration = nullptr;
+};
+
+// mqttlb_backend_connacks_total{backend, code}: series made on first use.
+class ConnackCounters {
+ public:
+  ConnackCounters(prometheus::Family<prometheus::Counter>* fam, std::string backend)
+      : fam_(fam), backend_(std::move(backend)) {}
+  void count(uint8_t code);  // any thread
+
+ private:
+  prometheus::Family<prometheus::Counter>* fam_;
+  std::string backend_;
+  std::array<std::atomic<prometheus::Counter*>, 256> by_code_{};
 };
 
 struct BackendMetrics {
   prometheus::Gauge* active = nullptr;
   prometheus::Counter* sessions = nullptr;
-  prometheus::Counter* connect_failures = nullptr;
+  prometheus::Counter* connect_failures = nullptr;  // every failed attempt
+  std::array<prometheus::Counter*, static_cast<size_t>(AttemptFail::Count)> attempt_failures{};
+  prometheus::Gauge* connecting = nullptr;  // connect slots in use (connect .. CONNACK)
+  prometheus::Gauge* queued = nullptr;      // clients waiting for a slot
+  prometheus::Family<prometheus::Counter>* connacks = nullptr;
+  void attempt_failed(AttemptFail f) const {
+    connect_failures->Increment();
+    attempt_failures[static_cast<size_t>(f)]->Increment();
+  }
 };
+
+// Why accept() failed (label `error` of mqttlb_accept_errors_total).
+enum class AcceptError : uint8_t { Emfile, Enfile, Enobufs, Enomem, Other, Count };
 
 class Metrics {
  public:
@@ -89,14 +87,23 @@ class Metrics {
     return *bad_connect_[static_cast<size_t>(e) % bad_connect_.size()];
   }
   prometheus::Counter& closed(CloseReason r) { return *closed_[static_cast<size_t>(r)]; }
+  prometheus::Counter& accept_error(AcceptError e) {
+    return *accept_errors_[static_cast<size_t>(e)];
+  }
 
   prometheus::Gauge* connections_active = nullptr;
   prometheus::Counter* bytes_c2b = nullptr;
   prometheus::Counter* bytes_b2c = nullptr;
   prometheus::Counter* takeovers = nullptr;
   prometheus::Histogram* peek_seconds = nullptr;
+  prometheus::Histogram* place_seconds = nullptr;  // CONNECT complete -> CONNACK to the client
   prometheus::Counter* reloads_ok = nullptr;
   prometheus::Counter* reloads_failed = nullptr;
+  prometheus::Gauge* budget_used = nullptr;  // updated by the main thread, every second
+  prometheus::Gauge* budget_limit = nullptr;
+  prometheus::Gauge* affinity_entries = nullptr;
+  prometheus::Gauge* registry_entries = nullptr;
+  prometheus::Family<prometheus::Counter>* connacks_family() { return &connacks_fam_; }
 
  private:
   prometheus::Family<prometheus::Counter>& accepted_fam_;
@@ -105,12 +112,17 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& backend_active_fam_;
   prometheus::Family<prometheus::Counter>& backend_sessions_fam_;
   prometheus::Family<prometheus::Counter>& backend_fail_fam_;
+  prometheus::Family<prometheus::Counter>& backend_attempt_fam_;
+  prometheus::Family<prometheus::Gauge>& backend_connecting_fam_;
+  prometheus::Family<prometheus::Gauge>& backend_queue_fam_;
+  prometheus::Family<prometheus::Counter>& connacks_fam_;
   prometheus::Family<prometheus::Counter>& tls_handshakes_fam_;
   prometheus::Family<prometheus::Counter>& tls_failures_fam_;
   prometheus::Family<prometheus::Histogram>& tls_duration_fam_;
   std::array<prometheus::Counter*, static_cast<size_t>(Reject::Count)> rejected_{};
   std::array<prometheus::Counter*, 32> bad_connect_{};
   std::array<prometheus::Counter*, static_cast<size_t>(CloseReason::Count)> closed_{};
+  std::array<prometheus::Counter*, static_cast<size_t>(AcceptError::Count)> accept_errors_{};
 };
 
 }  // namespace lb

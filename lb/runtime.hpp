@@ -15,6 +15,7 @@
 #include "conf/config.hpp"
 #include "health/status.hpp"
 #include "lb/balancer.hpp"
+#include "lb/gate.hpp"
 #include "lb/metrics.hpp"
 #include "tls/context.hpp"
 #include "tls/engine.hpp"
@@ -23,13 +24,17 @@ namespace lb {
 
 // Live state of one backend, kept by name across snapshot swaps.
 struct BackendState {
-  explicit BackendState(std::string n) : name(std::move(n)) {}
+  explicit BackendState(std::string n) : name(std::move(n)), name_hash(hash64(name)) {}
   const std::string name;
+  const uint64_t name_hash;  // the backend's identity in the affinity and session tables
   // Written by the health monitor (or marked Up at start without one).
   std::shared_ptr<health::Status> status = std::make_shared<health::Status>();
   // Sessions placed on this backend (connecting or forwarding), all workers.
   std::atomic<int64_t> active{0};
   BackendMetrics metrics;  // resolved once, in the main thread
+  std::unique_ptr<ConnackCounters> connacks;
+  // The connect gate: one lane per worker, each used only by its worker's loop.
+  std::vector<std::unique_ptr<GateLane>> lanes;
   // Backend TLS: the latest resumable session, offered by the next connection
   // (any worker) so reconnect storms cost abbreviated handshakes. A session
   // from a context a reload replaced is harmless (a full handshake follows).

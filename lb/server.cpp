@@ -28,21 +28,23 @@ uint32_t default_max_connections(uint64_t nofile) {
   return static_cast<uint32_t>(n > 10'000'000 ? 10'000'000 : n);
 }
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+namespace {
+size_t worker_count_for(const conf::Config& cfg) {
+  unsigned n = cfg.workers ? cfg.workers : std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
 }
+}  // namespace
 
 Server::Server(const conf::Config& cfg, prometheus::Registry& registry)
     : metrics_(registry),
-      affinity_(cfg.balance.affinity_max_entries, int64_t{cfg.balance.affinity_ttl_s} * 1000),
+      n_workers_(worker_count_for(cfg)),
+      affinity_(cfg.balance.affinity_max_entries, cfg.balance.affinity_max_bytes,
+                int64_t{cfg.balance.affinity_ttl_s} * 1000),
+      budget_(cfg.limits.memory_budget_bytes),
       listeners_(cfg.listeners),
       workers_cfg_(cfg.workers) {
   snap_ = build(cfg);
-  unsigned n = cfg.workers ? cfg.workers : std::thread::hardware_concurrency();
-  if (n == 0) n = 1;
-  for (unsigned i = 0; i < n; ++i)
+  for (size_t i = 0; i < n_workers_; ++i)
     workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
 }
 
@@ -62,6 +64,9 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
     if (!st) {
       st = std::make_shared<BackendState>(b.name);
       st->metrics = metrics_.backend(b.name);
+      st->connacks = std::make_unique<ConnackCounters>(metrics_.connacks_family(), b.name);
+      for (size_t w = 0; w < n_workers_; ++w)
+        st->lanes.push_back(std::make_unique<GateLane>(st->metrics.connecting, st->metrics.queued));
     }
     std::shared_ptr<tls::Context> ctx;
     if (b.tls) {
@@ -139,8 +144,9 @@ void Server::join() {
 void Server::swap(const conf::Config& cfg) {
   std::lock_guard<std::mutex> g(snap_mu_);
   snap_ = build(cfg);
-  affinity_.set_limits(cfg.balance.affinity_max_entries,
+  affinity_.set_limits(cfg.balance.affinity_max_entries, cfg.balance.affinity_max_bytes,
                        int64_t{cfg.balance.affinity_ttl_s} * 1000);
+  budget_.set_limit(cfg.limits.memory_budget_bytes);
 }
 
 bool Server::needs_restart(const conf::Config& cfg) const {
@@ -167,52 +173,48 @@ void Server::shutdown_backend_sessions(const std::string& backend_name, uint32_t
     w->post([backend_name, spread_ms](Worker& w) { w.shutdown_backend(backend_name, spread_ms); });
 }
 
-std::optional<Reject> Server::admit(const std::string& ip) {
+bool Server::admit_global() {
   int64_t n = active_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (n > static_cast<int64_t>(max_conn_.load(std::memory_order_relaxed))) {
     active_.fetch_sub(1, std::memory_order_relaxed);
-    return Reject::MaxConnections;
+    return false;
   }
+  return true;
+}
+
+void Server::release_global() {
+  active_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool Server::admit_ip(const std::string& ip) {
   uint32_t per_ip = max_per_ip_.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> g(ip_mu_);
   uint32_t& c = per_ip_[ip];
   if (per_ip != 0 && c >= per_ip) {
     if (c == 0) per_ip_.erase(ip);
-    active_.fetch_sub(1, std::memory_order_relaxed);
-    return Reject::MaxConnectionsPerIp;
+    return false;
   }
   ++c;
-  return std::nullopt;
+  return true;
 }
 
-void Server::release(const std::string& ip) {
-  active_.fetch_sub(1, std::memory_order_relaxed);
+void Server::release_ip(const std::string& ip) {
   std::lock_guard<std::mutex> g(ip_mu_);
   auto it = per_ip_.find(ip);
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
-}
-
-std::optional<Server::SessionRef> Server::register_client(const std::string& client_id,
-                                                          const SessionRef& ref) {
-  std::lock_guard<std::mutex> g(reg_mu_);
-  auto [it, inserted] = registry_.try_emplace(client_id, ref);
-  if (inserted) return std::nullopt;
-  SessionRef old = it->second;
-  it->second = ref;
-  if (old.backend != ref.backend) return old;
-  return std::nullopt;  // same broker: it handles the takeover itself [MQTT-3.1.4-3]
-}
-
-void Server::unregister_client(const std::string& client_id, uint64_t session) {
-  std::lock_guard<std::mutex> g(reg_mu_);
-  auto it = registry_.find(client_id);
-  if (it != registry_.end() && it->second.session == session) registry_.erase(it);
 }
 
 void Server::close_session(const SessionRef& ref, CloseReason why) {
   if (ref.worker < 0 || static_cast<size_t>(ref.worker) >= workers_.size()) return;
   uint64_t id = ref.session;
   workers_[ref.worker]->post([id, why](Worker& w) { w.close_session(id, why); });
+}
+
+void Server::update_gauges() {
+  metrics_.budget_used->Set(static_cast<double>(budget_.used()));
+  metrics_.budget_limit->Set(static_cast<double>(budget_.limit()));
+  metrics_.affinity_entries->Set(static_cast<double>(affinity_.size()));
+  metrics_.registry_entries->Set(static_cast<double>(registry_.size()));
 }
 
 }  // namespace lb

@@ -18,8 +18,11 @@
 #include "conf/config.hpp"
 #include "health/status.hpp"
 #include "lb/affinity.hpp"
+#include "lb/clock.hpp"
 #include "lb/metrics.hpp"
+#include "lb/registry.hpp"
 #include "lb/runtime.hpp"
+#include "net/budget.hpp"
 
 namespace prometheus {
 class Registry;
@@ -34,8 +37,6 @@ uint64_t raise_nofile_limit();
 // Default max_connections for a given open-files limit: two descriptors per
 // session, a reserve for listeners, metrics and health checks.
 uint32_t default_max_connections(uint64_t nofile);
-// Steady clock in milliseconds (affinity TTL, slowstart).
-int64_t steady_ms();
 
 class Server {
  public:
@@ -70,28 +71,32 @@ class Server {
   // --- used by workers/sessions ---
   Metrics& metrics() { return metrics_; }
   AffinityTable& affinity() { return affinity_; }
+  ClientRegistry& registry() { return registry_; }
+  net::MemoryBudget& budget() { return budget_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
-  // Counts a new connection against max_connections and max_connections_per_ip.
-  std::optional<Reject> admit(const std::string& ip);
-  void release(const std::string& ip);
-  // Takeover registry: the newest session per client id. Returns the older
-  // session to close when it is forwarded to a different backend.
-  struct SessionRef {
-    int worker = -1;
-    uint64_t session = 0;
-    std::string backend;
-  };
-  std::optional<SessionRef> register_client(const std::string& client_id, const SessionRef& ref);
-  void unregister_client(const std::string& client_id, uint64_t session);
+  size_t worker_count() const { return n_workers_; }
+  // Admission at accept: the global connection count (max_connections), then
+  // the source address's (max_connections_per_ip). Each true return is
+  // matched by exactly one release (the session's destructor).
+  bool admit_global();
+  void release_global();
+  bool admit_ip(const std::string& ip);
+  void release_ip(const std::string& ip);
+  // Asks the session's worker to close it (takeover).
   void close_session(const SessionRef& ref, CloseReason why);
   uint64_t next_session_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  // Refreshes the gauges of shared state (budget, tables); main thread, every second.
+  void update_gauges();
 
  private:
   std::shared_ptr<Snapshot> build(const conf::Config& cfg);
   void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held or not started
 
   Metrics metrics_;
+  size_t n_workers_;
   AffinityTable affinity_;
+  ClientRegistry registry_;
+  net::MemoryBudget budget_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<conf::Listener> listeners_;  // bound at start; not reloadable yet
   uint32_t workers_cfg_ = 0;               // `workers` as configured at start
@@ -107,9 +112,6 @@ class Server {
   std::atomic<uint32_t> max_per_ip_{0};
   std::mutex ip_mu_;
   std::unordered_map<std::string, uint32_t> per_ip_;
-
-  std::mutex reg_mu_;
-  std::unordered_map<std::string, SessionRef> registry_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> next_id_{1};

@@ -1,14 +1,22 @@
-// One client connection through the balancer, owned by its Worker's session
-// table (unique_ptr) and used only on that worker's loop thread.
+// One client connection through the balancer: the owner of its transports and
+// its one timer, and the router of their events to the stage in charge:
 //
-// Phases: Peek (read until one complete CONNECT, bounded by size and time)
-// -> Connecting (backend attempts, up to 1 + retries) -> Forwarding (both
-// directions pumped with backpressure) ; or Linger (a refusal CONNACK was sent:
-// drain the client until EOF or a short timer) ; then Closing.
+//   Peek   accept (admission) -> [TLS handshake] -> one complete CONNECT
+//          (lb/peek.hpp); then the client is not read until placement ends,
+//          so every later byte waits, in order, in the socket or the TLS engine
+//   Place  backend choice, connect gate, connect, CONNECT forwarded, the
+//          broker's CONNACK (lb/place.hpp); only an accepting CONNACK
+//          registers the client (affinity, takeover)
+//   Pump   both directions with backpressure (lb/pump.hpp)
+//   Linger a refusal CONNACK was sent: drain the client until EOF or a timer
+//   Closing
 //
-// Handles: the client transport, zero or one live backend transport (plus
-// closing ones from failed attempts), and one timer. The session is erased by
-// the worker only after the last of them reported closed (open_handles_ == 0).
+// Owned by its Worker's session table (unique_ptr) and used only on that
+// worker's loop thread. Every transport it creates (the client's, each
+// backend attempt's) is freed in on_closed; the Worker erases the session
+// only after the last handle reported closed (open_handles_ == 0). The counts
+// it takes (admission, backend, registry) are dropped exactly once, in the
+// destructor or by the RAII BackendCount.
 #pragma once
 
 #include <sys/socket.h>
@@ -16,30 +24,35 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
-#include <vector>
 
-#include "lb/metrics.hpp"
+#include "lb/client_key.hpp"
+#include "lb/outcome.hpp"
+#include "lb/peek.hpp"
+#include "lb/place.hpp"
+#include "lb/pump.hpp"
 #include "lb/runtime.hpp"
-#include "lb/transport.hpp"
-#include "mqtt/frame.hpp"
-#include "mqtt/types.hpp"
+#include "net/tls_transport.hpp"
+#include "net/transport.hpp"
 
 namespace lb {
 
 class Worker;
-class TlsTransport;
-struct ListenerCtx;
+class Listener;
 
-class Session final : public TransportSink {
+class Session final : public net::TransportSink,
+                      private PlaceHost,
+                      private PumpHost,
+                      private net::TlsObserver {
  public:
   Session(Worker& w, uint64_t id);
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Called once after construction: accepts from the listener's server handle.
-  void start(uv_stream_t* server, const ListenerCtx& listener);
+  // Takes over an accepted socket (closing it on any failure).
+  void start(int fd, const sockaddr_storage& peer, Listener& listener);
   // Closes everything (idempotent). reset: RST both sides instead of FIN.
   void close(CloseReason why, bool reset = false);
 
@@ -47,79 +60,80 @@ class Session final : public TransportSink {
   bool forwarding_to(const std::string& backend) const;
   bool closing() const { return phase_ == Phase::Closing; }
 
-  // TransportSink
-  void on_read(Transport* t, const uint8_t* data, size_t len) override;
-  void on_eof(Transport* t) override;
-  void on_error(Transport* t, int err) override;
-  void on_connect(Transport* t, int status) override;
-  void on_drained(Transport* t) override;
-  void on_shutdown(Transport* t) override;
-  void on_closed(Transport* t) override;
-
-  static constexpr size_t kHighWater = 64 * 1024;  // stop reading the other side above this
+  // TransportSink: every transport of this session reports here.
+  void on_read(net::Transport* t, const uint8_t* data, size_t len) override;
+  void on_eof(net::Transport* t) override;
+  void on_error(net::Transport* t, int err) override;
+  void on_connect(net::Transport* t, int status) override;
+  void on_drained(net::Transport* t) override;
+  void on_shutdown(net::Transport* t) override;
+  void on_closed(net::Transport* t) override;
 
  private:
-  enum class Phase : uint8_t { Peek, Connecting, Forwarding, Linger, Closing };
+  enum class Phase : uint8_t { Peek, Place, Pump, Linger, Closing };
 
-  void reject(Reject why);
-  void reject_connect(mqtt::ConnectError e);
-  void on_connect_complete();
-  void try_next_backend();
-  void refuse_and_linger(const std::vector<uint8_t>& connack);
-  void start_forwarding();
-  void forward(Transport* from, Transport* to, const uint8_t* data, size_t len);
-  void maybe_finish();
-  void release_backend();
-  void arm_timer(uint64_t ms);
+  // StageTimer
+  void arm_timer(uint64_t ms) override;
+  void disarm_timer() override;
+  uint64_t now_ms() const override;
+  // PlaceHost
+  net::Transport* connect_backend(const RuntimeBackend& b, int& err) override;
+  void retire(net::Transport* t) override;
+  GateLane& lane(BackendState& b) override;
+  void placed(Placement p) override;
+  void place_failed(Reject why) override;
+  // PumpHost
+  void pump_done(CloseReason why, bool reset) override;
+  void connack_seen(uint8_t code) override;
+  // TlsObserver (client side of a TLS listener)
+  void on_tls_handshake(const tls::Engine& e, double seconds) override;
+  void on_tls_failure(net::TlsFail why, const std::string& detail, bool got_bytes) override;
+
+  void on_peek_bytes(const uint8_t* data, size_t len);
+  void begin_place();
+  void accepted_by_broker();
+  void reject(Reject why);                    // close now, counted
+  void reject_connect(mqtt::ConnectError e);  // close now, counted by parse error
+  void refuse(Reject why);                    // CONNACK refusal, then Linger
   static void timer_cb(uv_timer_t* t);
   static void timer_close_cb(uv_handle_t* h);
-  void handle_closed();
+  void handle_closed();  // may destroy *this
 
   Worker& w_;
   const uint64_t id_;
   Phase phase_ = Phase::Peek;
   int open_handles_ = 0;
 
-  // The client side is only seen through the Transport seam: on a TLS listener
-  // it is a TlsTransport wrapping the TcpTransport (client_tls_ then points at
-  // it too, only to count a handshake timeout). Same for the backend side.
-  Transport* client_ = nullptr;
-  TlsTransport* client_tls_ = nullptr;
-  Transport* backend_ = nullptr;       // the live attempt / forwarding peer
-  bool backend_tls_ = false;           // backend_ is a TlsTransport (PROXY header already sent)
-  bool backend_session_kept_ = false;  // its TLS session was offered to the next connections
+  net::Transport* client_ = nullptr;
+  net::TlsTransport* client_tls_ = nullptr;  // client_ when the listener terminates TLS
+  net::Transport* backend_ = nullptr;        // the placed broker connection
+  TlsListenerMetrics* tls_metrics_ = nullptr;
   uv_timer_t timer_;
   bool timer_closed_ = false;
 
-  // Peer identity, for limits, PROXY headers and logs.
   sockaddr_storage peer_{};
   sockaddr_storage local_{};
   std::string peer_ip_;
-  bool admitted_ = false;  // counted in the global and per-IP limits
+  bool admitted_ = false;    // counted in max_connections
+  bool ip_counted_ = false;  // counted in max_connections_per_ip
+  Reject refuse_after_peek_ = Reject::Count;
 
-  // Peek state: the CONNECT and anything pipelined after it. Freed once sent.
-  std::vector<uint8_t> inbuf_;
-  uint64_t accepted_at_ns_ = 0;
-  std::string client_id_;
+  std::shared_ptr<const Snapshot> snap_;  // held while peeking and placing
+  std::unique_ptr<PeekStage> peek_;
+  std::unique_ptr<mqtt::ConnectInfo> info_;  // while placing
+  std::unique_ptr<PlaceStage> place_;
+  std::unique_ptr<Pump> pump_;
+
+  BackendCount count_;  // the placed backend
+  ClientKey key_;
+  bool has_key_ = false;
+  bool registered_ = false;  // in the takeover registry
+  bool affinity_ = false;    // balance.affinity is client-id (as placed)
   mqtt::Version version_ = mqtt::Version::V311;
+  std::optional<uint32_t> client_max_packet_;
   uint64_t idle_ms_ = 0;
-  uint64_t last_activity_ms_ = 0;
-
-  // Placement.
-  std::shared_ptr<const Snapshot> snap_;  // held while Connecting only
-  std::vector<bool> tried_;               // per snapshot backend index
-  int attempts_ = 0;
-  std::shared_ptr<BackendState> backend_state_;
-  conf::ProxyProtocol proxy_ = conf::ProxyProtocol::None;
-  bool backend_counted_ = false;  // backend_state_->active taken
-  bool registered_ = false;       // in the server's takeover registry
-
-  // Forwarding state.
-  bool client_eof_ = false, backend_eof_ = false;
-  bool client_shut_ = false, backend_shut_ = false;      // our half-close done
-  bool client_paused_ = false, backend_paused_ = false;  // reading stopped by backpressure
-  mqtt::StreamScanner b2c_scan_;  // packet boundaries broker->client (for DISCONNECT injection)
-  CloseReason close_reason_ = CloseReason::Error;
+  uint64_t accepted_ns_ = 0;
+  uint64_t connect_done_ns_ = 0;
 };
 
 }  // namespace lb

@@ -11,14 +11,14 @@
 
 #include "lb/log.hpp"
 #include "lb/server.hpp"
+#include "net/address.hpp"
 
 namespace lb {
 
-Worker::Worker(Server& s, int index) : server_(s), index_(index), slab_(std::make_unique<Slab>()) {
+Worker::Worker(Server& s, int index)
+    : server_(s), index_(index), slab_(std::make_unique<net::Slab>()) {
   uv_loop_init(&loop_);
-  uv_async_init(&loop_, &async_, async_cb);
-  async_.data = this;
-  async_open_ = true;
+  mailbox_.init(&loop_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
 }
@@ -33,27 +33,18 @@ Worker::~Worker() {
   }
 }
 
-namespace {
-// The listener's numeric bind address (the loader has validated its form).
-bool bind_address(const conf::Listener& l, sockaddr_storage& addr, std::string& err) {
-  if (uv_ip4_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
-      uv_ip6_addr(l.bind.host.c_str(), l.bind.port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0)
-    return true;
-  err = "listener " + l.name + ": bad address " + l.bind.str();
-  return false;
-}
-}  // namespace
-
 bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::string& err) {
   for (const auto& l : listeners) {
     sockaddr_storage addr{};
-    if (!bind_address(l, addr, err)) return false;
+    if (!net::to_sockaddr(l.bind.host, l.bind.port, addr)) {
+      err = "listener " + l.name + ": bad address " + l.bind.str();
+      return false;
+    }
     // No SO_REUSEPORT here: bind fails if anyone (even another mqttlb) holds the port.
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-              bind(fd, reinterpret_cast<sockaddr*>(&addr),
-                   addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)) == 0;
+              bind(fd, reinterpret_cast<sockaddr*>(&addr), net::sockaddr_len(addr)) == 0;
     int e = errno;
     if (fd >= 0) ::close(fd);
     if (!ok) {
@@ -65,36 +56,14 @@ bool Worker::check_free(const std::vector<conf::Listener>& listeners, std::strin
 }
 
 bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& err) {
-  for (const auto& l : listeners) {
-    sockaddr_storage addr{};
-    if (!bind_address(l, addr, err)) return false;
-    // libuv 1.44 cannot set SO_REUSEPORT itself: build the socket, then adopt it.
-    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, reinterpret_cast<sockaddr*>(&addr),
-             addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)) != 0) {
-      err = "listener " + l.name + ": cannot bind " + l.bind.str() + ": " + std::strerror(errno);
-      if (fd >= 0) ::close(fd);
-      return false;
-    }
-    auto ctx = std::make_unique<ListenerCtx>();
-    ctx->worker = this;
-    ctx->name = l.name;
-    ctx->accepted = server_.metrics().accepted(l.name);
-    ctx->index = listeners_.size();
-    ctx->tls = l.tls.has_value();
-    if (ctx->tls) ctx->tls_metrics = server_.metrics().tls_listener(l.name);
-    uv_tcp_init(&loop_, &ctx->tcp);
-    ctx->tcp.data = ctx.get();
-    int r = uv_tcp_open(&ctx->tcp, fd);
-    if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&ctx->tcp), 4096, on_connection);
-    listeners_.push_back(std::move(ctx));  // closed in stop_accepting() even on failure
-    if (r != 0) {
-      err = "listener " + l.name + ": cannot listen on " + l.bind.str() + ": " + uv_strerror(r);
-      return false;
-    }
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    const conf::Listener& cfg = listeners[i];
+    auto l = std::make_unique<Listener>(
+        &loop_, cfg.name, i, cfg.tls.has_value(), server_.metrics(),
+        [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
+    bool ok = l->open(cfg.bind, kListenBacklog, err);
+    listeners_.push_back(std::move(l));  // closed in stop_accepting() even on failure
+    if (!ok) return false;
   }
   return true;
 }
@@ -108,43 +77,20 @@ void Worker::join() {
 }
 
 void Worker::post(std::function<void(Worker&)> fn) {
-  std::lock_guard<std::mutex> g(mu_);
-  if (!async_open_) return;
-  queue_.push_back(std::move(fn));
-  uv_async_send(&async_);
+  mailbox_.post([this, f = std::move(fn)] { f(*this); });
 }
 
-void Worker::async_cb(uv_async_t* a) {
-  auto* w = static_cast<Worker*>(a->data);
-  std::vector<std::function<void(Worker&)>> q;
-  {
-    std::lock_guard<std::mutex> g(w->mu_);
-    q.swap(w->queue_);
-  }
-  for (auto& fn : q) fn(*w);
-}
-
-void Worker::on_connection(uv_stream_t* s, int status) {
-  auto* l = static_cast<ListenerCtx*>(s->data);
-  Worker* w = l->worker;
-  if (status < 0) {
-    logf(LogLevel::Warn, "listener %s: accept error: %s", l->name.c_str(), uv_strerror(status));
-    return;
-  }
-  uint64_t id = w->server_.next_session_id();
-  auto sess = std::make_unique<Session>(*w, id);
+void Worker::on_accept(Listener& l, int fd, const sockaddr_storage& peer) {
+  uint64_t id = server_.next_session_id();
+  auto sess = std::make_unique<Session>(*this, id);
   Session* raw = sess.get();
-  w->sessions_.emplace(id, std::move(sess));
-  raw->start(s, *l);  // may begin closing at once (limits); erased after its close callbacks
+  sessions_.emplace(id, std::move(sess));
+  raw->start(fd, peer, l);  // may begin closing at once (limits); erased after its close callbacks
 }
 
 void Worker::stop_accepting() {
   accepting_ = false;
-  for (auto& l : listeners_) {
-    if (l->closed) continue;
-    l->closed = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
-  }
+  for (auto& l : listeners_) l->close();
 }
 
 void Worker::stop() {
@@ -157,11 +103,7 @@ void Worker::stop() {
   drain_.clear();
   uv_timer_stop(&drain_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    async_open_ = false;
-  }
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  mailbox_.close();
 }
 
 void Worker::close_session(uint64_t id, CloseReason why) {

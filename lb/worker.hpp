@@ -1,6 +1,6 @@
 // One worker thread: its own libuv loop, its own SO_REUSEPORT listening socket
-// per listener, its own session table and read slab. Other threads talk to it
-// only through post() (a mutex-guarded queue + uv_async).
+// per listener (lb/listener.hpp), its own session table and read slab. Other
+// threads talk to it only through post() (net::Mailbox).
 #pragma once
 
 #include <uv.h>
@@ -9,7 +9,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -17,27 +16,14 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "lb/listener.hpp"
 #include "lb/session.hpp"
-#include "lb/transport.hpp"
-
-namespace prometheus {
-class Counter;
-}
+#include "net/mailbox.hpp"
+#include "net/transport.hpp"
 
 namespace lb {
 
 class Server;
-
-struct ListenerCtx {
-  uv_tcp_t tcp;  // handle.data = this
-  class Worker* worker = nullptr;
-  std::string name;
-  prometheus::Counter* accepted = nullptr;
-  size_t index = 0;                // in the Server's listener order (Snapshot::listener_tls)
-  bool tls = false;                // a TLS listener: sessions wrap their socket in a TlsTransport
-  TlsListenerMetrics tls_metrics;  // resolved when tls
-  bool closed = false;
-};
 
 class Worker {
  public:
@@ -67,31 +53,28 @@ class Worker {
 
   Server& server() { return server_; }
   uv_loop_t* loop() { return &loop_; }
-  Slab* slab() { return slab_.get(); }
+  net::Slab* slab() { return slab_.get(); }
   int index() const { return index_; }
   bool accepting() const { return accepting_; }
 
+  static constexpr int kListenBacklog = 4096;
+
  private:
-  static void async_cb(uv_async_t* a);
-  static void on_connection(uv_stream_t* s, int status);
+  void on_accept(Listener& l, int fd, const sockaddr_storage& peer);
   static void drain_timer_cb(uv_timer_t* t);
   void run_drain();
 
   Server& server_;
   const int index_;
   uv_loop_t loop_;
-  uv_async_t async_;
+  net::Mailbox mailbox_;
   uv_timer_t drain_timer_;
-  std::unique_ptr<Slab> slab_;
-  std::vector<std::unique_ptr<ListenerCtx>> listeners_;
+  std::unique_ptr<net::Slab> slab_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::thread thread_;
   bool accepting_ = true;
   bool stopping_ = false;
-
-  std::mutex mu_;  // guards queue_ and async_open_
-  std::vector<std::function<void(Worker&)>> queue_;
-  bool async_open_ = false;
 
   // shutdown_backend(): sessions to close, each at its due time (loop ms).
   std::deque<std::pair<uint64_t, uint64_t>> drain_;  // (due_ms, session id), sorted

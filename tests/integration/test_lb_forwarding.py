@@ -10,11 +10,32 @@ import time
 import harness
 from harness import wait_until
 from lb_helpers import connect_packet, start_mqttlb
+from stream_peers import first_packet_len
+
+
+CONNACK = b"\x20\x02\x00\x00"
+
+
+def connect_end(data):
+    """Where the first MQTT packet (after a PROXY v1/v2 header) ends, or None."""
+    i = 0
+    if data.startswith(b"PROXY "):
+        j = data.find(b"\r\n")
+        if j < 0:
+            return None
+        i = j + 2
+    elif data.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+        if len(data) < 16:
+            return None
+        i = 16 + int.from_bytes(data[14:16], "big")
+    n = first_packet_len(data[i:])
+    return None if n is None else i + n
 
 
 class FakeBroker:
     """A raw TCP peer standing in for a broker, to see exactly what mqttlb sends
-    and to push arbitrary bytes back. Serves one connection."""
+    and to push arbitrary bytes back. Serves one connection; answers its
+    CONNECT with CONNACK 0, as a broker does (mqttlb waits for it)."""
 
     def __init__(self):
         self.srv = socket.socket()
@@ -34,6 +55,7 @@ class FakeBroker:
         except OSError:
             return
         self.peer = c
+        answered = False
         try:
             while True:
                 b = c.recv(65536)
@@ -41,6 +63,9 @@ class FakeBroker:
                     self.eof.set()
                     return
                 self.data += b
+                if not answered and connect_end(self.data) is not None:
+                    answered = True
+                    c.sendall(CONNACK)
         except OSError:
             self.eof.set()
 
@@ -98,14 +123,14 @@ class Forwarding(harness.TestCase):
         s = socket.create_connection(("127.0.0.1", port))
         self.addCleanup(s.close)
         s.sendall(connect_packet("half", 4))
-        wait_until(lambda: fb.peer is not None and fb.data, 5, what="session at the broker")
+        s.settimeout(5)
+        self.assertEqual(s.recv(16), CONNACK)
         # Client half-closes: the broker reads EOF...
         s.shutdown(socket.SHUT_WR)
         self.assertTrue(fb.eof.wait(5), "client FIN not propagated to the broker")
-        # ...and can still answer: the client receives it.
-        fb.peer.sendall(b"\x20\x02\x00\x00")
-        s.settimeout(5)
-        self.assertEqual(s.recv(16), b"\x20\x02\x00\x00")
+        # ...and can still send: the client receives it.
+        fb.peer.sendall(b"\xd0\x00")
+        self.assertEqual(s.recv(16), b"\xd0\x00")
         # Broker closes its half too: the client reads EOF; the session is over.
         fb.peer.shutdown(socket.SHUT_WR)
         self.assertEqual(s.recv(16), b"")
@@ -127,7 +152,8 @@ class Forwarding(harness.TestCase):
         self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.sendall(connect_packet("slow-reader", 4, 0))
-        wait_until(lambda: fb.peer is not None and fb.data, 5, what="session at the broker")
+        s.settimeout(5)
+        self.assertEqual(s.recv(4), CONNACK)
         rss0 = rss_kib(p.pid)
         # The broker pushes 64 MiB while the client reads nothing. With backpressure
         # mqttlb stops reading the broker, so the broker's send blocks (times out)

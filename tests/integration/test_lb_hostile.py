@@ -63,7 +63,7 @@ class Hostile(harness.TestCase):
         _, port, mport, _ = start_mqttlb(self, [("b1", p1), ("b2", p2)],
                                          health={"enabled": False})
         device, _ = mqtt_connect(port, "device-7", username="dev", password="secret")
-        on_b1 = metric(mport, 'mqttlb_backend_active_connections{backend="b1"}') == 1
+        on_b1 = metric(mport, 'mqttlb_backend_sessions_active{backend="b1"}') == 1
         home = "b1" if on_b1 else "b2"
         s, code = mqtt_connect(port, "device-7", username="dev", password="wrong",
                                expect_ok=False)
@@ -74,7 +74,7 @@ class Hostile(harness.TestCase):
         wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 10,
                    what="device closed")
         again, _ = mqtt_connect(port, "device-7", username="dev", password="secret")
-        self.assertEqual(metric(mport, f'mqttlb_backend_active_connections{{backend="{home}"}}'), 1,
+        self.assertEqual(metric(mport, f'mqttlb_backend_sessions_active{{backend="{home}"}}'), 1,
                          "affinity was rewritten by a refused CONNECT")
         again.close()
 
@@ -98,7 +98,7 @@ class Hostile(harness.TestCase):
             self.assertEqual(code, 0)
             self.assertLess(took, 0.8 + 2.0, f"client {i} waited {took:.1f}s for its CONNACK")
             socks.append(s)
-        self.assertEqual(metric(mport, 'mqttlb_backend_active_connections{backend="b2"}'), 10)
+        self.assertEqual(metric(mport, 'mqttlb_backend_sessions_active{backend="b2"}'), 10)
         self.assertGreaterEqual(
             metric(mport, 'mqttlb_backend_connect_failures_total{backend="b1"}'), 1)
         for s in socks:

@@ -35,7 +35,7 @@ class Storm(harness.TestCase):
                    what="all sessions released")
         wait_until(lambda: metric(mport, 'mqttlb_backend_active_connections{backend="b1"}') == 0,
                    30, what="backend count released")
-        self.assertEqual(metric(mport, "mqttlb_backend_queue_length"), 0)
+        self.assertEqual(metric(mport, 'mqttlb_backend_queue_length{backend="b1"}'), 0)
 
 
 if __name__ == "__main__":

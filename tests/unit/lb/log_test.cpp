@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "lb/log.hpp"
+
+#include <doctest/doctest.h>
 
 TEST_CASE("LogLimiter: one line per period, the skipped ones are counted") {
   lb::LogLimiter lim(1000);

@@ -116,6 +116,9 @@ TEST_CASE("shutdown_backend_sessions closes that backend's sessions, spread, fro
       int s = accept(backend, nullptr, nullptr);
       REQUIRE(s >= 0);
       CHECK(read_some(s, pkt.size(), 5000) == pkt);  // the CONNECT, byte for byte
+      // The broker accepts: only now is the session placed (and forwarded).
+      REQUIRE(send(s, "\x20\x02\x00\x00", 4, 0) == 4);
+      CHECK(read_some(c, 4, 5000) == std::string("\x20\x02\x00\x00", 4));
       clients.push_back(c);
       peers.push_back(s);
     }

@@ -1,22 +1,36 @@
-// The transport seam between a socket and the session. The session only talks
-// to `Transport` (read/write/shutdown/close) and hears back through
-// `TransportSink`; TLS (lb/tls_transport.hpp: a tls::Engine over memory BIOs)
-// is another Transport that wraps a TcpTransport, without changing the session.
+// The transport seam between a socket and the code that uses it (the
+// balancer's session stages, the health checker, the load generator). Users
+// only talk to `Transport` (read/write/shutdown/close) and hear back through
+// `TransportSink`; TLS (net/tls_transport.hpp) is another Transport wrapping an
+// inner one, so TLS changes nothing above it.
 //
-// Ownership: a Transport is a heap object that never moves, created and used
-// only on its worker's loop thread. close() is idempotent; the owner frees the
-// object only from TransportSink::on_closed (called exactly once, after the
-// last uv_close callback). A queued write owns its bytes until its callback.
+// Contract (every implementation, tested in tests/unit/net):
+//  - After stop_read() returns, no on_read/on_eof/on_error(read) reaches the
+//    sink until start_read(). Bytes the transport already holds (TLS: records
+//    decrypted from the same TCP read) are kept, in order, and delivered after
+//    start_read() — possibly from inside start_read() itself.
+//  - EOF is reported after every byte before it.
+//  - write() takes what the kernel takes at once and queues a copy of the
+//    rest; pending() is what backpressure sees. on_drained fires when pending()
+//    falls to the low-water mark.
+//
+// Ownership: a Transport is a heap object that never moves, used only on its
+// loop's thread. close() is idempotent; the owner frees it only from
+// TransportSink::on_closed (exactly once, after the last uv_close callback). A
+// queued write owns its bytes until its callback, whatever its status. The
+// sink may be replaced (set_sink) when another stage takes the transport over.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-namespace lb {
+namespace net {
 
+class MemoryBudget;
 class Transport;
 
 class TransportSink {
@@ -34,10 +48,11 @@ class TransportSink {
 class Transport {
  public:
   virtual ~Transport() = default;
+  virtual void set_sink(TransportSink* sink) = 0;
   virtual void start_read() = 0;
   virtual void stop_read() = 0;
   // Writes at once what the kernel takes; queues a copy of the rest. Returns
-  // 0 or a uv error (the transport then reports on_error).
+  // 0 or a uv error (the transport then also reports on_error).
   virtual int write(const uint8_t* data, size_t len) = 0;
   virtual size_t pending() const = 0;  // bytes queued, not yet taken by the kernel
   virtual void shutdown() = 0;         // half-close after the queued bytes
@@ -57,11 +72,15 @@ struct Slab {
 
 class TcpTransport final : public Transport {
  public:
-  // The tcp handle is initialised on `loop`; the caller accepts into tcp() or connect()s.
-  TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink);
+  // The tcp handle is initialised on `loop`; the caller then open()s an
+  // accepted descriptor, or connect()s. budget (optional) is charged with the
+  // bytes queued for writing.
+  TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink, MemoryBudget* budget = nullptr);
   uv_tcp_t* tcp() { return &tcp_; }
+  int open(int fd);  // adopts an accepted, connected socket (uv_tcp_open)
   int connect(const sockaddr* addr);
 
+  void set_sink(TransportSink* sink) override { sink_ = sink; }
   void start_read() override;
   void stop_read() override;
   int write(const uint8_t* data, size_t len) override;
@@ -85,10 +104,11 @@ class TcpTransport final : public Transport {
   uv_shutdown_t shutdown_req_;
   Slab* slab_;
   TransportSink* sink_;
+  MemoryBudget* budget_;
   size_t pending_ = 0;
   bool reading_ = false;
   bool shut_ = false;
   bool closing_ = false;
 };
 
-}  // namespace lb
+}  // namespace net

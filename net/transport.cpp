@@ -1,10 +1,12 @@
-#include "lb/transport.hpp"
+#include "net/transport.hpp"
 
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
-namespace lb {
+#include "net/budget.hpp"
+
+namespace net {
 
 namespace {
 // A queued write: owns its bytes (copied inline after the struct) until write_cb.
@@ -16,17 +18,20 @@ struct WriteReq {
 };
 }  // namespace
 
-TcpTransport::TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink)
-    : slab_(slab), sink_(sink) {
+TcpTransport::TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink, MemoryBudget* budget)
+    : slab_(slab), sink_(sink), budget_(budget) {
   uv_tcp_init(loop, &tcp_);
   tcp_.data = this;
   connect_req_.data = this;
   shutdown_req_.data = this;
 }
 
+int TcpTransport::open(int fd) {
+  return uv_tcp_open(&tcp_, fd);
+}
+
 int TcpTransport::connect(const sockaddr* addr) {
-  int r = uv_tcp_connect(&connect_req_, &tcp_, addr, connect_cb);
-  return r;
+  return uv_tcp_connect(&connect_req_, &tcp_, addr, connect_cb);
 }
 
 void TcpTransport::connect_cb(uv_connect_t* req, int status) {
@@ -95,6 +100,7 @@ int TcpTransport::write(const uint8_t* data, size_t len) {
     return r;
   }
   pending_ += rest;
+  if (budget_) budget_->charge(rest);
   return 0;
 }
 
@@ -106,6 +112,7 @@ void TcpTransport::write_cb(uv_write_t* req, int status) {
   std::free(w);
   size_t before = t->pending_;
   t->pending_ -= len;
+  if (t->budget_) t->budget_->release(len);
   if (status == UV_ECANCELED || t->closing_) return;
   if (status < 0) {
     t->sink_->on_error(t, status);
@@ -142,4 +149,4 @@ void TcpTransport::close_cb(uv_handle_t* h) {
   t->sink_->on_closed(t);
 }
 
-}  // namespace lb
+}  // namespace net

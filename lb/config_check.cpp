@@ -1,0 +1,34 @@
+#include "lb/config_check.hpp"
+
+#include "tls/context.hpp"
+
+namespace lb {
+
+void check_files(const conf::Config& cfg, std::vector<std::string>& errors) {
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    if (!l.tls) continue;
+    std::string err;
+    if (tls::Context::server(*l.tls, err)) continue;
+    std::string at = "/listeners/" + std::to_string(i) + "/tls/";
+    bool ca = err.rfind("client CA", 0) == 0 || err.rfind("verify_client", 0) == 0;
+    errors.push_back(at + (ca ? "ca" : "cert") + ": " + err);
+  }
+  for (size_t i = 0; i < cfg.backends.size(); ++i) {
+    const auto& b = cfg.backends[i];
+    if (!b.tls || b.tls->cert.empty() != b.tls->key.empty()) continue;
+    std::string err;
+    if (tls::Context::client(tls::client_options(*b.tls), err)) continue;
+    std::string at = "/backends/" + std::to_string(i) + "/tls/";
+    errors.push_back(at + (err.rfind("CA ", 0) == 0 ? "ca" : "cert") + ": " + err);
+  }
+}
+
+conf::LoadResult load_config(const std::string& path) {
+  conf::LoadResult r = conf::load_file(path);
+  check_files(r.parsed, r.errors);  // every error at once, the JSON ones and the files
+  if (!r.errors.empty()) r.config.reset();
+  return r;
+}
+
+}  // namespace lb

@@ -1,0 +1,149 @@
+#include "lb/listener.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "lb/clock.hpp"
+#include "lb/log.hpp"
+#include "net/address.hpp"
+
+namespace lb {
+
+namespace {
+LogLimiter g_accept_log(1000);  // all listeners, all workers
+
+AcceptError classify(int err) {
+  switch (err) {
+    case EMFILE:
+      return AcceptError::Emfile;
+    case ENFILE:
+      return AcceptError::Enfile;
+    case ENOBUFS:
+      return AcceptError::Enobufs;
+    case ENOMEM:
+      return AcceptError::Enomem;
+    default:
+      return AcceptError::Other;
+  }
+}
+}  // namespace
+
+Listener::Listener(uv_loop_t* loop, std::string name, size_t index, bool tls, Metrics& m,
+                   AcceptFn fn)
+    : loop_(loop),
+      name_(std::move(name)),
+      index_(index),
+      tls_(tls),
+      metrics_(m),
+      accepted_(m.accepted(name_)),
+      on_accept_(std::move(fn)) {
+  if (tls_) tls_metrics_ = m.tls_listener(name_);
+}
+
+Listener::~Listener() {
+  // The Worker frees listeners only after its loop ran every close callback.
+  if (fd_ >= 0 && open_handles_ == 0) ::close(fd_);
+}
+
+bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
+  sockaddr_storage addr{};
+  if (!net::to_sockaddr(bind.host, bind.port, addr)) {
+    err = "listener " + name_ + ": bad address " + bind.str();
+    return false;
+  }
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), net::sockaddr_len(addr)) != 0 ||
+      ::listen(fd, backlog) != 0) {
+    err = "listener " + name_ + ": cannot listen on " + bind.str() + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  fd_ = fd;
+  uv_poll_init_socket(loop_, &poll_, fd_);
+  poll_.data = this;
+  uv_timer_init(loop_, &pause_timer_);
+  pause_timer_.data = this;
+  open_handles_ = 2;
+  uv_poll_start(&poll_, UV_READABLE, poll_cb);
+  polling_ = true;
+  return true;
+}
+
+void Listener::close() {
+  if (closing_) return;
+  closing_ = true;
+  if (open_handles_ == 0) return;  // never opened
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), close_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&pause_timer_), close_cb);
+}
+
+void Listener::close_cb(uv_handle_t* h) {
+  auto* l = static_cast<Listener*>(h->data);
+  if (--l->open_handles_ == 0 && l->fd_ >= 0) {
+    ::close(l->fd_);  // uv_poll never closes the descriptor it watches
+    l->fd_ = -1;
+  }
+}
+
+void Listener::poll_cb(uv_poll_t* p, int status, int) {
+  auto* l = static_cast<Listener*>(p->data);
+  if (status < 0) {
+    logf(LogLevel::Warn, "listener %s: poll error: %s", l->name_.c_str(), uv_strerror(status));
+    return l->pause(ENOBUFS);
+  }
+  l->accept_some();
+}
+
+void Listener::accept_some() {
+  for (int i = 0; i < kAcceptsPerWakeup && !closing_; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return;
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;  // that one is gone
+      return pause(e);
+    }
+    pause_ms_ = 0;
+    accepted_->Increment();
+    on_accept_(*this, fd, peer);
+  }
+}
+
+void Listener::pause(int err) {
+  metrics_.accept_error(classify(err)).Increment();
+  pause_ms_ = pause_ms_ == 0 ? 50 : (pause_ms_ * 2 > 1000 ? 1000 : pause_ms_ * 2);
+  uint64_t skipped = 0;
+  if (g_accept_log.allow(steady_ms(), skipped))
+    logf(LogLevel::Warn,
+         "listener %s: accept failed: %s (%s); pausing accepts for %u ms (%llu similar lines "
+         "suppressed)",
+         name_.c_str(), std::strerror(err),
+         err == EMFILE   ? "EMFILE"
+         : err == ENFILE ? "ENFILE"
+                         : "",
+         pause_ms_, static_cast<unsigned long long>(skipped));
+  if (polling_) {
+    uv_poll_stop(&poll_);
+    polling_ = false;
+  }
+  uv_timer_start(&pause_timer_, pause_cb, pause_ms_, 0);
+}
+
+void Listener::pause_cb(uv_timer_t* t) {
+  auto* l = static_cast<Listener*>(t->data);
+  if (l->closing_) return;
+  uv_poll_start(&l->poll_, UV_READABLE, poll_cb);
+  l->polling_ = true;
+  l->accept_some();
+}
+
+}  // namespace lb

@@ -1,0 +1,74 @@
+// One listening socket of one worker (SO_REUSEPORT: every worker has its own),
+// accepting with accept4() on a uv_poll instead of uv_listen, so that running
+// out of file descriptors pauses it instead of spinning: libuv's accept loop
+// keeps a reserve descriptor for that case, which two threads sharing one
+// process's descriptor table can lose, and then busy-loops. Here EMFILE,
+// ENFILE, ENOBUFS and ENOMEM stop the poll for a back-off (50 ms doubling to
+// 1 s while it persists), count mqttlb_accept_errors_total{error} and log one
+// rate-limited line; the connections waiting in the kernel's backlog are
+// accepted when descriptors are free again.
+//
+// Ownership: a heap object owned by its Worker; close() (idempotent) closes
+// both handles and then the socket, in the last close callback.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "conf/config.hpp"
+#include "lb/metrics.hpp"
+
+namespace lb {
+
+class Listener {
+ public:
+  // Called for every accepted connection (a non-blocking, close-on-exec socket).
+  using AcceptFn = std::function<void(Listener& l, int fd, const sockaddr_storage& peer)>;
+
+  Listener(uv_loop_t* loop, std::string name, size_t index, bool tls, Metrics& m, AcceptFn fn);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // socket + SO_REUSEADDR + SO_REUSEPORT + bind + listen, then polls.
+  bool open(const conf::Endpoint& bind, int backlog, std::string& err);
+  void close();
+  bool closed() const { return closing_; }
+
+  const std::string& name() const { return name_; }
+  size_t index() const { return index_; }  // in the Server's listener order
+  bool tls() const { return tls_; }
+  prometheus::Counter* accepted() const { return accepted_; }
+  TlsListenerMetrics& tls_metrics() { return tls_metrics_; }
+
+  static constexpr int kAcceptsPerWakeup = 128;  // fairness with the loop's other work
+
+ private:
+  static void poll_cb(uv_poll_t* p, int status, int events);
+  static void pause_cb(uv_timer_t* t);
+  static void close_cb(uv_handle_t* h);
+  void accept_some();
+  void pause(int err);
+
+  uv_loop_t* loop_;
+  uv_poll_t poll_{};
+  uv_timer_t pause_timer_{};
+  int fd_ = -1;
+  int open_handles_ = 0;
+  std::string name_;
+  size_t index_;
+  bool tls_;
+  Metrics& metrics_;
+  prometheus::Counter* accepted_;
+  TlsListenerMetrics tls_metrics_;
+  AcceptFn on_accept_;
+  uint32_t pause_ms_ = 0;
+  bool polling_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace lb

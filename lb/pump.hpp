@@ -1,0 +1,103 @@
+// The pump stage: both directions of a placed session, byte for byte.
+//
+// Backpressure: reading a side stops when the other side's write queue passes
+// kHighWater and resumes when it drains to the transport's low-water mark, so
+// a slow reader never makes mqttlb buffer more than about kHighWater per
+// direction. Half-close propagates after the queued bytes (EOF on one side ->
+// shutdown of the other); the session ends when both directions ended, on a
+// reset (propagated as a reset), or after the idle timeout (1.5 x keep-alive +
+// grace, measured from the last byte either way).
+//
+// The broker->client stream is scanned for packet boundaries (a few bytes of
+// state), so a packet can be injected there (5.0 DISCONNECT) later; during 5.0
+// enhanced authentication it is also watched for the CONNACK.
+//
+// Thread: the session's worker loop. Owns no transport: the session does; the
+// pump only uses the two it was given and reports its end through PumpHost.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "lb/outcome.hpp"
+#include "lb/stage.hpp"
+#include "mqtt/frame.hpp"
+#include "net/transport.hpp"
+
+namespace prometheus {
+class Counter;
+}
+
+namespace lb {
+
+class PumpHost : public StageTimer {
+ public:
+  // The session is over: close both sides (reset: RST instead of FIN). The
+  // pump's last action.
+  virtual void pump_done(CloseReason why, bool reset) = 0;
+  // Enhanced authentication ended with this CONNACK (watch_connack only).
+  virtual void connack_seen(uint8_t code) = 0;
+};
+
+// Finds the first CONNACK in a byte stream and its return/reason code, across
+// any segmentation, with a few bytes of state. Pure.
+class ConnackWatch {
+ public:
+  // Returns the code once the CONNACK's code byte has been fed; nullopt before
+  // (and after: it reports once). Malformed input: never reports.
+  std::optional<uint8_t> feed(const uint8_t* data, size_t len);
+
+ private:
+  enum class St : uint8_t { Type, Length, Body, Done };
+  St st_ = St::Type;
+  uint8_t first_ = 0;
+  uint32_t len_ = 0, mult_ = 1, pos_ = 0;
+  uint8_t len_bytes_ = 0;
+};
+
+class Pump {
+ public:
+  static constexpr size_t kHighWater = 64 * 1024;
+  struct Counters {
+    prometheus::Counter* c2b = nullptr;
+    prometheus::Counter* b2c = nullptr;
+  };
+
+  Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Counters counters,
+       uint64_t idle_ms, bool watch_connack);
+  Pump(const Pump&) = delete;
+  Pump& operator=(const Pump&) = delete;
+
+  void start();  // reads both sides, arms the idle timer
+  void on_read(net::Transport* t, const uint8_t* data, size_t len);
+  void on_eof(net::Transport* t);
+  void on_error(net::Transport* t, int err);
+  void on_drained(net::Transport* t);
+  void on_shutdown(net::Transport* t);
+  void on_timer();
+
+  bool b2c_at_boundary() const { return b2c_.at_boundary(); }
+  net::Transport* client() const { return client_; }
+  net::Transport* backend() const { return backend_; }
+
+ private:
+  void forward(net::Transport* from, net::Transport* to, const uint8_t* data, size_t len);
+  void maybe_finish();
+
+  PumpHost& host_;
+  net::Transport* client_;
+  net::Transport* backend_;
+  Counters counters_;
+  uint64_t idle_ms_;
+  uint64_t last_activity_ms_ = 0;
+  mqtt::StreamScanner b2c_;
+  std::optional<ConnackWatch> watch_;
+  CloseReason reason_ = CloseReason::Error;
+  bool done_ = false;
+  bool client_eof_ = false, backend_eof_ = false;
+  bool client_shut_ = false, backend_shut_ = false;      // our half-close reached the kernel
+  bool client_paused_ = false, backend_paused_ = false;  // reading stopped by backpressure
+};
+
+}  // namespace lb
