@@ -107,8 +107,14 @@ void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
       s.listener_tls[i] = old;
       continue;
     }
-    // Resumption survives the reload: tickets issued by `old` stay valid.
-    if (old) ctx->inherit_ticket_keys(*old);
+    // Resumption survives the reload (tickets issued by `old` stay valid) only
+    // when the listener's policy is unchanged: a reload that tightens client
+    // verification must not be bypassed by resuming older sessions.
+    if (old && !ctx->inherit_ticket_keys(*old))
+      logf(LogLevel::Info,
+           "listener %s: TLS identity or client verification changed: sessions made before "
+           "this reload will not resume",
+           bound.name.c_str());
     s.listener_tls[i] = std::move(ctx);
   }
 }

@@ -4,8 +4,15 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
 
 #include "tls/errors.hpp"
+#include "tls/tickets.hpp"
 
 namespace tls {
 namespace {
@@ -108,6 +115,77 @@ bool alpn_wire(const std::vector<std::string>& protocols, std::string& wire, std
   return true;
 }
 
+// The ticket key ring, owned by the SSL_CTX through ex_data (a shared_ptr, so
+// a reload can share one ring between the old and the new context).
+void free_keys(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::shared_ptr<TicketKeys>*>(ptr);
+}
+
+int keys_index() {
+  static const int idx = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_keys);
+  return idx;
+}
+
+std::shared_ptr<TicketKeys> keys_of(SSL_CTX* ctx) {
+  auto* p = static_cast<std::shared_ptr<TicketKeys>*>(SSL_CTX_get_ex_data(ctx, keys_index()));
+  return p ? *p : nullptr;
+}
+
+bool set_keys(SSL_CTX* ctx, std::shared_ptr<TicketKeys> keys) {
+  auto* old = static_cast<std::shared_ptr<TicketKeys>*>(SSL_CTX_get_ex_data(ctx, keys_index()));
+  auto* p = new std::shared_ptr<TicketKeys>(std::move(keys));
+  if (SSL_CTX_set_ex_data(ctx, keys_index(), p) != 1) {
+    delete p;
+    return false;
+  }
+  delete old;
+  return true;
+}
+
+int ticket_cb(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+              EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
+  auto* p = static_cast<std::shared_ptr<TicketKeys>*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keys_index()));
+  if (!p || !*p) return enc ? -1 : 0;
+  return (*p)->use(name, iv, cipher, mac, enc, static_cast<int64_t>(std::time(nullptr)));
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void append_der(std::string& out, unsigned char* der, int len) {
+  if (len > 0 && der) out.append(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+}
+
+// SHA-256 over what the listener promises and demands: who it is (the leaf's
+// subject and SANs, not its key, so a renewed certificate keeps sessions) and
+// whom it lets in (the client CA bundle and the verify mode).
+std::string policy_id(SSL_CTX* ctx, const conf::ListenerTls& cfg) {
+  std::string m = "mqttlb-sid-v1";
+  if (X509* leaf = SSL_CTX_get0_certificate(ctx)) {
+    unsigned char* der = nullptr;
+    append_der(m, der, i2d_X509_NAME(X509_get_subject_name(leaf), &der));
+    auto* san =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr));
+    if (san) {
+      der = nullptr;
+      append_der(m, der, i2d_GENERAL_NAMES(san, &der));
+      GENERAL_NAMES_free(san);
+    }
+  }
+  m += static_cast<char>(cfg.verify_client);
+  if (cfg.verify_client != conf::ListenerTls::Verify::None) m += file_bytes(cfg.ca);
+  unsigned char d[32];
+  unsigned int n = 0;
+  EVP_Digest(m.data(), m.size(), d, &n, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(d), n);
+}
+
 }  // namespace
 
 ClientOptions client_options(const conf::BackendTls& b) {
@@ -166,9 +244,15 @@ std::unique_ptr<Context> Context::server(const conf::ListenerTls& cfg, std::stri
   // keys, hence valid on every worker sharing the Context, lost on restart.
   // The session id context is mandatory once client certificates are
   // verified (OpenSSL refuses resumption without it).
-  static const unsigned char kSidCtx[] = "mqttlb";
-  SSL_CTX_set_session_id_context(ctx, kSidCtx, sizeof kSidCtx - 1);
+  c->sid_ = policy_id(ctx, cfg);
+  SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>(c->sid_.data()),
+                                 static_cast<unsigned>(c->sid_.size()));
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  if (!set_keys(ctx, std::make_shared<TicketKeys>()) ||
+      SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1) {
+    err = "cannot set up session tickets: " + detail::drain_errors();
+    return nullptr;
+  }
   // One TLS 1.3 ticket per handshake (OpenSSL's default is 2): a client that
   // reconnects gets a fresh one on each resumed connection.
   SSL_CTX_set_num_tickets(ctx, 1);
@@ -239,13 +323,13 @@ bool Context::set_alpn(const std::vector<std::string>& protocols, std::string& e
 
 bool Context::inherit_ticket_keys(const Context& previous) {
   if (role_ != Role::Server || previous.role_ != Role::Server) return false;
-  // name (16) + HMAC secret (32) + AES key (32): the only length OpenSSL accepts.
-  unsigned char keys[80];
-  bool ok = SSL_CTX_get_tlsext_ticket_keys(previous.ctx_, keys, sizeof keys) == 1 &&
-            SSL_CTX_set_tlsext_ticket_keys(ctx_, keys, sizeof keys) == 1;
-  OPENSSL_cleanse(keys, sizeof keys);
-  ERR_clear_error();
-  return ok;
+  if (sid_ != previous.sid_) return false;  // another policy: its tickets must not resume here
+  auto keys = keys_of(previous.ctx_);
+  return keys && set_keys(ctx_, std::move(keys));
+}
+
+void Context::rotate_ticket_keys() {
+  if (auto keys = keys_of(ctx_)) keys->rotate(static_cast<int64_t>(std::time(nullptr)));
 }
 
 }  // namespace tls

@@ -55,16 +55,27 @@ class Context {
   // on a name that is empty or longer than 255 bytes.
   bool set_alpn(const std::vector<std::string>& protocols, std::string& err);
 
-  // Server only: use the session-ticket keys of `previous` (a server Context
-  // this one replaces, e.g. on reload), so tickets it issued stay valid and
-  // reconnecting clients keep resuming. Call before sharing. False if either
-  // context is not a server context.
+  // Server only: share the session-ticket key ring of `previous` (a server
+  // Context this one replaces, e.g. on reload), so tickets it issued stay
+  // valid and reconnecting clients keep resuming — only when both have the
+  // same session id context, i.e. the same security policy (certificate
+  // identity, client CAs, verify_client). Otherwise returns false and keeps
+  // fresh keys: a reload that tightens client verification is never bypassed
+  // by resuming a session made under the looser rules. Call before sharing.
   bool inherit_ticket_keys(const Context& previous);
+  // Server only: the session id context, SHA-256 over the leaf certificate's
+  // subject and subjectAltName, the client CA bundle's bytes and the verify
+  // mode. OpenSSL refuses to resume a session made under another one. A new
+  // certificate for the same names keeps it (rotation keeps resumption).
+  const std::string& session_id_context() const { return sid_; }
+  // Server only: begins a new ticket-key period now (tls/tickets.hpp).
+  void rotate_ticket_keys();
 
  private:
   Context(SSL_CTX* ctx, Role role) : ctx_(ctx), role_(role) {}
   SSL_CTX* ctx_;  // owned: one reference, released in the destructor
   Role role_;
+  std::string sid_;  // server: session id context (32 bytes)
 };
 
 }  // namespace tls

@@ -559,6 +559,54 @@ TEST_CASE("session resumption") {
   CHECK_FALSE(cctx->inherit_ticket_keys(*fresh));  // server contexts only
 }
 
+TEST_CASE("ticket keys rotate: the previous key still opens tickets, then it is gone") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    CAPTURE(version);
+    SSL_CTX_set_max_proto_version(cctx->native(), version);
+    bool reused = true;
+    tls::Session first = connect_once(*cctx, *sctx, {}, &reused);
+    REQUIRE(first.resumable());
+    sctx->rotate_ticket_keys();  // `first` was sealed by what is now the previous key
+    tls::Session renewed = connect_once(*cctx, *sctx, first, &reused);
+    CHECK(reused);
+    REQUIRE(renewed.resumable());
+    sctx->rotate_ticket_keys();  // two periods later: the first key is gone
+    connect_once(*cctx, *sctx, first, &reused);
+    CHECK_FALSE(reused);  // a full handshake, not a failure
+    connect_once(*cctx, *sctx, renewed, &reused);
+    CHECK(reused);  // the renewed ticket was sealed by the then-current key
+  }
+}
+
+TEST_CASE("a reload keeps tickets only under the same policy (names, client CAs, verify mode)") {
+  auto base = server_ctx();
+  auto cctx = client_ctx("ca.crt", "client.crt", "client.key");
+  bool reused = true;
+  tls::Session first = connect_once(*cctx, *base, {}, &reused);
+  // A new certificate for the same names (an RSA key instead of EC): kept.
+  auto renewed_cert = server_ctx("rsa-server.crt", "rsa-server.key");
+  CHECK(renewed_cert->session_id_context() == base->session_id_context());
+  CHECK(renewed_cert->inherit_ticket_keys(*base));
+  connect_once(*cctx, *renewed_cert, first, &reused);
+  CHECK(reused);
+  // Client certificates now required or optional: not kept (a full handshake,
+  // which then asks for the certificate).
+  for (Verify verify : {Verify::Required, Verify::Optional}) {
+    auto strict = server_ctx("server.crt", "server.key", verify, "ca.crt");
+    CHECK(strict->session_id_context() != base->session_id_context());
+    CHECK_FALSE(strict->inherit_ticket_keys(*base));
+    connect_once(*cctx, *strict, first, &reused);
+    CHECK_FALSE(reused);
+  }
+  // Another client CA bundle is another policy too.
+  auto ca1 = server_ctx("server.crt", "server.key", Verify::Required, "ca.crt");
+  auto ca2 = server_ctx("server.crt", "server.key", Verify::Required, "other-ca.crt");
+  CHECK(ca1->session_id_context() != ca2->session_id_context());
+  CHECK_FALSE(ca2->inherit_ticket_keys(*ca1));
+}
+
 TEST_CASE("close_notify") {
   auto sctx = server_ctx();
   auto cctx = client_ctx();
