@@ -139,10 +139,20 @@ void Checker::arm_deadline() {
       hc_.timeout_ms, 0);
 }
 
+void Checker::reload_tls() {
+  if (!backend_.tls) return;
+  tls_ctx_.reset();
+  tls_stale_ = true;
+}
+
 void Checker::run_check() {
   if (!running_ || closing_ || in_check_) return;
   in_check_ = true;
   check_start_ns_ = uv_hrtime();
+  if (tls_stale_) {
+    tls_stale_ = false;
+    drop_conn();  // verified with the old files: check again with the new ones
+  }
   if (conn_ != nullptr && phase_ == Phase::Kept) {
     new_session_ = false;
     send_pingreq();

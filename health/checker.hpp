@@ -87,6 +87,11 @@ class Checker {
   // Stops checking and closes the connection (admin maint); no result of a
   // check in flight is reported.
   void pause();
+  // Config reload: the backend's TLS files may have changed in place (a new CA
+  // bundle at the same path). The TLS context is rebuilt from the files for
+  // the next connection, and a kept connection is replaced at the next check,
+  // as the data path does for new connections.
+  void reload_tls();
   // Closes everything; the Checker frees itself once all handles are closed.
   void close();
 
@@ -146,6 +151,7 @@ class Checker {
   bool in_check_ = false;         // a check is in flight (its verdict not reported yet)
   bool new_session_ = false;      // the check in flight opened its own connection
   bool session_keepable_ = true;  // false: 5.0 Server Keep Alive < 2 x interval
+  bool tls_stale_ = false;        // reload_tls(): the kept connection uses an old context
   uint64_t check_start_ns_ = 0;
   char slab_[4096];  // read buffer: copied into the Conn's packet buffer at once
 };

@@ -271,6 +271,7 @@ struct Monitor::Impl {
         kept->mb.backend = b.backend;  // weight may differ; irrelevant to checks
         kept->sm.set_thresholds(hc.rise, hc.fall);
         kept->mb.status->slowstart_ms.store(hc.slowstart_ms, std::memory_order_relaxed);
+        if (kept->checker && !restart) kept->checker->reload_tls();
         if (restart) {
           stop_checker(kept.get());
           kept->client_id = make_client_id(hc.client_id_prefix, instance_id, b.backend.name);

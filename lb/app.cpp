@@ -11,6 +11,27 @@
 namespace lb {
 
 namespace {
+EarlySignals g_early;
+void early_handler(int sig) {
+  if (sig == SIGHUP)
+    g_early.hup = 1;
+  else
+    g_early.term = sig;
+}
+}  // namespace
+
+EarlySignals& early_signals() {
+  return g_early;
+}
+
+void install_early_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = early_handler;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaction(sig, &sa, nullptr);
+}
+
+namespace {
 
 struct App {
   Server* server;
@@ -19,6 +40,7 @@ struct App {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t drain;
+  uv_timer_t* gauges = nullptr;
   bool draining = false;
   bool finished = false;
   uint64_t drain_started = 0;
@@ -33,6 +55,7 @@ struct App {
     for (uv_signal_t* s : {&sigterm, &sigint, &sighup})
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain), nullptr);
+    if (gauges) uv_close(reinterpret_cast<uv_handle_t*>(gauges), nullptr);
   }
 
   void begin_shutdown(int signum) {
@@ -101,7 +124,17 @@ int run_until_signalled(Server& server, const std::string& config_path,
     h->data = &a;
     uv_signal_start(h, App::signal_cb, sig);
   }
+  // Once per second: the gauges of shared state (budget, tables).
+  uv_timer_t gauges;
+  uv_timer_init(&a.loop, &gauges);
+  gauges.data = &server;
+  uv_timer_start(
+      &gauges, [](uv_timer_t* t) { static_cast<Server*>(t->data)->update_gauges(); }, 0, 1000);
+  a.gauges = &gauges;
   if (on_ready) on_ready();
+  // What arrived before the handlers above replaced the early ones.
+  if (g_early.term) a.begin_shutdown(g_early.term);
+  if (g_early.hup && !a.draining) a.reload();
   uv_run(&a.loop, UV_RUN_DEFAULT);
   uv_loop_close(&a.loop);
   server.join();

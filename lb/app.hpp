@@ -2,6 +2,7 @@
 // main.cpp so main stays a thin wiring function.
 #pragma once
 
+#include <csignal>
 #include <functional>
 #include <string>
 
@@ -10,6 +11,17 @@
 namespace lb {
 
 class Server;
+
+// Signals that arrive before the main loop runs (config load, first health
+// round): recorded by install_early_signal_handlers(), acted on as soon as the
+// loop starts. Without this a SIGHUP during startup would kill the process
+// (its default action).
+struct EarlySignals {
+  volatile sig_atomic_t hup = 0;
+  volatile sig_atomic_t term = 0;  // the signal number (SIGTERM, SIGINT)
+};
+EarlySignals& early_signals();
+void install_early_signal_handlers();
 
 // Runs until SIGTERM/SIGINT, then: stop accepting, wait for sessions to end
 // up to limits.shutdown_grace_ms, close the rest, join the workers. SIGHUP

@@ -2,6 +2,7 @@
 // Everything else lives in lbcore (lb/*.cpp).
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -57,6 +58,9 @@ int main(int argc, char** argv) {
     usage();
     return 2;
   }
+  // From here on a SIGHUP or SIGTERM never kills the process by default action:
+  // it is recorded and acted on once the main loop runs (lb/app.hpp).
+  if (!check) lb::install_early_signal_handlers();
   conf::LoadResult r = lb::load_config(path);
   if (!r.ok()) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.c_str());
@@ -68,6 +72,8 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGPIPE, SIG_IGN);
   lb::raise_nofile_limit();
+  lb::logf(lb::LogLevel::Info, "mqttlb %s starting (pid %d), config %s", MQTTLB_VERSION,
+           static_cast<int>(getpid()), path.c_str());
 
   auto registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -103,7 +109,14 @@ int main(int argc, char** argv) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;
   }
-  monitor.wait_first_round(2 * r.config->health.timeout_ms + 500);
+  // The first verdicts, bounded; a SIGTERM meanwhile ends the wait (and the process).
+  const uint64_t wait_ms = 2 * uint64_t{r.config->health.timeout_ms} + 500;
+  for (uint64_t waited = 0; waited < wait_ms && !lb::early_signals().term; waited += 50)
+    if (monitor.wait_first_round(50)) break;
+  if (lb::early_signals().term) {
+    lb::logf(lb::LogLevel::Info, "signal %d during startup: stopping", lb::early_signals().term);
+    return 0;
+  }
   if (!server.start(err)) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;

@@ -78,6 +78,7 @@ class LbTls(harness.TestCase):
         path = os.path.join(self.tmpdir(), "mqttlb.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
+        self.last_config = path
         p = self.spawn([binary("mqttlb"), "-c", path], name="mqttlb")
         self.addCleanup(_stopped_cleanly, self, p)  # runs before spawn's own stop
         for l in listeners:
@@ -453,6 +454,35 @@ class LbTls(harness.TestCase):
         self.assertEqual(m['mqttlb_backend_sessions_total{backend="good"}'], 7)
         self.assertEqual(m['mqttlb_backend_sessions_total{backend="bad"}'], 0)
         self.assertEqual(m['mqttlb_backend_connect_failures_total{backend="bad"}'], 0)
+
+    def test_reload_rereads_backend_tls_files_for_health_checks_too(self):
+        """The backend's CA bundle is fixed in place (same path, new content) and
+        mqttlb reloaded: health checks rebuild their TLS context like the data
+        path does, so the backend comes back up and serves clients."""
+        pki = self.pki
+        mosq_tls = f"certfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
+        _, bport = self.start_mosquitto(extra_conf=mosq_tls)
+        ca = os.path.join(self.tmpdir(), "backend-ca.pem")
+        with open(pki["other-ca.crt"]) as src, open(ca, "w") as dst:
+            dst.write(src.read())  # the wrong CA: the broker cannot be verified
+        proc, mport, _ = self.start_lb(
+            [{"name": "b1", "address": f"127.0.0.1:{bport}", "tls": {"ca": ca, "sni": "localhost"}}],
+            [plain_listener(free_port())],
+            health={"interval_ms": 300, "timeout_ms": 300, "rise": 1, "fall": 1})
+        wait_until(lambda: metric(mport, 'mqttlb_health_check_failures_total{backend="b1",'
+                                         'reason="tls"}') >= 2, 10, what="TLS check failures")
+        self.assertEqual(metric(mport, 'mqttlb_backend_up{backend="b1"}'), 0)
+        with open(pki["ca.crt"]) as src, open(ca, "w") as dst:
+            dst.write(src.read())
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: metric(mport, 'mqttlb_config_reloads_total{result="ok"}') == 1, 10,
+                   what="reload")
+        wait_until(lambda: metric(mport, 'mqttlb_backend_up{backend="b1"}') == 1, 10,
+                   what="backend up after its CA file was fixed")
+        port = int(json.load(open(self.last_config))["listeners"][0]["bind"].rsplit(":", 1)[1])
+        s, code = mqtt_connect(port, "after-ca-fix")
+        self.assertEqual(code, 0)
+        s.close()
 
 
 if __name__ == "__main__":
