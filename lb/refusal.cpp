@@ -17,7 +17,9 @@ RefusalCode refusal_code(Reject why) {
       return c(C3::UnacceptableProtocolVersion, R::UnsupportedProtocolVersion,
                "unsupported protocol version");
     case Reject::ShuttingDown:
-      return c(C3::ServerUnavailable, R::ServerShuttingDown, "mqttlb is shutting down");
+      // 0x8B (Server shutting down) is a DISCONNECT reason only; a CONNACK may
+      // not carry it (MQTT 5 section 3.2.2.2): 0x88 with the reason said.
+      return c(C3::ServerUnavailable, R::ServerUnavailable, "mqttlb is shutting down");
     case Reject::BackendBusy:
       return c(C3::ServerUnavailable, R::ServerBusy, "brokers busy, retry later");
     case Reject::MaxConnectionsPerIp:
