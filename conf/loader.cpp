@@ -448,13 +448,49 @@ std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err, b
   return Endpoint{host, static_cast<uint16_t>(port)};
 }
 
+namespace {
+// Deepest [ / { nesting outside strings. nlohmann parses iteratively but frees
+// a document recursively: a hostile file must not overflow the stack.
+size_t nesting(const std::string& t) {
+  size_t depth = 0, max = 0;
+  bool str = false, esc = false;
+  for (char c : t) {
+    if (str) {
+      if (esc)
+        esc = false;
+      else if (c == '\\')
+        esc = true;
+      else if (c == '"')
+        str = false;
+    } else if (c == '"') {
+      str = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max) max = depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return max;
+}
+constexpr size_t kMaxNesting = 64;
+constexpr size_t kMaxConfigBytes = 16 << 20;
+}  // namespace
+
 LoadResult load_string(const std::string& text, const LoadOptions& opts) {
   LoadResult r;
   Errors e(r.errors, opts.resolve_names);
+  if (text.size() > kMaxConfigBytes) {
+    e.add("", "config larger than 16 MiB");
+    return r;
+  }
+  if (nesting(text) > kMaxNesting) {
+    e.add("", "JSON nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    return r;
+  }
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& ex) {
+  } catch (const json::exception& ex) {  // parse_error, and out_of_range for numbers like 1e4444
     e.add("", std::string("invalid JSON: ") + ex.what());
     return r;
   }

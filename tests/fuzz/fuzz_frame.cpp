@@ -45,8 +45,7 @@ void check_varint(std::span<const uint8_t> in) {
   FUZZ_CHECK(out.size() == mqtt::varint_size(r.value));
   FUZZ_CHECK(out.size() <= r.length);  // minimal encoding
   const mqtt::VarintResult back = mqtt::decode_varint(out);
-  FUZZ_CHECK(back.status == DecodeStatus::Ok && back.value == r.value &&
-             back.length == out.size());
+  FUZZ_CHECK(back.status == DecodeStatus::Ok && back.value == r.value && back.length == out.size());
 }
 
 void check_peek(std::span<const uint8_t> in) {

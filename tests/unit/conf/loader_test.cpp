@@ -212,3 +212,21 @@ TEST_CASE("endpoint parsing") {
   CHECK(!conf::parse_endpoint("no-such-host.invalid:1883", err));
   CHECK(err == "cannot resolve host \"no-such-host.invalid\"");
 }
+
+TEST_CASE("hostile documents: deep nesting and huge files are refused before parsing") {
+  std::string deep(100000, '[');
+  auto r = conf::load_string(deep);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == "/: JSON nested deeper than 64 levels");
+  std::string nested_in_string = R"({"listeners": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})";
+  r = conf::load_string(nested_in_string);
+  CHECK(has(r, "/listeners: expected an array, got string"));  // brackets inside strings do not count
+}
+
+TEST_CASE("a number JSON cannot represent is an error, not a crash (found by fuzz_config)") {
+  auto r = conf::load_string(R"({"listeners": [{"name": "m", "bind": "127.0.0.1:1883", "x": 1e4444}],
+    "backends": [{"name": "b1", "address": "127.0.0.1:1884"}]})");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].rfind("/: invalid JSON: ", 0) == 0);
+  CHECK(r.errors[0].find("number overflow") != std::string::npos);
+}
