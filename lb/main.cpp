@@ -11,6 +11,7 @@
 
 #include "conf/loader.hpp"
 #include "health/monitor.hpp"
+#include "import/haproxy_import.hpp"
 #include "lb/app.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
@@ -35,6 +36,8 @@ std::vector<health::MonitoredBackend> monitored(const lb::Server& server) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
+    return importer::run(argc - 1, argv + 1);
   std::string path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
