@@ -341,18 +341,30 @@ int ascii_for(uint32_t cp) {
 std::string normalize_lookalikes(std::string_view line, std::vector<Replacement>& out) {
   std::string s;
   s.reserve(line.size());
+  // Whether s ends with ASCII or a whole valid UTF-8 sequence (not a stray byte).
+  bool clean = true;
   for (size_t i = 0; i < line.size();) {
     const unsigned char c = line[i];
     uint32_t cp = 0;
     const size_t len = c >= 0x80 ? decode_utf8(line, i, cp) : 0;
-    const int a = len ? ascii_for(cp) : -1;
-    if (a < 0) {
+    if (c < 0x80 || len == 0) {  // ASCII, or a byte that starts no valid sequence
       s += static_cast<char>(c);
+      clean = c < 0x80;
       ++i;
       continue;
     }
+    const int a = ascii_for(cp);
+    // Dropping a character must not join the bytes around it into a new one.
+    const bool next_cont =
+        i + len < line.size() && (static_cast<unsigned char>(line[i + len]) & 0xC0) == 0x80;
+    if (a < 0 || (a == 0 && (!clean || next_cont))) {
+      s.append(line.substr(i, len));
+      clean = true;
+      i += len;
+      continue;
+    }
     out.push_back({i, cp, static_cast<char>(a)});
-    if (a) s += static_cast<char>(a);
+    if (a) s += static_cast<char>(a), clean = true;
     i += len;
   }
   return s;

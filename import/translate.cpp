@@ -20,6 +20,7 @@ bool contains_ci(std::string_view hay, std::string_view needle) {
 }
 
 std::string ms_text(uint64_t ms) {
+  if (ms && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + " h";
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
   return std::to_string(ms) + " ms";
 }

@@ -29,17 +29,25 @@ uint64_t param_uint(const Server& s, const char* kw, uint64_t dflt) {
   return v ? *v : dflt;
 }
 
-// The CONNECT of a `tcp-check send-binary`, repaired when only its Remaining
-// Length is wrong (a common hand-encoding mistake). `fixed` says so.
-std::optional<mqtt::ConnectInfo> decode_connect(const std::string& bytes, bool& fixed,
+// How a hand-encoded CONNECT went wrong.
+enum class Slip { None, Length, Trailing };
+
+// The CONNECT of a `tcp-check send-binary`. Hand-encoded hex often has a
+// wrong Remaining Length (repaired here) or stray bytes after the packet.
+std::optional<mqtt::ConnectInfo> decode_connect(const std::string& bytes, Slip& slip,
                                                 std::string& why) {
   auto span = [](const std::string& s) {
     return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   };
   mqtt::ConnectResult r = mqtt::parse_connect(span(bytes));
-  if (r.status == mqtt::ParseStatus::Done && r.info.packet_length == bytes.size()) return r.info;
+  if (r.status == mqtt::ParseStatus::Done) {
+    if (r.info.packet_length < bytes.size()) {
+      slip = Slip::Trailing;
+      why = std::to_string(bytes.size() - r.info.packet_length) + " byte(s) follow the CONNECT";
+    }
+    return r.info;
+  }
   why = r.status == mqtt::ParseStatus::NeedMore ? "the packet is shorter than its Remaining Length"
-        : r.status == mqtt::ParseStatus::Done   ? "bytes follow the packet"
                                                 : mqtt::to_string(r.error);
   // Re-encode the fixed header with the length of what is there.
   size_t i = 1;
@@ -57,7 +65,7 @@ std::optional<mqtt::ConnectInfo> decode_connect(const std::string& bytes, bool& 
   r = mqtt::parse_connect(span(again));
   if (r.status != mqtt::ParseStatus::Done || r.info.packet_length != again.size())
     return std::nullopt;
-  fixed = true;
+  slip = Slip::Length;
   return r.info;
 }
 
@@ -157,14 +165,19 @@ TcpCheck tcp_check(Ctx& c, const std::vector<const Directive*>& rules) {
       if (!bytes) {
         c.notes.error(d, "\"" + d.arg(2) + "\" is not hex (HAProxy refuses it too)");
       } else if (!sent && !bytes->empty() && static_cast<uint8_t>((*bytes)[0]) == 0x10) {
-        bool fixed = false;
+        Slip slip = Slip::None;
         std::string why;
-        if (auto ci = decode_connect(*bytes, fixed, why)) {
+        if (auto ci = decode_connect(*bytes, slip, why)) {
           t.mqtt = true;
-          if (fixed)
+          if (slip == Slip::Length)
             c.notes.approx(d, "this CONNECT's Remaining Length is wrong (" + why +
                                   "): brokers never answered it, so HAProxy marked every server "
                                   "down; mqttlb sends a well-formed CONNECT with the same fields");
+          else if (slip == Slip::Trailing)
+            c.notes.approx(d, why +
+                                  " (a hand-encoding slip): brokers read them as a malformed "
+                                  "next packet and close the check session; mqttlb sends the "
+                                  "CONNECT alone");
           else
             c.notes.exact(d);
           connect_fields(c, d, *ci);
