@@ -89,7 +89,12 @@ Model parse_config(std::string_view text, const EnvLookup& env, Notes& notes) {
     const std::string norm = normalize_lookalikes(raw[i], reps);
     Line line = tokenize_line(norm, i + 1, env);
     Directive d{i + 1, line.words};
-    if (!reps.empty()) notes.approx(d, describe(raw[i], reps));
+    if (!reps.empty()) {
+      // Only when they change what HAProxy reads (not inside a comment).
+      const Line as_is = tokenize_line(raw[i], i + 1, env);
+      if (as_is.words != line.words || as_is.error != line.error)
+        notes.approx(d, describe(raw[i], reps));
+    }
     if (!line.error.empty()) {
       notes.error(d, "HAProxy refuses this line: " + line.error + " (column " +
                          std::to_string(line.error_column + 1) + ")");

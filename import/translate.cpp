@@ -160,6 +160,17 @@ void translate_global(Ctx& c, const Section& g) {
                        "HAProxy leaves connections over maxconn waiting in the kernel's "
                        "accept queue; mqttlb closes them at accept (limits.max_connections)");
       }
+    } else if (k == "ssl-default-bind-options" || k == "ssl-default-server-options") {
+      // Only what mqttlb does anyway (TLS 1.2 minimum) is exact.
+      bool same = true;
+      for (size_t i = 1; i < d.words.size(); ++i) {
+        const std::string& o = d.words[i];
+        if (o == "ssl-min-ver" && d.arg(i + 1) == "TLSv1.2")
+          ++i;
+        else if (o != "no-sslv3" && o != "no-tlsv10" && o != "no-tlsv11")
+          same = false;
+      }
+      if (same) c.notes.exact(d);
     } else if (k == "hard-stop-after") {
       if (auto t = parse_time_ms(d.arg(1)))
         c.set_ranged(c.limits, "shutdown_grace_ms", *t, 0, 3'600'000, d, "hard-stop-after (ms)");
@@ -341,7 +352,8 @@ Result translate(std::string_view text, const Options& opt) {
   if (maxconn) c.limits["max_connections"] = std::min<uint64_t>(*maxconn, 10'000'000);
   if (c.listeners.empty())
     notes.error(c.mqtt_proxies.empty() ? Directive{0, {"(file)"}} : c.mqtt_proxies[0]->header,
-                "no listener could be translated: no `mode tcp` frontend with a TCP bind");
+                "no listener could be translated (see the notes on the bind lines, if any): "
+                "mqttlb needs a `mode tcp` frontend with a TCP bind");
   if (c.backends.empty())
     notes.error(c.pool ? c.pool->header : Directive{0, {"(file)"}},
                 "no backend could be translated: no `server` line in the backend");

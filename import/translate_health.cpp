@@ -262,14 +262,12 @@ void translate_health(Ctx& c, const Section& pool) {
   c.set_ranged(c.health, "fall", param_uint(first, "fall", 3), 1, 100, origin(first, "fall"),
                "fall");
   for (const Server* s : checked) {
-    for (const char* k : {"inter", "rise", "fall"}) {
-      const Param* p = s->find(k);
-      const Param* q = first.find(k);
-      if ((p ? p->arg : "") != (q ? q->arg : ""))
-        c.notes.approx(*s->line, std::string("mqttlb checks every backend alike: ") + k + " " +
-                                     (q ? q->arg : "(default)") + " from line " +
-                                     std::to_string(first.line->line) + " is used");
-    }
+    const bool differs = param_time(*s, "inter", 2000) != inter ||
+                         param_uint(*s, "rise", 2) != param_uint(first, "rise", 2) ||
+                         param_uint(*s, "fall", 3) != param_uint(first, "fall", 3);
+    if (differs)
+      c.notes.approx(*s->line, "mqttlb checks every backend alike: inter, rise and fall of line " +
+                                   std::to_string(first.line->line) + " are used");
     for (const char* k : {"fastinter", "downinter", "agent-check", "observe", "on-error",
                           "error-limit", "on-marked-up", "check-alpn", "check-proto", "check-sni"})
       if (const Param* p = s->find(k))

@@ -65,6 +65,7 @@ struct Rules {
   std::map<const Directive*, std::vector<std::pair<bool, size_t>>> acl_use;
   bool validity_reject = false;
   bool accept_valid = false;
+  bool passthrough = false;  // a rule reads the TLS ClientHello
   const Directive* inspect = nullptr;
   bool per_ip = false;
 
@@ -78,8 +79,10 @@ struct Rules {
     if (reads_payload(cond.text) && !c.reads_connect) c.reads_connect = &d;
     const bool accept = action == "accept", reject = action == "reject";
     // Only such a rule makes HAProxy wait (up to inspect-delay) for data.
-    if ((accept || reject) && reads_payload(cond.text)) c.content_waits = true;
+    if ((accept || reject) && (reads_payload(cond.text) || contains_ci(cond.text, "ssl_")))
+      c.content_waits = true;
     if (contains_ci(cond.text, "ssl_hello_type") || contains_ci(cond.text, "ssl_sni")) {
+      passthrough = true;
       c.notes.ignored(d, "part of TLS passthrough (see this frontend's bind): not translated");
       return use(cond, false, d.line);
     }
@@ -215,7 +218,10 @@ struct Rules {
     for (const auto& d : p.body)
       if (d.kw() == "acl" && !acl_use.count(&d))
         c.notes.ignored(d, "no translated rule uses this ACL");
-    if (inspect && !c.content_waits)
+    if (inspect && passthrough)
+      c.notes.ignored(*inspect,
+                      "part of TLS passthrough (see this frontend's bind): not translated");
+    else if (inspect && !c.content_waits)
       c.notes.approx(*inspect,
                      "no `tcp-request content` rule reads the payload, so HAProxy did "
                      "not wait at all; mqttlb waits for the whole CONNECT up to this "
@@ -266,8 +272,11 @@ void translate_idle(Ctx& c) {
   }
   for (const Directive* d : {client, server, tunnel}) {
     if (!d || d == eff) continue;
-    c.notes.approx(*d, "mqttlb has one idle rule for both sides of a session; line " +
-                           std::to_string(eff ? eff->line : 0) + " gives its keep-alive 0 cap");
+    if (eff && eff == tunnel)
+      c.notes.exact(*d);  // HAProxy, too, uses only the tunnel timeout once connected
+    else
+      c.notes.approx(*d, "mqttlb has one idle rule for both sides of a session; line " +
+                             std::to_string(eff ? eff->line : 0) + " gives its keep-alive 0 cap");
   }
   if (!eff || !ms(eff)) return;
   const uint64_t t = *ms(eff);
