@@ -31,14 +31,15 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-30} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target fuzz_connect fuzz_frame
+  cmake --build build-fuzz -j"$JOBS" --target fuzz_connect fuzz_frame fuzz_haproxy_tokenizer
   root=$(pwd)
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  for t in connect frame; do
+  for t in connect frame haproxy_tokenizer; do
     mkdir -p "$scratch/$t"
     extra=()
     [ "$t" = connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
+    [ "$t" = haproxy_tokenizer ] && extra=(-dict="$root/tests/fuzz/haproxy.dict")
     # A crash fails this script and leaves its reproducer in build-fuzz/ (see docs/fuzzing.md).
     (cd "$scratch" && "$root/build-fuzz/fuzz/fuzz_$t" -max_total_time="${MQTTLB_FUZZ_SECONDS:-30}" \
       -max_len=4096 -print_final_stats=1 -artifact_prefix="$root/build-fuzz/" "${extra[@]}" "$scratch/$t" "$root/tests/fuzz/corpus/$t" \
