@@ -313,8 +313,21 @@ backend brokers
   CHECK(r.config["limits"]["shutdown_grace_ms"] == 30000);
   CHECK(r.config["limits"]["keepalive0_idle_cap_s"] == 7200);
   REQUIRE(note_at(r, 8, "silent for 2 h"));
-  REQUIRE(note_at(r, 6, "one idle rule"));
+  // With `timeout tunnel`, HAProxy too ignores client/server once connected.
+  CHECK(note_at(r, 6) == nullptr);
+  CHECK(note_at(r, 7) == nullptr);
   REQUIRE(note_at(r, 11, "per frontend"));
+}
+
+TEST_CASE("without timeout tunnel the smaller of client and server is the idle cap") {
+  Result r = tr(R"(defaults
+    timeout client 90s
+    timeout server 30s
+)" + kFront + "backend brokers\n    server b1 127.0.0.1:1884\n");
+  INFO(dump(r));
+  CHECK(r.config["limits"]["keepalive0_idle_cap_s"] == 30);
+  REQUIRE(note_at(r, 3, "cut idle clients with keep-alive 60 s"));
+  REQUIRE(note_at(r, 2, "one idle rule"));
 }
 
 TEST_CASE("lexical problems: look-alikes, line continuation, malformed lines") {
@@ -326,6 +339,10 @@ TEST_CASE("lexical problems: look-alikes, line continuation, malformed lines") {
   CHECK(r.config["backends"][0]["weight"] == 3);
   REQUIRE(note_at(r, 2, "U+FF1A"));
   REQUIRE(note_at(r, 5, "no line continuation"));
+  // Look-alikes in a comment change nothing HAProxy reads: no note.
+  Result comment =
+      tr(kFront + "# \uFF08copied\uFF09\nbackend brokers\n    server b1 127.0.0.1:1884\n");
+  CHECK(comment.exit_code == 0);
   Result bad = tr(kFront + "backend brokers\n    server b1 \"127.0.0.1:1884\n");
   CHECK(bad.exit_code == 2);
   CHECK(bad.config.is_null());
