@@ -227,6 +227,23 @@ std::string other_section_reason(const Section& s) {
   return k + ": no mqttlb equivalent";
 }
 
+std::vector<const Directive*> all_directives(const Section& s) {
+  std::vector<const Directive*> v{&s.header};
+  for (const auto& d : s.body) v.push_back(&d);
+  return v;
+}
+
+bool valid_utf8(const std::vector<std::string>& words) {
+  for (const auto& w : words) {
+    try {
+      (void)nlohmann::json(w).dump();
+    } catch (const nlohmann::json::type_error&) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Maps a --check error ("/listeners/0/tls/cert: ...") back to the HAProxy line.
 size_t line_of(const Ctx& c, const std::string& err) {
   size_t best = 0, best_len = 0;
@@ -366,8 +383,19 @@ Result translate(std::string_view text, const Options& opt) {
   if (!c.limits.empty()) cfg["limits"] = c.limits;
   if (!c.metrics.empty()) cfg["metrics"] = c.metrics;
   if (c.workers) cfg["workers"] = *c.workers;
+  // JSON holds only UTF-8: a name or path with other bytes cannot be written.
+  std::string text_out;
+  try {
+    text_out = cfg.dump();
+  } catch (const nlohmann::json::type_error&) {
+    for (const Section* s : c.translated)
+      for (const Directive* d : all_directives(*s))
+        if (!valid_utf8(d->words))
+          notes.error(*d, "not valid UTF-8: a JSON config cannot hold this name or path");
+    if (!notes.has_errors()) notes.error(Directive{0, {"(output)"}}, "output is not valid UTF-8");
+  }
   if (!notes.has_errors() && opt.validate) {
-    conf::LoadResult lr = conf::load_string(cfg.dump());
+    conf::LoadResult lr = conf::load_string(text_out);
     for (const auto& e : lr.errors) {
       const size_t line = line_of(c, e);
       const Directive* d = directive_at(m, line);

@@ -18,7 +18,7 @@ std::string dump(const Result& r) {
   for (const auto& n : r.notes)
     s += std::to_string(n.line) + ": " + importer::to_string(n.kind) + ": `" + n.directive +
          "`: " + n.message + "\n";
-  return s + r.config.dump(2);
+  return s + r.config.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result tr(const std::string& cfg, std::map<std::string, std::string> files = {},
@@ -434,4 +434,16 @@ backend brokers
   INFO(dump(r));
   CHECK(r.exit_code == 2);
   REQUIRE(note_at(r, 7, "duplicate backend name"));
+}
+
+TEST_CASE("text that is not UTF-8 cannot go into JSON: an error at its line, no crash") {
+  Result r = tr(kFront +
+                "backend brokers\n    server s\xff"
+                "1 127.0.0.1:1884\n");
+  INFO(dump(r));
+  CHECK(r.exit_code == 2);
+  REQUIRE(note_at(r, 5, "not valid UTF-8"));
+  // In a comment it does not matter.
+  Result ok = tr(kFront + "# caf\xe9\nbackend brokers\n    server s1 127.0.0.1:1884\n");
+  CHECK(ok.exit_code == 0);
 }
