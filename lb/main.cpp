@@ -11,6 +11,7 @@
 #include <string>
 
 #include "health/monitor.hpp"
+#include "import/haproxy_import.hpp"
 #include "lb/app.hpp"
 #include "lb/config_check.hpp"
 #include "lb/log.hpp"
@@ -22,6 +23,8 @@ void usage() {
   std::fprintf(stderr,
                "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
                "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
+               "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
+               "                               translate an HAProxy config (docs/migrating-from-haproxy.md)\n"
                "       mqttlb --version\n");
 }
 
@@ -36,6 +39,8 @@ std::vector<health::MonitoredBackend> monitored(const lb::Server& server) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
+    return importer::run(argc - 1, argv + 1);
   std::string path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
