@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing (Debian 12, as root),
-# builds, and runs the whole suite twice: a Release build, then an
-# AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero on any failure.
+# builds, and runs the whole suite three times: a Release build, an
+# AddressSanitizer + UndefinedBehaviorSanitizer build and a ThreadSanitizer
+# build; then a short libFuzzer run of every fuzz target. Exits non-zero on
+# any failure. MQTTLB_SKIP_SANITIZE / _TSAN / _FUZZ=1 skip a part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
@@ -11,19 +13,28 @@ mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_TEST_DEPS
 JOBS=$(nproc)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-run_suite() {  # $1 build dir, rest: cmake args
+run_suite() {  # $1 build dir, then cmake args, then optionally -- and ctest args
   local dir=$1; shift
-  echo "=== configure + build: $dir ($*)"
-  cmake -S . -B "$dir" "$@" >/dev/null
+  local cm=() ct=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do cm+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && shift && ct=("$@")
+  echo "=== configure + build: $dir (${cm[*]})"
+  cmake -S . -B "$dir" "${cm[@]}" >/dev/null
   cmake --build "$dir" -j"$JOBS"
   echo "=== tests: $dir"
-  (cd "$dir" && ctest --output-on-failure -j2 --timeout 900)
+  (cd "$dir" && ctest --output-on-failure -j2 --timeout 900 "${ct[@]}")
 }
 
 run_suite build -DCMAKE_BUILD_TYPE=Release
 if [ "${MQTTLB_SKIP_SANITIZE:-0}" != "1" ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_SANITIZE=ON
+fi
+if [ "${MQTTLB_SKIP_TSAN:-0}" != "1" ]; then
+  # Worker threads, the health thread and reloads, under ThreadSanitizer. The
+  # benchmark comparison is left out: it measures, it does not share state.
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_suite build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_TSAN=ON -- -E it_test_bench_compare
 fi
 if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   # The fuzzers must keep building, and a short run from the committed corpus

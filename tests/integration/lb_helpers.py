@@ -182,7 +182,8 @@ def _stopped_cleanly(tc, p):
     sanitizer report (the suite also runs under ASan+UBSan)."""
     rc = p.stop(timeout=20)
     out = p.output()
-    for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+    for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                "WARNING: ThreadSanitizer"):
         tc.assertNotIn(bad, out, f"mqttlb reported a sanitizer error:\n{out[-4000:]}")
     tc.assertEqual(rc, 0, f"mqttlb exited with {rc}:\n{out[-2000:]}")
 
