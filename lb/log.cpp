@@ -28,8 +28,20 @@ const char* name(LogLevel l) {
 }
 }  // namespace
 
+namespace {
+// -v per-session lines: at most one per 10 ms (100/s), all threads.
+LogLimiter g_debug_limit(10);
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+}  // namespace
+
 void logf(LogLevel level, const char* fmt, ...) {
   if (level == LogLevel::Debug && !g_log_verbose.load(std::memory_order_relaxed)) return;
+  uint64_t skipped = 0;
+  if (level == LogLevel::Debug && !g_debug_limit.allow(now_ms(), skipped)) return;
   char line[2048];
   timeval tv;
   gettimeofday(&tv, nullptr);
@@ -44,6 +56,10 @@ void logf(LogLevel level, const char* fmt, ...) {
   va_end(ap);
   size_t len = static_cast<size_t>(n) + (m < 0 ? 0 : static_cast<size_t>(m));
   if (len > sizeof line - 2) len = sizeof line - 2;
+  if (skipped > 0 && len + 48 < sizeof line - 2)
+    len += static_cast<size_t>(snprintf(line + len, sizeof line - len - 1,
+                                        " (%llu debug lines suppressed)",
+                                        static_cast<unsigned long long>(skipped)));
   // Keep one event on one line whatever the message holds.
   for (size_t i = static_cast<size_t>(n); i < len; ++i)
     if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';

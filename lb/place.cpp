@@ -283,6 +283,7 @@ void PlaceStage::answered(Placement::Answer a, uint8_t code) {
   p.answer = a;
   p.code = code;
   p.attempts = attempts_;
+  p.forwarded = req_.bytes.size();
   t_ = nullptr;
   st_ = State::Done;
   host_.placed(std::move(p));  // last action: the host may destroy this stage

@@ -55,6 +55,7 @@ struct Placement {
   Answer answer = Answer::Accepted;
   uint8_t code = 0;  // CONNACK return/reason code (Accepted, Refused)
   int attempts = 0;
+  size_t forwarded = 0;  // client bytes the answering broker got (the CONNECT and what followed)
 };
 
 class PlaceHost : public StageTimer {

@@ -175,6 +175,8 @@ void Session::placed(Placement p) {
       count_.get()->tls_session = std::move(s);
     }
   }
+  // Counted once, for the broker that answered (a retried CONNECT is not counted again).
+  srv.metrics().bytes_c2b->Increment(static_cast<double>(p.forwarded));
   srv.metrics().bytes_b2c->Increment(static_cast<double>(p.to_client.size()));
   if (client_->write(p.to_client.data(), p.to_client.size()) != 0)
     return close(CloseReason::Client, true);

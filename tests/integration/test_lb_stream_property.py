@@ -33,6 +33,7 @@ class StreamProperty(harness.TestCase):
             self, [("b1", self.broker.port)], listeners=listeners, health={"enabled": False})
         wait_until(lambda: port_open(self.tls), 10, what="TLS listener")
         self.ctx = tls_client_context(self.pki["ca.crt"])
+        self.sent = {"c2b": 0, "b2c": 0}  # what the peers sent, to hold the counters to
 
     def trial(self, seed, tls):
         rng = random.Random(seed)
@@ -63,6 +64,8 @@ class StreamProperty(harness.TestCase):
         self.assertEqual(received, stream, f"broker bytes differ: {desc}")
         self.assertEqual(len(got), len(CONNACK_OK) + len(b2c), f"client byte count: {desc}")
         self.assertEqual(got, CONNACK_OK + b2c, f"client bytes differ: {desc}")
+        self.sent["c2b"] += len(stream)
+        self.sent["b2c"] += len(CONNACK_OK) + len(b2c)
 
     def run_trials(self, tls):
         fixed = os.environ.get("MQTTLB_PROPERTY_SEED")
@@ -72,6 +75,10 @@ class StreamProperty(harness.TestCase):
         # Every session ended: nothing left open or counted.
         wait_until(lambda: metric(self.mport, "mqttlb_connections_active") == 0, 10,
                    what="all sessions closed")
+        # Counted exactly once: the byte counters match what crossed, each way.
+        for d, name in (("c2b", "client_to_backend"), ("b2c", "backend_to_client")):
+            self.assertEqual(metric(self.mport, f'mqttlb_bytes_total{{direction="{name}"}}'),
+                             self.sent[d], d)
 
     def test_plain(self):
         self.run_trials(False)
