@@ -4,6 +4,7 @@ Rules (see README "Testing"): bind only to 127.0.0.1, pick free ports, bound eve
 wait in time, and stop what we started by PID (never by name).
 """
 import os
+import random
 import re
 import signal
 import socket
@@ -29,9 +30,35 @@ def binary(name):
     return path
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral
+    range: a port the kernel handed out for bind(0) is just as likely to be
+    taken next as the local port of some outgoing connection (the tests open
+    thousands), and then the server meant for it cannot bind."""
+    lo, hi = _ephemeral_range()
+    candidates = [(10000, lo - 1)] if lo > 11000 else [(hi + 1, 65535)]
+    for _ in range(200):
+        a, b = candidates[0]
+        port = _rng.randint(a, b)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # fall back to the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -103,7 +103,8 @@ struct Host : lb::PlaceHost {
   bool done = false;
 };
 
-lb::PlaceRequest request(const std::string& id = "dev1", const std::string& bytes = kConnect311) {
+// id: a string literal (PlaceRequest keeps a view; the session keeps the CONNECT alive).
+lb::PlaceRequest request(std::string_view id = "dev1", const std::string& bytes = kConnect311) {
   lb::PlaceRequest r;
   r.client_id = id;
   r.key = lb::client_key(id);
