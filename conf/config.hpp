@@ -51,6 +51,10 @@ struct Backend {
   ProxyProtocol proxy_protocol = ProxyProtocol::None;
   std::optional<BackendTls> tls;
   BackendAdmin admin = BackendAdmin::Ready;
+  // The file set these keys itself: then they win over an admin API override
+  // on reload (docs/admin-api.md "Which wins").
+  bool weight_given = false;
+  bool admin_given = false;
 };
 
 enum class Algorithm { LeastConn, RoundRobin, ConsistentHash };
@@ -106,10 +110,34 @@ struct Limits {
   // Bytes held for CONNECT buffers and queued writes, all sessions together;
   // when spent, new connections are refused. 0 = no budget.
   uint64_t memory_budget_bytes = 512ull << 20;
+  // A listener removed by a reload stops accepting; its sessions may go on
+  // this long, then they are closed.
+  uint32_t drain_timeout_ms = 600'000;
 };
 
 struct Metrics {
   std::optional<Endpoint> bind;  // absent: no metrics endpoint
+};
+
+// The admin API (docs/admin-api.md). Absent: off.
+struct Admin {
+  std::optional<Endpoint> bind;  // TCP address, or
+  std::string unix_path;         // "unix:PATH": a unix socket
+  std::string token_file;        // a bearer token, read at load; empty: no token
+  bool enabled() const { return bind.has_value() || !unix_path.empty(); }
+};
+
+// How sessions leave a backend a reload removed (and the defaults of an
+// admin evacuation).
+struct Evacuation {
+  uint32_t rate_per_s = 100;
+  uint32_t deadline_s = 120;
+};
+
+// Binary upgrade (docs/operations.md "Upgrading mqttlb").
+struct Upgrade {
+  uint32_t evict_rate_per_s = 200;  // the old process moves its sessions at this rate
+  uint32_t deadline_s = 120;        // then closes what is left and exits
 };
 
 struct Config {
@@ -119,6 +147,9 @@ struct Config {
   Health health;
   Limits limits;
   Metrics metrics;
+  Admin admin;
+  Evacuation evacuation;
+  Upgrade upgrade;
   uint32_t workers = 0;  // 0 = number of cores
 };
 

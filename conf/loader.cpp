@@ -264,6 +264,8 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
     if (o.require("name") && o.get_string("name", b.name, true) && !names.insert(b.name).second)
       e.add(o.at("name"), "duplicate backend name \"" + b.name + "\"");
     if (o.require("address")) o.get_endpoint("address", b.address);
+    b.weight_given = o.find("weight") != nullptr;
+    b.admin_given = o.find("admin") != nullptr;
     o.get_uint("weight", b.weight, 1, 256);
     o.get_enum(
         "proxy_protocol", b.proxy_protocol,
@@ -351,7 +353,7 @@ void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
         {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
          "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms",
          "backend_connack_timeout_ms", "backend_max_connecting", "backend_queue",
-         "backend_queue_timeout_ms", "memory_budget_bytes"});
+         "backend_queue_timeout_ms", "memory_budget_bytes", "drain_timeout_ms"});
   if (!o.valid()) return;
   o.get_uint("max_connections", l.max_connections, 0, 10'000'000);
   o.get_uint("max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
@@ -365,9 +367,39 @@ void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
   o.get_uint("backend_queue", l.backend_queue, 0, 10'000'000);
   o.get_uint("backend_queue_timeout_ms", l.backend_queue_timeout_ms, 10, 600'000);
   o.get_uint("memory_budget_bytes", l.memory_budget_bytes, 0, 1ull << 44);
+  o.get_uint("drain_timeout_ms", l.drain_timeout_ms, 0, 86'400'000);
   if (l.memory_budget_bytes != 0 && l.memory_budget_bytes < (1ull << 20))
     e.add(o.at("memory_budget_bytes"),
           std::to_string(l.memory_budget_bytes) + " is below 1 MiB (0 disables the budget)");
+}
+
+bool loopback(const std::string& host) {
+  return host == "::1" || host.rfind("127.", 0) == 0 || host == "localhost";
+}
+
+void load_admin(Errors& e, const json& j, const std::string& ptr, Admin& a) {
+  Obj o(e, j, ptr, {"bind", "token_file"});
+  if (!o.valid()) return;
+  std::string bind;
+  if (o.require("bind") && o.get_string("bind", bind, true)) {
+    if (bind.rfind("unix:", 0) == 0) {
+      a.unix_path = bind.substr(5);
+      if (a.unix_path.empty() || a.unix_path.size() > 100)
+        e.add(o.at("bind"), "unix socket path must be 1..100 bytes");
+    } else {
+      std::string err;
+      auto ep = parse_endpoint(bind, err, e.resolve);
+      if (ep)
+        a.bind = *ep;
+      else
+        e.add(o.at("bind"), err);
+    }
+  }
+  o.get_string("token_file", a.token_file, true);
+  // Anyone who can reach it could drain the fleet: off loopback, a token is required.
+  if (a.bind && !loopback(a.bind->host) && a.token_file.empty())
+    e.add(o.at("token_file"), "required when admin.bind is not a loopback address (" +
+                                  a.bind->str() + ")");
 }
 
 }  // namespace
@@ -496,7 +528,8 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
   }
   Config c;
   Obj root(e, doc, "",
-           {"listeners", "backends", "balance", "health", "limits", "metrics", "workers"});
+           {"listeners", "backends", "balance", "health", "limits", "metrics", "admin",
+            "evacuation", "upgrade", "workers"});
   if (!root.valid()) return r;
   if (root.require("listeners")) load_listeners(e, *root.find("listeners"), "/listeners", c);
   if (root.require("backends")) load_backends(e, *root.find("backends"), "/backends", c);
@@ -507,6 +540,17 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
     Obj m(e, *j, "/metrics", {"bind"});
     Endpoint ep;
     if (m.valid() && m.get_endpoint("bind", ep)) c.metrics.bind = ep;
+  }
+  if (const json* j = root.find("admin")) load_admin(e, *j, "/admin", c.admin);
+  if (const json* j = root.find("evacuation")) {
+    Obj o(e, *j, "/evacuation", {"rate_per_s", "deadline_s"});
+    o.get_uint("rate_per_s", c.evacuation.rate_per_s, 1, 1'000'000);
+    o.get_uint("deadline_s", c.evacuation.deadline_s, 1, 86'400);
+  }
+  if (const json* j = root.find("upgrade")) {
+    Obj o(e, *j, "/upgrade", {"evict_rate_per_s", "deadline_s"});
+    o.get_uint("evict_rate_per_s", c.upgrade.evict_rate_per_s, 1, 1'000'000);
+    o.get_uint("deadline_s", c.upgrade.deadline_s, 1, 86'400);
   }
   root.get_uint("workers", c.workers, 0, 256);
   r.parsed = c;

@@ -209,6 +209,15 @@ struct Monitor::Impl {
 
   void on_result(Entry& e, const CheckResult& r) {
     if (r.scheduled) e.m.duration->Observe(r.seconds);
+    Status::LastCheck lc;
+    lc.valid = true;
+    lc.pass = r.pass;
+    if (!r.pass) lc.reason = std::string(to_string(r.kind)) + ": " + r.detail;
+    lc.seconds = r.seconds;
+    lc.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    e.mb.status->record(std::move(lc));
     if (r.pass) {
       e.m.passes->Increment();
       e.last_logged_failure.clear();

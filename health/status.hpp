@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <string>
 
 namespace health {
 
@@ -26,6 +28,23 @@ struct Status {
 
   bool accepts_new() const { return state.load(std::memory_order_relaxed) == State::Up; }
 
+  // The last check's verdict, for the admin API (written by the monitor).
+  struct LastCheck {
+    bool valid = false;  // no check has finished yet
+    bool pass = false;
+    std::string reason;  // "" when passed; else the failure kind and detail
+    double seconds = 0;  // check latency
+    int64_t wall_ms = 0;  // when it finished (ms since the epoch)
+  };
+  void record(LastCheck c) {
+    std::lock_guard<std::mutex> g(check_mu_);
+    last_ = std::move(c);
+  }
+  LastCheck last_check() const {
+    std::lock_guard<std::mutex> g(check_mu_);
+    return last_;
+  }
+
   // Effective weight factor in (0, 1]: ramps linearly from 1/slowstart to 1 over
   // slowstart_ms after the backend went Up; 1 when slowstart is off.
   double weight_factor(int64_t now_ms) const {
@@ -36,6 +55,10 @@ struct Status {
     double f = since <= 0 ? 0.0 : static_cast<double>(since) / ss;
     return f < 0.01 ? 0.01 : f;
   }
+
+ private:
+  mutable std::mutex check_mu_;
+  LastCheck last_;
 };
 
 }  // namespace health

@@ -2,11 +2,17 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <csignal>
+#include <future>
+#include <memory>
 
+#include "conf/serialize.hpp"
 #include "lb/config_check.hpp"
+#include "lb/control.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
+#include "net/mailbox.hpp"
 
 namespace lb {
 
@@ -37,6 +43,8 @@ struct App {
   Server* server;
   std::string config_path;
   std::function<void(const conf::Config&)> on_reload;
+  Control* control = nullptr;
+  net::Mailbox mailbox;  // other threads' requests to the main loop (API reloads)
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t drain;
@@ -56,6 +64,8 @@ struct App {
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drain), nullptr);
     if (gauges) uv_close(reinterpret_cast<uv_handle_t*>(gauges), nullptr);
+    if (control) control->set_reloader(nullptr);
+    mailbox.close();
   }
 
   void begin_shutdown(int signum) {
@@ -79,29 +89,42 @@ struct App {
       a->finish();
   }
 
-  void reload() {
+  // Main loop thread only (SIGHUP, or the admin API through the mailbox).
+  ReloadOutcome reload(const char* trigger) {
+    ReloadOutcome out;
+    out.trigger = trigger;
+    out.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
     conf::LoadResult r = load_config(config_path);
     if (!r.ok()) {
       server->metrics().reloads_failed->Increment();
-      logf(LogLevel::Error, "SIGHUP: %s is invalid; keeping the running config (%zu errors)",
-           config_path.c_str(), r.errors.size());
+      logf(LogLevel::Error, "reload (%s): %s is invalid; keeping the running config (%zu errors)",
+           trigger, config_path.c_str(), r.errors.size());
       for (const auto& e : r.errors) logf(LogLevel::Error, "config: %s", e.c_str());
-      return;
+      out.errors = r.errors;
+      if (control) control->note_reload(out);
+      return out;
     }
+    out.changed = conf::diff(server->file_config(), *r.config);
     server->swap(*r.config);
     server->metrics().reloads_ok->Increment();
-    logf(LogLevel::Info,
-         "SIGHUP: %s reloaded: backends, balance, limits and health apply to new connections",
-         config_path.c_str());
+    out.ok = true;
+    std::string what;
+    for (const auto& c : out.changed) what += (what.empty() ? "" : ", ") + c;
+    logf(LogLevel::Info, "reload (%s): %s reloaded: %s", trigger, config_path.c_str(),
+         what.empty() ? "nothing changed" : what.c_str());
     if (server->needs_restart(*r.config))
-      logf(LogLevel::Warn, "SIGHUP: listeners or workers changed: they apply only after a restart");
+      logf(LogLevel::Warn, "reload: listeners or workers changed: they apply only after a restart");
     if (on_reload) on_reload(*r.config);
+    if (control) control->note_reload(out);
+    return out;
   }
 
   static void signal_cb(uv_signal_t* s, int signum) {
     auto* a = static_cast<App*>(s->data);
     if (signum == SIGHUP)
-      a->reload();
+      a->reload("SIGHUP");
     else
       a->begin_shutdown(signum);
   }
@@ -111,12 +134,36 @@ struct App {
 
 int run_until_signalled(Server& server, const std::string& config_path,
                         std::function<void()> on_ready,
-                        std::function<void(const conf::Config&)> on_reload) {
-  App a;
+                        std::function<void(const conf::Config&)> on_reload, Control* control) {
+  // Shared: the admin API's reloader may outlive this function by a moment.
+  auto app = std::make_shared<App>();
+  App& a = *app;
   a.server = &server;
   a.config_path = config_path;
   a.on_reload = std::move(on_reload);
+  a.control = control;
   uv_loop_init(&a.loop);
+  a.mailbox.init(&a.loop);
+  if (control) {
+    std::weak_ptr<App> weak = app;
+    control->set_reloader([weak]() -> ReloadOutcome {
+      auto self = weak.lock();
+      ReloadOutcome fail;
+      fail.trigger = "api";
+      fail.errors = {"/: mqttlb is stopping"};
+      if (!self) return fail;
+      auto p = std::make_shared<std::promise<ReloadOutcome>>();
+      auto f = p->get_future();
+      App* raw = self.get();
+      if (!self->mailbox.post([p, raw] { p->set_value(raw->reload("api")); })) return fail;
+      self.reset();  // do not keep the App alive while waiting
+      if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+        fail.errors = {"/: the reload did not finish within 60 s"};
+        return fail;
+      }
+      return f.get();
+    });
+  }
   uv_timer_init(&a.loop, &a.drain);
   a.drain.data = &a;
   for (auto [h, sig] : {std::pair{&a.sigterm, SIGTERM}, {&a.sigint, SIGINT}, {&a.sighup, SIGHUP}}) {
@@ -134,7 +181,7 @@ int run_until_signalled(Server& server, const std::string& config_path,
   if (on_ready) on_ready();
   // What arrived before the handlers above replaced the early ones.
   if (g_early.term) a.begin_shutdown(g_early.term);
-  if (g_early.hup && !a.draining) a.reload();
+  if (g_early.hup && !a.draining) a.reload("SIGHUP");
   uv_run(&a.loop, UV_RUN_DEFAULT);
   uv_loop_close(&a.loop);
   server.join();

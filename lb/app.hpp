@@ -11,6 +11,7 @@
 namespace lb {
 
 class Server;
+class Control;
 
 // Signals that arrive before the main loop runs (config load, first health
 // round): recorded by install_early_signal_handlers(), acted on as soon as the
@@ -30,8 +31,11 @@ void install_early_signal_handlers();
 // Returns the process exit code (0).
 // on_ready runs once the signal handlers are installed (log "listening" there:
 // scripts wait for that line and may signal right after it).
+// control (may be null): reloads asked through the admin API run here too
+// (control->set_reloader), and every reload is noted there.
 int run_until_signalled(Server& server, const std::string& config_path,
                         std::function<void()> on_ready,
-                        std::function<void(const conf::Config&)> on_reload);
+                        std::function<void(const conf::Config&)> on_reload,
+                        Control* control = nullptr);
 
 }  // namespace lb

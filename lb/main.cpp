@@ -14,6 +14,7 @@
 #include "import/haproxy_import.hpp"
 #include "lb/app.hpp"
 #include "lb/config_check.hpp"
+#include "lb/control.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
 
@@ -133,7 +134,9 @@ int main(int argc, char** argv) {
     if (cfg.metrics.bind)
       lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", cfg.metrics.bind->str().c_str());
   };
-  return lb::run_until_signalled(server, path, ready, [&server, &monitor](const conf::Config& c) {
-    monitor.update(monitored(server), c.health);
-  });
+  lb::Control control(server, monitor, *registry);
+  return lb::run_until_signalled(
+      server, path, ready,
+      [&server, &monitor](const conf::Config& c) { monitor.update(monitored(server), c.health); },
+      &control);
 }

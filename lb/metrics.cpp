@@ -23,6 +23,10 @@ const char* to_string(CloseReason r) {
       return "backend_shutdown";
     case CloseReason::Shutdown:
       return "shutdown";
+    case CloseReason::Evacuated:
+      return "evacuated";
+    case CloseReason::Kicked:
+      return "kicked";
     default:
       return "error";
   }

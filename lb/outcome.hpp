@@ -35,6 +35,8 @@ enum class CloseReason : uint8_t {
   Takeover,         // same client id connected to another backend
   BackendShutdown,  // health on_down: shutdown-sessions
   Shutdown,         // mqttlb stopping
+  Evacuated,        // moved off its backend (admin evacuation, removed backend, upgrade)
+  Kicked,           // closed by an operator (admin API)
   Error,
   Count
 };

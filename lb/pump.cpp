@@ -67,7 +67,11 @@ void Pump::start() {
 
 void Pump::on_read(net::Transport* t, const uint8_t* data, size_t len) {
   if (done_) return;
-  if (t == client_) return forward(client_, backend_, data, len);
+  if (finishing_) return on_read_finishing(t, data, len);
+  if (t == client_) {
+    c2b_.feed(std::span<const uint8_t>(data, len));
+    return forward(client_, backend_, data, len);
+  }
   if (t != backend_) return;
   b2c_.feed(std::span<const uint8_t>(data, len));
   if (watch_) {
@@ -93,8 +97,66 @@ void Pump::forward(net::Transport* from, net::Transport* to, const uint8_t* data
   }
 }
 
+void Pump::finish_with(std::vector<uint8_t> to_client, std::vector<uint8_t> to_backend,
+                       CloseReason why) {
+  if (done_ || finishing_) return;
+  finishing_ = true;
+  reason_ = why;
+  inject_client_ = std::move(to_client);
+  inject_backend_ = std::move(to_backend);
+  host_.arm_timer(kFinishMs);
+  // A direction already at a boundary (or whose source has ended) ends now;
+  // the other keeps reading its source until the next boundary.
+  if (b2c_.at_boundary() || b2c_.malformed() || backend_eof_) end_direction(client_);
+  if (done_) return;
+  if (c2b_.at_boundary() || c2b_.malformed() || client_eof_) end_direction(backend_);
+  if (done_) return;
+  if (!to_client_done_ && !backend_eof_) {
+    backend_paused_ = false;
+    backend_->start_read();
+  }
+  if (!to_backend_done_ && !client_eof_) {
+    client_paused_ = false;
+    client_->start_read();  // may deliver held records at once
+  }
+}
+
+void Pump::end_direction(net::Transport* to) {
+  const bool into_client = to == client_;
+  bool& done = into_client ? to_client_done_ : to_backend_done_;
+  if (done) return;
+  done = true;
+  net::Transport* source = into_client ? backend_ : client_;
+  source->stop_read();  // what it sends after the boundary is not forwarded
+  std::vector<uint8_t>& bytes = into_client ? inject_client_ : inject_backend_;
+  if (!bytes.empty() && to->write(bytes.data(), bytes.size()) != 0) {
+    done_ = true;
+    return host_.pump_done(reason_, true);
+  }
+  std::vector<uint8_t>().swap(bytes);
+  to->shutdown();  // FIN after the queued bytes; on_shutdown then
+}
+
+void Pump::on_read_finishing(net::Transport* t, const uint8_t* data, size_t len) {
+  const bool from_client = t == client_;
+  if (!from_client && t != backend_) return;
+  if (from_client ? to_backend_done_ : to_client_done_) return;  // past its boundary: dropped
+  mqtt::StreamScanner& scan = from_client ? c2b_ : b2c_;
+  size_t upto = scan.feed_to_boundary(std::span<const uint8_t>(data, len));
+  net::Transport* to = from_client ? backend_ : client_;
+  if (upto > 0 && to->write(data, upto) != 0) {
+    done_ = true;
+    return host_.pump_done(reason_, true);
+  }
+  last_activity_ms_ = host_.now_ms();
+  prometheus::Counter* c = from_client ? counters_.c2b : counters_.b2c;
+  if (c) c->Increment(static_cast<double>(upto));
+  if (scan.at_boundary() || scan.malformed()) end_direction(to);
+}
+
 void Pump::on_drained(net::Transport* t) {
   if (done_) return;
+  if (finishing_) return;  // sources are read until their boundary regardless
   if (t == backend_ && client_paused_) {
     client_paused_ = false;
     if (!client_eof_) client_->start_read();  // may deliver held records at once
@@ -106,6 +168,14 @@ void Pump::on_drained(net::Transport* t) {
 
 void Pump::on_eof(net::Transport* t) {
   if (done_) return;
+  if (finishing_) {
+    if (t == client_) client_eof_ = true;
+    if (t == backend_) backend_eof_ = true;
+    // An ended source has no further boundary to wait for.
+    if (t == backend_) end_direction(client_);
+    if (t == client_ && !done_) end_direction(backend_);
+    return maybe_finish();
+  }
   if (t == client_ && !client_eof_) {
     client_eof_ = true;
     if (!backend_eof_) reason_ = CloseReason::Client;
@@ -126,6 +196,15 @@ void Pump::on_shutdown(net::Transport* t) {
 }
 
 void Pump::maybe_finish() {
+  if (done_) return;
+  if (finishing_) {
+    // Both directions ended at a boundary and both FINs reached the kernel.
+    if (to_client_done_ && to_backend_done_ && client_shut_ && backend_shut_) {
+      done_ = true;
+      host_.pump_done(reason_, false);
+    }
+    return;
+  }
   if (client_eof_ && backend_eof_ && client_shut_ && backend_shut_) {
     done_ = true;
     host_.pump_done(reason_, false);
@@ -141,6 +220,10 @@ void Pump::on_error(net::Transport* t, int) {
 
 void Pump::on_timer() {
   if (done_) return;
+  if (finishing_) {  // kFinishMs passed: whatever the peers do, it ends now
+    done_ = true;
+    return host_.pump_done(reason_, false);
+  }
   uint64_t quiet = host_.now_ms() - last_activity_ms_;
   if (quiet >= idle_ms_) {
     done_ = true;

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "lb/outcome.hpp"
 #include "lb/stage.hpp"
@@ -77,13 +78,27 @@ class Pump {
   void on_shutdown(net::Transport* t);
   void on_timer();
 
+  // Ends the session at packet boundaries: `to_client` goes to the client at
+  // the next broker->client packet boundary, `to_backend` to the broker at the
+  // next client->broker boundary (either may be empty: then that side is just
+  // half-closed there). Bytes after a boundary are dropped, both sides are
+  // half-closed, and pump_done(why) follows once both FINs went out — or
+  // after kFinishMs whatever the peers do (a slow or mid-packet peer).
+  void finish_with(std::vector<uint8_t> to_client, std::vector<uint8_t> to_backend,
+                   CloseReason why);
+  static constexpr uint64_t kFinishMs = 2000;
+
   bool b2c_at_boundary() const { return b2c_.at_boundary(); }
+  bool finishing() const { return finishing_; }
   net::Transport* client() const { return client_; }
   net::Transport* backend() const { return backend_; }
 
  private:
   void forward(net::Transport* from, net::Transport* to, const uint8_t* data, size_t len);
   void maybe_finish();
+  // finish_with: the direction into `to` ends here (inject, then half-close).
+  void end_direction(net::Transport* to);
+  void on_read_finishing(net::Transport* t, const uint8_t* data, size_t len);
 
   PumpHost& host_;
   net::Transport* client_;
@@ -91,7 +106,12 @@ class Pump {
   Counters counters_;
   uint64_t idle_ms_;
   uint64_t last_activity_ms_ = 0;
-  mqtt::StreamScanner b2c_;
+  mqtt::StreamScanner b2c_;  // broker -> client packet boundaries
+  mqtt::StreamScanner c2b_;  // client -> broker packet boundaries
+  // finish_with() state.
+  bool finishing_ = false;
+  bool to_client_done_ = false, to_backend_done_ = false;
+  std::vector<uint8_t> inject_client_, inject_backend_;
   std::optional<ConnackWatch> watch_;
   CloseReason reason_ = CloseReason::Error;
   bool done_ = false;

@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
+#include <future>
 #include <thread>
 
 #include "lb/log.hpp"
@@ -57,9 +59,14 @@ Server::~Server() {
 std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
   // Called with snap_mu_ held or before any worker runs.
   auto s = std::make_shared<Snapshot>();
+  cfg_ = cfg;
   s->cfg = cfg;
+  for (auto& b : s->cfg.backends) {  // operator overrides (admin API)
+    if (auto it = weight_override_.find(b.name); it != weight_override_.end()) b.weight = it->second;
+    if (auto it = admin_override_.find(b.name); it != admin_override_.end()) b.admin = it->second;
+  }
   s->generation = ++generation_;
-  for (const auto& b : cfg.backends) {
+  for (const auto& b : s->cfg.backends) {
     auto& st = states_[b.name];
     if (!st) {
       st = std::make_shared<BackendState>(b.name);
@@ -77,7 +84,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
     s->backends.push_back({b, st, std::move(ctx)});
   }
   build_listener_tls(cfg, *s);
-  s->balancer = make_balancer(cfg.balance, cfg.backends);
+  s->balancer = make_balancer(cfg.balance, s->cfg.backends);
   s->max_connections = cfg.limits.max_connections ? cfg.limits.max_connections
                                                   : default_max_connections(raise_nofile_limit());
   max_conn_.store(s->max_connections);
@@ -128,6 +135,7 @@ bool Server::start(std::string& err) {
   for (auto& w : workers_)
     if (!w->listen(listeners_, err)) return false;
   for (auto& w : workers_) w->start();
+  started_.store(true);
   logf(LogLevel::Info, "started %zu workers, %zu listeners, %zu backends, max_connections=%u",
        workers_.size(), listeners_.size(), snapshot()->backends.size(), max_conn_.load());
   return true;
@@ -149,6 +157,11 @@ void Server::join() {
 
 void Server::swap(const conf::Config& cfg) {
   std::lock_guard<std::mutex> g(snap_mu_);
+  // A key the file sets itself wins over the operator's override.
+  for (const auto& b : cfg.backends) {
+    if (b.weight_given) weight_override_.erase(b.name);
+    if (b.admin_given) admin_override_.erase(b.name);
+  }
   snap_ = build(cfg);
   affinity_.set_limits(cfg.balance.affinity_max_entries, cfg.balance.affinity_max_bytes,
                        int64_t{cfg.balance.affinity_ttl_s} * 1000);
@@ -221,6 +234,93 @@ void Server::update_gauges() {
   metrics_.budget_limit->Set(static_cast<double>(budget_.limit()));
   metrics_.affinity_entries->Set(static_cast<double>(affinity_.size()));
   metrics_.registry_entries->Set(static_cast<double>(registry_.size()));
+}
+
+bool Server::set_admin_override(const std::string& backend, conf::BackendAdmin a) {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  if (!states_.count(backend)) return false;
+  admin_override_[backend] = a;
+  snap_ = build(cfg_);
+  return true;
+}
+
+bool Server::set_weight_override(const std::string& backend, uint32_t weight) {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  if (!states_.count(backend)) return false;
+  weight_override_[backend] = weight;
+  snap_ = build(cfg_);
+  return true;
+}
+
+bool Server::start_evacuation(std::shared_ptr<Evacuation> ev) {
+  {
+    std::lock_guard<std::mutex> g(evac_mu_);
+    auto& slot = evacuations_[ev->backend];
+    if (slot && !slot->done() && !slot->cancelled.load()) return false;
+    slot = ev;
+  }
+  ev->workers_left.store(static_cast<int>(workers_.size()));
+  for (auto& w : workers_) w->post([ev](Worker& w) { w.evacuate(ev); });
+  return true;
+}
+
+bool Server::cancel_evacuation(const std::string& backend) {
+  std::lock_guard<std::mutex> g(evac_mu_);
+  auto it = evacuations_.find(backend);
+  if (it == evacuations_.end() || it->second->done() || it->second->cancelled.load()) return false;
+  it->second->cancelled.store(true);
+  return true;
+}
+
+std::shared_ptr<Evacuation> Server::evacuation(const std::string& backend) const {
+  std::lock_guard<std::mutex> g(evac_mu_);
+  auto it = evacuations_.find(backend);
+  return it == evacuations_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Evacuation>> Server::evacuations() const {
+  std::lock_guard<std::mutex> g(evac_mu_);
+  std::vector<std::shared_ptr<Evacuation>> v;
+  for (auto& [n, e] : evacuations_) v.push_back(e);
+  return v;
+}
+
+namespace {
+// Runs fn on a worker's loop and waits for its answer (not on a data loop).
+template <typename T>
+std::optional<T> ask(Worker& w, std::function<T(Worker&)> fn, uint32_t timeout_ms) {
+  auto p = std::make_shared<std::promise<T>>();
+  auto f = p->get_future();
+  w.post([p, fn = std::move(fn)](Worker& w) { p->set_value(fn(w)); });
+  if (f.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready)
+    return std::nullopt;
+  return f.get();
+}
+}  // namespace
+
+std::optional<Session::Info> Server::client_info(const ClientKey& key, uint32_t timeout_ms) {
+  auto ref = registry_.find(key);
+  if (!ref || ref->worker < 0 || static_cast<size_t>(ref->worker) >= workers_.size())
+    return std::nullopt;
+  uint64_t id = ref->session;
+  auto r = ask<std::optional<Session::Info>>(
+      *workers_[ref->worker], [id](Worker& w) { return w.session_info(id); }, timeout_ms);
+  return r ? *r : std::nullopt;
+}
+
+bool Server::kick_client(const ClientKey& key, uint32_t timeout_ms) {
+  auto ref = registry_.find(key);
+  if (!ref || ref->worker < 0 || static_cast<size_t>(ref->worker) >= workers_.size())
+    return false;
+  uint64_t id = ref->session;
+  auto r = ask<bool>(*workers_[ref->worker], [id](Worker& w) { return w.kick(id); }, timeout_ms);
+  return r && *r;
+}
+
+bool Server::workers_alive(uint32_t timeout_ms) {
+  for (auto& w : workers_)
+    if (!ask<bool>(*w, [](Worker&) { return true; }, timeout_ms)) return false;
+  return true;
 }
 
 }  // namespace lb

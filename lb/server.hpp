@@ -19,9 +19,11 @@
 #include "health/status.hpp"
 #include "lb/affinity.hpp"
 #include "lb/clock.hpp"
+#include "lb/evacuation.hpp"
 #include "lb/metrics.hpp"
 #include "lb/registry.hpp"
 #include "lb/runtime.hpp"
+#include "lb/session.hpp"
 #include "net/budget.hpp"
 
 namespace prometheus {
@@ -54,6 +56,11 @@ class Server {
   // changed by a swap (logged by the caller).
   void swap(const conf::Config& cfg);
   std::shared_ptr<const Snapshot> snapshot() const;
+  // The config as the file gave it (no operator overrides).
+  conf::Config file_config() const {
+    std::lock_guard<std::mutex> g(snap_mu_);
+    return cfg_;
+  }
 
   // Every backend of the current snapshot with its shared health Status (for
   // the health monitor and for tests).
@@ -88,6 +95,25 @@ class Server {
   // Refreshes the gauges of shared state (budget, tables); main thread, every second.
   void update_gauges();
 
+  // --- the admin API (lb/control.*) ---
+  // Operator overrides of a backend's admin state and weight. They survive a
+  // reload unless the file sets that key itself (docs/admin-api.md "Which
+  // wins"); backends() and new snapshots apply them. False: no such backend.
+  bool set_admin_override(const std::string& backend, conf::BackendAdmin a);
+  bool set_weight_override(const std::string& backend, uint32_t weight);
+  // Starts ev on every worker (ev->workers_left is set here); replaces a
+  // finished one of the same backend. False: one is running for that backend.
+  bool start_evacuation(std::shared_ptr<Evacuation> ev);
+  bool cancel_evacuation(const std::string& backend);
+  std::shared_ptr<Evacuation> evacuation(const std::string& backend) const;
+  std::vector<std::shared_ptr<Evacuation>> evacuations() const;
+  // A placed client's details, from its worker (waits up to timeout_ms).
+  std::optional<Session::Info> client_info(const ClientKey& key, uint32_t timeout_ms = 2000);
+  bool kick_client(const ClientKey& key, uint32_t timeout_ms = 2000);
+  // True when every worker loop answered within timeout_ms (GET /healthz).
+  bool workers_alive(uint32_t timeout_ms = 1000);
+  bool started() const { return started_.load(); }
+
  private:
   std::shared_ptr<Snapshot> build(const conf::Config& cfg);
   void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held or not started
@@ -113,6 +139,14 @@ class Server {
   std::mutex ip_mu_;
   std::unordered_map<std::string, uint32_t> per_ip_;
 
+  // Admin overrides by backend name, guarded by snap_mu_.
+  std::map<std::string, conf::BackendAdmin> admin_override_;
+  std::map<std::string, uint32_t> weight_override_;
+  mutable std::mutex evac_mu_;
+  std::map<std::string, std::shared_ptr<Evacuation>> evacuations_;  // by backend ("" = all)
+  conf::Config cfg_;  // the config the current snapshot was built from (snap_mu_)
+
+  std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> next_id_{1};
 };

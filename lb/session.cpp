@@ -1,6 +1,9 @@
 #include "lb/session.hpp"
 
+#include <arpa/inet.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include "lb/clock.hpp"
 #include "lb/listener.hpp"
@@ -8,6 +11,7 @@
 #include "lb/refusal.hpp"
 #include "lb/server.hpp"
 #include "lb/worker.hpp"
+#include "mqtt/codec.hpp"
 #include "net/address.hpp"
 #include "proxy/proxy_protocol.hpp"
 
@@ -52,6 +56,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
     return;
   }
   accepted_ns_ = uv_hrtime();
+  listener_ = &listener;
   peer_ = peer;
   int len = sizeof local_;
   uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
@@ -124,6 +129,7 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   info_ = std::make_unique<mqtt::ConnectInfo>(std::move(peek_->info()));
   version_ = info_->version;
   client_max_packet_ = info_->properties.maximum_packet_size;
+  keep_alive_ = info_->keep_alive;
   const conf::Limits& lim = snap_->cfg.limits;
   idle_ms_ = info_->keep_alive == 0 ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
                                     : uint64_t{info_->keep_alive} * 1500 + lim.idle_grace_ms;
@@ -193,6 +199,9 @@ void Session::placed(Placement p) {
 void Session::accepted_by_broker() {
   Server& srv = w_.server();
   BackendState& b = *count_.get();
+  placed_wall_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
   b.metrics.sessions->Increment();
   srv.metrics().place_seconds->Observe(static_cast<double>(uv_hrtime() - connect_done_ns_) / 1e9);
   if (!has_key_) return;
@@ -211,6 +220,47 @@ void Session::accepted_by_broker() {
          info_ ? log_escape(info_->client_id).c_str() : "?", b.name.c_str(),
          static_cast<unsigned long long>(skipped));
   srv.close_session(*older, CloseReason::Takeover);
+}
+
+void Session::end(CloseReason why, uint8_t reason, const std::string& server_reference,
+                  bool disconnect_broker) {
+  if (phase_ == Phase::Closing) return;
+  if (phase_ != Phase::Pump || !pump_) return close(why);
+  std::vector<uint8_t> to_client, to_backend;
+  if (version_ == mqtt::Version::V5) {
+    mqtt::Disconnect d;
+    d.reason = reason;
+    if (!server_reference.empty()) d.properties.server_reference = server_reference;
+    mqtt::encode_disconnect(d, mqtt::Version::V5, to_client);
+    // [MQTT-3.14.2-?]: a packet over the client's Maximum Packet Size is not sent.
+    if (client_max_packet_ && to_client.size() > *client_max_packet_) {
+      to_client.clear();
+      mqtt::Disconnect bare;
+      bare.reason = reason;
+      mqtt::encode_disconnect(bare, mqtt::Version::V5, to_client);
+    }
+  }
+  if (disconnect_broker) mqtt::encode_disconnect(mqtt::Disconnect{}, version_, to_backend);
+  pump_->finish_with(std::move(to_client), std::move(to_backend), why);
+}
+
+std::optional<Session::Info> Session::info() const {
+  if (phase_ != Phase::Pump || !count_) return std::nullopt;
+  Info i;
+  i.backend = count_.get()->name;
+  i.listener = listener_ ? listener_->name() : "";
+  i.peer = peer_ip_ + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(peer_).sin_port));
+  if (peer_.ss_family == AF_INET6)
+    i.peer = "[" + peer_ip_ + "]:" +
+             std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(peer_).sin6_port));
+  if (client_tls_) {
+    i.tls_version = client_tls_->engine().protocol();
+    i.tls_subject = client_tls_->engine().peer_subject();
+  }
+  i.connected_since_ms = placed_wall_ms_;
+  i.protocol_level = version_ == mqtt::Version::V5 ? 5 : version_ == mqtt::Version::V31 ? 3 : 4;
+  i.keep_alive = keep_alive_;
+  return i;
 }
 
 void Session::place_failed(Reject why) {

@@ -56,8 +56,26 @@ class Session final : public net::TransportSink,
   // Closes everything (idempotent). reset: RST both sides instead of FIN.
   void close(CloseReason why, bool reset = false);
 
+  // Ends a placed session gracefully, at MQTT packet boundaries (lb/pump.hpp
+  // finish_with): the client gets DISCONNECT `reason` (5.0 only, with Server
+  // Reference when given; 3.x clients are just closed), and, when
+  // `disconnect_broker`, the broker gets a normal DISCONNECT so it does not
+  // publish the will of a client that is only moving. Not placed yet: closed.
+  void end(CloseReason why, uint8_t reason, const std::string& server_reference,
+           bool disconnect_broker);
+
+  // What the admin API shows of a placed session.
+  struct Info {
+    std::string backend, listener, peer, tls_version, tls_subject;
+    int64_t connected_since_ms = 0;  // wall clock, ms since the epoch
+    int protocol_level = 0;
+    uint16_t keep_alive = 0;
+  };
+  std::optional<Info> info() const;
+
   uint64_t id() const { return id_; }
   bool forwarding_to(const std::string& backend) const;
+  bool placed() const { return phase_ == Phase::Pump; }
   bool closing() const { return phase_ == Phase::Closing; }
 
   // TransportSink: every transport of this session reports here.
@@ -132,6 +150,9 @@ class Session final : public net::TransportSink,
   mqtt::Version version_ = mqtt::Version::V311;
   std::optional<uint32_t> client_max_packet_;
   uint64_t idle_ms_ = 0;
+  uint16_t keep_alive_ = 0;
+  int64_t placed_wall_ms_ = 0;
+  const Listener* listener_ = nullptr;  // outlives its sessions (the Worker frees it last)
   uint64_t accepted_ns_ = 0;
   uint64_t connect_done_ns_ = 0;
 };

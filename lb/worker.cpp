@@ -100,6 +100,8 @@ void Worker::stop() {
   std::vector<Session*> all;
   for (auto& [id, s] : sessions_) all.push_back(s.get());
   for (Session* s : all) s->close(CloseReason::Shutdown);
+  for (const Due& d : drain_)  // evacuations in progress: this worker is done with them
+    if (d.ev && d.session == 0) d.ev->workers_left.fetch_sub(1);
   drain_.clear();
   uv_timer_stop(&drain_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
@@ -115,6 +117,14 @@ void Worker::destroy(uint64_t id) {
   sessions_.erase(id);
 }
 
+void Worker::schedule(std::deque<Due> add) {
+  std::sort(add.begin(), add.end());
+  std::deque<Due> merged;  // merge with what is queued, keeping due-time order
+  std::merge(drain_.begin(), drain_.end(), add.begin(), add.end(), std::back_inserter(merged));
+  drain_.swap(merged);
+  run_drain();
+}
+
 void Worker::shutdown_backend(const std::string& backend, uint32_t spread_ms) {
   if (stopping_) return;
   std::vector<uint64_t> ids;
@@ -122,16 +132,83 @@ void Worker::shutdown_backend(const std::string& backend, uint32_t spread_ms) {
     if (!s->closing() && s->forwarding_to(backend)) ids.push_back(id);
   if (ids.empty()) return;
   uint64_t now = uv_now(&loop_);
-  std::deque<std::pair<uint64_t, uint64_t>> add;
+  std::deque<Due> add;
   for (size_t i = 0; i < ids.size(); ++i)
-    add.emplace_back(now + uint64_t{spread_ms} * i / ids.size(), ids[i]);
-  // Merge with what an earlier call queued, keeping due-time order.
-  std::deque<std::pair<uint64_t, uint64_t>> merged;
-  std::merge(drain_.begin(), drain_.end(), add.begin(), add.end(), std::back_inserter(merged));
-  drain_.swap(merged);
+    add.push_back({now + uint64_t{spread_ms} * i / ids.size(), ids[i], nullptr});
   logf(LogLevel::Info, "backend %s: closing %zu sessions on worker %d over %u ms", backend.c_str(),
        ids.size(), index_, spread_ms);
-  run_drain();
+  schedule(std::move(add));
+}
+
+void Worker::evacuate(std::shared_ptr<Evacuation> ev) {
+  if (stopping_) {
+    ev->workers_left.fetch_sub(1);
+    return;
+  }
+  std::vector<uint64_t> ids;
+  for (auto& [id, s] : sessions_)
+    if (s->placed() && (ev->backend.empty() || s->forwarding_to(ev->backend))) ids.push_back(id);
+  ev->total.fetch_add(ids.size());
+  const uint64_t now = uv_now(&loop_);
+  const uint64_t deadline = now + ev->deadline_ms;
+  // This worker's share of the rate; +-25 % jitter so clients do not come back in step.
+  const double rate = ev->rate_per_s / static_cast<double>(server_.worker_count());
+  const double gap_ms = rate > 0 ? 1000.0 / rate : 0;
+  uint64_t seed = (static_cast<uint64_t>(index_) << 32) ^ now;
+  std::deque<Due> add;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    double jitter = gap_ms * (static_cast<double>(seed >> 40) / static_cast<double>(1 << 24) - 0.5) / 2;
+    double at = static_cast<double>(now) + gap_ms * static_cast<double>(i + 1) + jitter;
+    uint64_t due = at < static_cast<double>(deadline) ? static_cast<uint64_t>(at) : deadline;
+    add.push_back({due, ids[i], ev});
+  }
+  add.push_back({deadline, 0, ev});  // then whatever is left (placed since) goes at once
+  logf(LogLevel::Info, "evacuation of %s: %zu sessions on worker %d at %.1f/s, deadline %llu s",
+       ev->backend.empty() ? "all backends" : ev->backend.c_str(), ids.size(), index_, rate,
+       static_cast<unsigned long long>(ev->deadline_ms / 1000));
+  schedule(std::move(add));
+}
+
+void Worker::fire(const Due& d) {
+  if (!d.ev) return close_session(d.session, CloseReason::BackendShutdown);
+  Evacuation& ev = *d.ev;
+  if (ev.cancelled.load()) {
+    if (d.session == 0) ev.workers_left.fetch_sub(1);
+    return;
+  }
+  auto end = [&ev](Session& s) {
+    s.end(CloseReason::Evacuated, ev.reason, ev.server_reference, /*disconnect_broker=*/true);
+  };
+  if (d.session != 0) {
+    auto it = sessions_.find(d.session);
+    if (it != sessions_.end() && it->second->placed() &&
+        (ev.backend.empty() || it->second->forwarding_to(ev.backend)))
+      end(*it->second);
+    ev.moved.fetch_add(1);  // ended now, or gone by itself: off the backend either way
+    return;
+  }
+  // The deadline: every session still on the backend, including ones placed
+  // there since the start.
+  std::vector<Session*> left;
+  for (auto& [id, s] : sessions_)
+    if (s->placed() && !s->closing() && (ev.backend.empty() || s->forwarding_to(ev.backend)))
+      left.push_back(s.get());
+  for (Session* s : left) end(*s);
+  ev.workers_left.fetch_sub(1);
+}
+
+std::optional<Session::Info> Worker::session_info(uint64_t id) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  return it->second->info();
+}
+
+bool Worker::kick(uint64_t id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || !it->second->placed()) return false;
+  it->second->end(CloseReason::Kicked, 0x98, "", /*disconnect_broker=*/false);  // administrative action
+  return true;
 }
 
 void Worker::drain_timer_cb(uv_timer_t* t) {
@@ -140,11 +217,13 @@ void Worker::drain_timer_cb(uv_timer_t* t) {
 
 void Worker::run_drain() {
   uint64_t now = uv_now(&loop_);
-  while (!drain_.empty() && drain_.front().first <= now) {
-    close_session(drain_.front().second, CloseReason::BackendShutdown);
+  while (!drain_.empty() && drain_.front().due_ms <= now) {
+    Due d = std::move(drain_.front());
     drain_.pop_front();
+    fire(d);
   }
-  if (!drain_.empty()) uv_timer_start(&drain_timer_, drain_timer_cb, drain_.front().first - now, 0);
+  if (!drain_.empty())
+    uv_timer_start(&drain_timer_, drain_timer_cb, drain_.front().due_ms - now, 0);
 }
 
 }  // namespace lb

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "lb/evacuation.hpp"
 #include "lb/listener.hpp"
 #include "lb/session.hpp"
 #include "net/mailbox.hpp"
@@ -49,6 +51,13 @@ class Worker {
   void stop();  // close everything; the loop then ends
   void close_session(uint64_t id, CloseReason why);
   void shutdown_backend(const std::string& backend, uint32_t spread_ms);
+  // Ends this worker's sessions on ev->backend (all placed sessions when it is
+  // empty) at its share of ev->rate_per_s, with jitter, each with a DISCONNECT
+  // (Session::end); what is left at the deadline, at once.
+  void evacuate(std::shared_ptr<Evacuation> ev);
+  // The admin API: a placed session's details / close it (5.0: DISCONNECT 0x98).
+  std::optional<Session::Info> session_info(uint64_t id) const;
+  bool kick(uint64_t id);
   void destroy(uint64_t id);  // from Session, after its last handle closed
 
   Server& server() { return server_; }
@@ -76,8 +85,17 @@ class Worker {
   bool accepting_ = true;
   bool stopping_ = false;
 
-  // shutdown_backend(): sessions to close, each at its due time (loop ms).
-  std::deque<std::pair<uint64_t, uint64_t>> drain_;  // (due_ms, session id), sorted
+  // shutdown_backend() and evacuate(): sessions to end, each at its due time
+  // (loop ms), sorted. ev null: health on_down "shutdown-sessions".
+  struct Due {
+    uint64_t due_ms;
+    uint64_t session;  // 0: the deadline sweep of `ev`
+    std::shared_ptr<Evacuation> ev;
+    bool operator<(const Due& o) const { return due_ms < o.due_ms; }
+  };
+  std::deque<Due> drain_;
+  void schedule(std::deque<Due> add);
+  void fire(const Due& d);
 };
 
 }  // namespace lb

@@ -1,5 +1,7 @@
 #include "mqtt/frame.hpp"
 
+#include <algorithm>
+
 #include <cassert>
 
 namespace mqtt {
@@ -59,6 +61,21 @@ FrameResult peek_frame(std::span<const uint8_t> in) {
   r.header.remaining_length = v.value;
   r.header.header_length = static_cast<uint8_t>(1 + v.length);
   return r;
+}
+
+size_t StreamScanner::feed_to_boundary(std::span<const uint8_t> chunk) {
+  size_t i = 0;
+  while (i < chunk.size()) {
+    if (state_ == State::Bad) return chunk.size();
+    // A body is skipped in one step; header bytes one at a time.
+    size_t step = state_ == State::Body && body_left_ > 1
+                      ? static_cast<size_t>(std::min<uint64_t>(body_left_, chunk.size() - i))
+                      : 1;
+    feed(chunk.subspan(i, step));
+    i += step;
+    if (state_ == State::Type) return i;  // a packet just ended
+  }
+  return i;
 }
 
 bool StreamScanner::feed(std::span<const uint8_t> chunk) {

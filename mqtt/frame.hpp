@@ -59,6 +59,11 @@ class StreamScanner {
  public:
   // Consumes the whole chunk. Returns false once the stream is malformed.
   bool feed(std::span<const uint8_t> chunk);
+  // Consumes the chunk up to and including the end of the first packet that
+  // ends in it; returns how many bytes that is (the whole chunk when no packet
+  // ends in it, or once malformed). Used to stop a stream exactly at a
+  // boundary and inject a packet there.
+  size_t feed_to_boundary(std::span<const uint8_t> chunk);
   // True when everything fed so far ends exactly at a packet boundary.
   bool at_boundary() const { return state_ == State::Type; }
   bool malformed() const { return state_ == State::Bad; }

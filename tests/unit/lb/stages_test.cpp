@@ -300,3 +300,51 @@ TEST_CASE("log_escape: client strings cannot forge or break log lines") {
   std::string e = lb::log_escape(big, 16);
   CHECK(e == "xxxxxxxxxxxxxxxx...(70000 bytes)");
 }
+
+TEST_CASE("pump finish_with: injected at packet boundaries in both directions, then half-closed") {
+  const std::string d_client("\xe0\x02\x9c\x00", 4), d_backend("\xe0\x00", 2);
+  auto vec = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  {  // both streams at a boundary: at once
+    PumpRig r;
+    r.from_backend(std::string("\xd0\x00", 2));
+    r.pump.finish_with(vec(d_client), vec(d_backend), lb::CloseReason::Evacuated);
+    CHECK(r.client.written == std::string("\xd0\x00", 2) + d_client);
+    CHECK(r.backend.written == d_backend);
+    CHECK(r.client.shut);
+    CHECK(r.backend.shut);
+    CHECK(r.armed == lb::Pump::kFinishMs);
+    r.pump.on_shutdown(&r.client);
+    CHECK(r.done.empty());
+    r.pump.on_shutdown(&r.backend);
+    REQUIRE(r.done.size() == 1);
+    CHECK(r.done[0] == lb::CloseReason::Evacuated);
+    CHECK_FALSE(r.reset);
+  }
+  {  // mid-packet both ways: the packets in flight complete first, nothing after them passes
+    PumpRig r;
+    const std::string pub("\x30\x05\x00\x01tab", 7), next("\x30\x03\x00\x01z", 5);
+    r.from_backend(pub.substr(0, 3));
+    r.from_client(pub.substr(0, 2));
+    r.pump.finish_with(vec(d_client), vec(d_backend), lb::CloseReason::Evacuated);
+    CHECK_FALSE(r.client.shut);
+    CHECK_FALSE(r.backend.shut);
+    r.from_backend(pub.substr(3) + next);
+    CHECK(r.client.written == pub + d_client);  // the rest of its packet, then DISCONNECT
+    CHECK_FALSE(r.backend.reading);               // the next packet is not forwarded
+    r.from_client(pub.substr(2, 1));
+    CHECK_FALSE(r.backend.shut);
+    r.from_client(pub.substr(3) + next);
+    CHECK(r.backend.written == pub + d_backend);
+    CHECK(r.backend.shut);
+    CHECK(r.client.shut);
+  }
+  {  // a peer that never reaches a boundary: the finish timer ends it
+    PumpRig r;
+    r.from_backend(std::string("\x30\x7f", 2));
+    r.pump.finish_with(vec(d_client), {}, lb::CloseReason::Evacuated);
+    CHECK_FALSE(r.client.shut);
+    r.pump.on_timer();
+    REQUIRE(r.done.size() == 1);
+    CHECK(r.done[0] == lb::CloseReason::Evacuated);
+  }
+}

@@ -347,3 +347,37 @@ TEST_CASE("StreamScanner: one byte at a time equals one chunk, malformed include
     }
   }
 }
+
+TEST_CASE("StreamScanner::feed_to_boundary stops exactly at every packet end, whatever the chunks") {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<uint8_t> stream;
+    std::vector<size_t> ends;
+    int n = 1 + static_cast<int>(rng() % 12);
+    for (int k = 0; k < n; ++k) {
+      uint32_t len = rng() % 4 == 0 ? 0 : rng() % (rng() % 2 ? 200 : 20000);
+      stream.push_back(0x30);
+      mqtt::append_varint(stream, len);
+      for (uint32_t j = 0; j < len; ++j) stream.push_back(static_cast<uint8_t>(j));
+      ends.push_back(stream.size());
+    }
+    mqtt::StreamScanner s;
+    std::vector<size_t> seen;
+    size_t pos = 0;
+    while (pos < stream.size()) {
+      size_t chunk = 1 + rng() % (rng() % 3 ? 7 : 30000);
+      chunk = std::min(chunk, stream.size() - pos);
+      std::span<const uint8_t> c(stream.data() + pos, chunk);
+      while (!c.empty()) {
+        size_t k = s.feed_to_boundary(c);
+        REQUIRE(k > 0);
+        REQUIRE(k <= c.size());
+        pos += k;
+        c = c.subspan(k);
+        if (s.at_boundary()) seen.push_back(pos);
+      }
+    }
+    CHECK(seen == ends);
+    CHECK(s.packets() == ends.size());
+  }
+}

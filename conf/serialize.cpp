@@ -1,0 +1,143 @@
+#include "conf/serialize.hpp"
+
+#include <map>
+
+namespace conf {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* name(ListenerTls::Verify v) {
+  switch (v) {
+    case ListenerTls::Verify::Optional:
+      return "optional";
+    case ListenerTls::Verify::Required:
+      return "required";
+    default:
+      return "none";
+  }
+}
+const char* name(ProxyProtocol p) {
+  return p == ProxyProtocol::V1 ? "v1" : p == ProxyProtocol::V2 ? "v2" : "none";
+}
+const char* name(BackendAdmin a) {
+  return a == BackendAdmin::Drain ? "drain" : a == BackendAdmin::Maint ? "maint" : "ready";
+}
+const char* name(Algorithm a) {
+  return a == Algorithm::RoundRobin       ? "round-robin"
+         : a == Algorithm::ConsistentHash ? "consistent-hash"
+                                          : "leastconn";
+}
+
+json listener(const Listener& l) {
+  json j = {{"name", l.name}, {"bind", l.bind.str()}};
+  if (l.tls)
+    j["tls"] = {{"cert", l.tls->cert},
+                {"key", l.tls->key},
+                {"ca", l.tls->ca},
+                {"verify_client", name(l.tls->verify_client)}};
+  return j;
+}
+
+json backend(const Backend& b) {
+  json j = {{"name", b.name},
+            {"address", b.address.str()},
+            {"weight", b.weight},
+            {"proxy_protocol", name(b.proxy_protocol)},
+            {"admin", name(b.admin)}};
+  if (b.tls)
+    j["tls"] = {{"ca", b.tls->ca},
+                {"verify", b.tls->verify},
+                {"sni", b.tls->sni},
+                {"cert", b.tls->cert},
+                {"key", b.tls->key}};
+  return j;
+}
+
+}  // namespace
+
+json to_json(const Config& c, bool redact) {
+  json j;
+  j["listeners"] = json::array();
+  for (const auto& l : c.listeners) j["listeners"].push_back(listener(l));
+  j["backends"] = json::array();
+  for (const auto& b : c.backends) j["backends"].push_back(backend(b));
+  const Balance& b = c.balance;
+  j["balance"] = {{"algorithm", name(b.algorithm)},
+                  {"affinity", b.affinity == Affinity::ClientId ? "client-id" : "none"},
+                  {"affinity_max_entries", b.affinity_max_entries},
+                  {"affinity_max_bytes", b.affinity_max_bytes},
+                  {"affinity_ttl_s", b.affinity_ttl_s},
+                  {"hash_balance_factor", b.hash_balance_factor},
+                  {"retries", b.retries},
+                  {"retry_backoff_ms", b.retry_backoff_ms},
+                  {"backend_connect_timeout_ms", b.backend_connect_timeout_ms}};
+  const Health& h = c.health;
+  j["health"] = {{"enabled", h.enabled},
+                 {"interval_ms", h.interval_ms},
+                 {"timeout_ms", h.timeout_ms},
+                 {"rise", h.rise},
+                 {"fall", h.fall},
+                 {"mode", h.mode == CheckMode::Reconnect ? "reconnect" : "persistent"},
+                 {"protocol_level", h.protocol_level},
+                 {"keep_alive_s", h.keep_alive_s},
+                 {"accept_refusal", h.accept_refusal},
+                 {"client_id_prefix", h.client_id_prefix},
+                 {"slowstart_ms", h.slowstart_ms},
+                 {"on_down", h.on_down == OnDown::ShutdownSessions ? "shutdown-sessions" : "keep"},
+                 {"shutdown_spread_ms", h.shutdown_spread_ms}};
+  if (h.username) j["health"]["username"] = *h.username;
+  if (h.password) j["health"]["password"] = redact ? "<redacted>" : *h.password;
+  const Limits& l = c.limits;
+  j["limits"] = {{"max_connections", l.max_connections},
+                 {"max_connections_per_ip", l.max_connections_per_ip},
+                 {"max_connect_bytes", l.max_connect_bytes},
+                 {"connect_timeout_ms", l.connect_timeout_ms},
+                 {"idle_grace_ms", l.idle_grace_ms},
+                 {"keepalive0_idle_cap_s", l.keepalive0_idle_cap_s},
+                 {"shutdown_grace_ms", l.shutdown_grace_ms},
+                 {"backend_connack_timeout_ms", l.backend_connack_timeout_ms},
+                 {"backend_max_connecting", l.backend_max_connecting},
+                 {"backend_queue", l.backend_queue},
+                 {"backend_queue_timeout_ms", l.backend_queue_timeout_ms},
+                 {"memory_budget_bytes", l.memory_budget_bytes},
+                 {"drain_timeout_ms", l.drain_timeout_ms}};
+  j["metrics"] = json::object();
+  if (c.metrics.bind) j["metrics"]["bind"] = c.metrics.bind->str();
+  if (c.admin.enabled()) {
+    j["admin"] = {{"bind", c.admin.bind ? c.admin.bind->str() : "unix:" + c.admin.unix_path}};
+    if (!c.admin.token_file.empty()) j["admin"]["token_file"] = c.admin.token_file;
+  }
+  j["evacuation"] = {{"rate_per_s", c.evacuation.rate_per_s},
+                     {"deadline_s", c.evacuation.deadline_s}};
+  j["upgrade"] = {{"evict_rate_per_s", c.upgrade.evict_rate_per_s},
+                  {"deadline_s", c.upgrade.deadline_s}};
+  j["workers"] = c.workers;
+  return j;
+}
+
+std::vector<std::string> diff(const Config& before, const Config& after) {
+  json a = to_json(before, false), b = to_json(after, false);
+  std::vector<std::string> out;
+  for (const char* list : {"listeners", "backends"}) {
+    std::map<std::string, json> x, y;
+    for (const auto& e : a[list]) x[e["name"]] = e;
+    for (const auto& e : b[list]) y[e["name"]] = e;
+    for (const auto& [n, e] : y) {
+      auto it = x.find(n);
+      if (it == x.end())
+        out.push_back(std::string("/") + list + "/" + n + ": added");
+      else if (it->second != e)
+        out.push_back(std::string("/") + list + "/" + n + ": changed");
+    }
+    for (const auto& [n, e] : x)
+      if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
+  }
+  for (const char* sec :
+       {"balance", "health", "limits", "metrics", "admin", "evacuation", "upgrade", "workers"})
+    if (a.value(sec, json()) != b.value(sec, json())) out.push_back(std::string("/") + sec + ": changed");
+  return out;
+}
+
+}  // namespace conf
