@@ -398,8 +398,8 @@ void load_admin(Errors& e, const json& j, const std::string& ptr, Admin& a) {
   o.get_string("token_file", a.token_file, true);
   // Anyone who can reach it could drain the fleet: off loopback, a token is required.
   if (a.bind && !loopback(a.bind->host) && a.token_file.empty())
-    e.add(o.at("token_file"), "required when admin.bind is not a loopback address (" +
-                                  a.bind->str() + ")");
+    e.add(o.at("token_file"),
+          "required when admin.bind is not a loopback address (" + a.bind->str() + ")");
 }
 
 }  // namespace

@@ -136,7 +136,8 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
   }
   for (const char* sec :
        {"balance", "health", "limits", "metrics", "admin", "evacuation", "upgrade", "workers"})
-    if (a.value(sec, json()) != b.value(sec, json())) out.push_back(std::string("/") + sec + ": changed");
+    if (a.value(sec, json()) != b.value(sec, json()))
+      out.push_back(std::string("/") + sec + ": changed");
   return out;
 }
 

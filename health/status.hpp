@@ -32,8 +32,8 @@ struct Status {
   struct LastCheck {
     bool valid = false;  // no check has finished yet
     bool pass = false;
-    std::string reason;  // "" when passed; else the failure kind and detail
-    double seconds = 0;  // check latency
+    std::string reason;   // "" when passed; else the failure kind and detail
+    double seconds = 0;   // check latency
     int64_t wall_ms = 0;  // when it finished (ms since the epoch)
   };
   void record(LastCheck c) {

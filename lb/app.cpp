@@ -106,16 +106,28 @@ struct App {
       if (control) control->note_reload(out);
       return out;
     }
+    // Everything that can fail first (bind new listeners, new workers' sockets,
+    // TLS contexts, new metrics/admin binds); a reload that cannot be applied
+    // whole is not applied at all.
+    std::vector<std::string> errors;
+    auto prepared = server->prepare(*r.config, errors);
+    if (!prepared) {
+      server->metrics().reloads_failed->Increment();
+      logf(LogLevel::Error, "reload (%s): cannot apply %s; keeping the running config", trigger,
+           config_path.c_str());
+      for (const auto& e : errors) logf(LogLevel::Error, "config: %s", e.c_str());
+      out.errors = errors;
+      if (control) control->note_reload(out);
+      return out;
+    }
     out.changed = conf::diff(server->file_config(), *r.config);
-    server->swap(*r.config);
+    server->commit(std::move(prepared));
     server->metrics().reloads_ok->Increment();
     out.ok = true;
     std::string what;
     for (const auto& c : out.changed) what += (what.empty() ? "" : ", ") + c;
     logf(LogLevel::Info, "reload (%s): %s reloaded: %s", trigger, config_path.c_str(),
          what.empty() ? "nothing changed" : what.c_str());
-    if (server->needs_restart(*r.config))
-      logf(LogLevel::Warn, "reload: listeners or workers changed: they apply only after a restart");
     if (on_reload) on_reload(*r.config);
     if (control) control->note_reload(out);
     return out;
@@ -176,7 +188,13 @@ int run_until_signalled(Server& server, const std::string& config_path,
   uv_timer_init(&a.loop, &gauges);
   gauges.data = &server;
   uv_timer_start(
-      &gauges, [](uv_timer_t* t) { static_cast<Server*>(t->data)->update_gauges(); }, 0, 1000);
+      &gauges,
+      [](uv_timer_t* t) {
+        auto* srv = static_cast<Server*>(t->data);
+        srv->update_gauges();
+        srv->reap();  // retired workers, closed listeners, removed backends' series
+      },
+      0, 1000);
   a.gauges = &gauges;
   if (on_ready) on_ready();
   // What arrived before the handlers above replaced the early ones.

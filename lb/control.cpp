@@ -30,12 +30,15 @@ std::string iso8601(int64_t ms) {
   gmtime_r(&t, &g);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", g.tm_year + 1900,
-                g.tm_mon + 1, g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec, static_cast<int>(ms % 1000));
+                g.tm_mon + 1, g.tm_mday, g.tm_hour, g.tm_min, g.tm_sec,
+                static_cast<int>(ms % 1000));
   return buf;
 }
 
 const char* admin_name(conf::BackendAdmin a) {
-  return a == conf::BackendAdmin::Drain ? "drain" : a == conf::BackendAdmin::Maint ? "maint" : "ready";
+  return a == conf::BackendAdmin::Drain   ? "drain"
+         : a == conf::BackendAdmin::Maint ? "maint"
+                                          : "ready";
 }
 
 health::Admin to_health(conf::BackendAdmin a) {
@@ -216,8 +219,8 @@ AdminReply Control::evacuate(const std::string& name, const json& body) {
       else if (r == "server-shutting-down")
         ev->reason = 0x8B;
       else
-        return AdminReply::error(400,
-                                 "reason must be \"use-another-server\" or \"server-shutting-down\"");
+        return AdminReply::error(
+            400, "reason must be \"use-another-server\" or \"server-shutting-down\"");
     } else if (k == "server_reference") {
       if (!v.is_string() || v.get<std::string>().size() > 512)
         return AdminReply::error(400, "server_reference must be a string of at most 512 bytes");
@@ -252,7 +255,8 @@ AdminReply Control::cancel_evacuation(const std::string& name) {
   conf::BackendAdmin before = conf::BackendAdmin::Ready;
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (auto it = before_evacuation_.find(name); it != before_evacuation_.end()) before = it->second;
+    if (auto it = before_evacuation_.find(name); it != before_evacuation_.end())
+      before = it->second;
   }
   server_.set_admin_override(name, before);
   monitor_.set_admin_state(name, to_health(before));
@@ -265,7 +269,9 @@ AdminReply Control::cancel_evacuation(const std::string& name) {
 AdminReply Control::client(const std::string& client_id) {
   auto info = server_.client_info(client_key(client_id));
   if (!info) return AdminReply::error(404, "no connected client with that id");
-  const char* version = info->protocol_level == 5 ? "5.0" : info->protocol_level == 3 ? "3.1" : "3.1.1";
+  const char* version = info->protocol_level == 5   ? "5.0"
+                        : info->protocol_level == 3 ? "3.1"
+                                                    : "3.1.1";
   json j = {{"client_id", client_id},
             {"backend", info->backend},
             {"connected_since", iso8601(info->connected_since_ms)},

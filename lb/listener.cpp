@@ -49,11 +49,11 @@ Listener::~Listener() {
   if (fd_ >= 0 && open_handles_ == 0) ::close(fd_);
 }
 
-bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
+int Listener::open_socket(const conf::Endpoint& bind, int backlog, std::string& err) {
   sockaddr_storage addr{};
   if (!net::to_sockaddr(bind.host, bind.port, addr)) {
-    err = "listener " + name_ + ": bad address " + bind.str();
-    return false;
+    err = "bad address " + bind.str();
+    return -1;
   }
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -61,10 +61,14 @@ bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
       ::bind(fd, reinterpret_cast<sockaddr*>(&addr), net::sockaddr_len(addr)) != 0 ||
       ::listen(fd, backlog) != 0) {
-    err = "listener " + name_ + ": cannot listen on " + bind.str() + ": " + std::strerror(errno);
+    err = "cannot listen on " + bind.str() + ": " + std::strerror(errno);
     if (fd >= 0) ::close(fd);
-    return false;
+    return -1;
   }
+  return fd;
+}
+
+void Listener::adopt(int fd) {
   fd_ = fd;
   uv_poll_init_socket(loop_, &poll_, fd_);
   poll_.data = this;
@@ -73,6 +77,15 @@ bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
   open_handles_ = 2;
   uv_poll_start(&poll_, UV_READABLE, poll_cb);
   polling_ = true;
+}
+
+bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
+  int fd = open_socket(bind, backlog, err);
+  if (fd < 0) {
+    err = "listener " + name_ + ": " + err;
+    return false;
+  }
+  adopt(fd);
   return true;
 }
 

@@ -34,10 +34,21 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  // socket + SO_REUSEADDR + SO_REUSEPORT + bind + listen, then polls.
+  // A listening socket: SO_REUSEADDR + SO_REUSEPORT + bind + listen
+  // (non-blocking, close-on-exec). -1 with err set. Any thread.
+  static int open_socket(const conf::Endpoint& bind, int backlog, std::string& err);
+  // Polls `fd` (from open_socket, or inherited from an older process) on this
+  // loop; the Listener owns it from now on. Loop thread (or before it runs).
+  void adopt(int fd);
+  // open_socket + adopt.
   bool open(const conf::Endpoint& bind, int backlog, std::string& err);
   void close();
   bool closed() const { return closing_; }
+  int fd() const { return fd_; }
+  // Sessions accepted here and still open: a closed listener is freed only
+  // once they are gone (they refer to it).
+  int sessions = 0;
+  bool freeable() const { return closing_ && open_handles_ == 0 && sessions == 0; }
 
   const std::string& name() const { return name_; }
   size_t index() const { return index_; }  // in the Server's listener order

@@ -25,7 +25,8 @@ void usage() {
                "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
                "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
                "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
-               "                               translate an HAProxy config (docs/migrating-from-haproxy.md)\n"
+               "                               translate an HAProxy config "
+               "(docs/migrating-from-haproxy.md)\n"
                "       mqttlb --version\n");
 }
 

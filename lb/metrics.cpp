@@ -232,6 +232,20 @@ Metrics::Metrics(prometheus::Registry& reg)
   reloads_failed = &reloads.Add({{"result", "invalid"}});
 }
 
+void ConnackCounters::remove_all() {
+  for (auto& slot : by_code_)
+    if (prometheus::Counter* c = slot.exchange(nullptr)) fam_->Remove(c);
+}
+
+void Metrics::remove_backend(const BackendMetrics& m) {
+  backend_active_fam_.Remove(m.active);
+  backend_sessions_fam_.Remove(m.sessions);
+  backend_fail_fam_.Remove(m.connect_failures);
+  for (auto* c : m.attempt_failures) backend_attempt_fam_.Remove(c);
+  backend_connecting_fam_.Remove(m.connecting);
+  backend_queue_fam_.Remove(m.queued);
+}
+
 BackendMetrics Metrics::backend(const std::string& name) {
   BackendMetrics m;
   m.active = &backend_active_fam_.Add({{"backend", name}});

@@ -50,6 +50,7 @@ class ConnackCounters {
   ConnackCounters(prometheus::Family<prometheus::Counter>* fam, std::string backend)
       : fam_(fam), backend_(std::move(backend)) {}
   void count(uint8_t code);  // any thread
+  void remove_all();         // the backend is gone and nobody counts any more
 
  private:
   prometheus::Family<prometheus::Counter>* fam_;
@@ -79,6 +80,8 @@ class Metrics {
   explicit Metrics(prometheus::Registry& reg);
   // Resolves (or re-resolves) a backend's labelled series. Main thread only.
   BackendMetrics backend(const std::string& name);
+  // Removes a backend's series (a reload removed it and nothing refers to it).
+  void remove_backend(const BackendMetrics& m);
   prometheus::Counter* accepted(const std::string& listener);
   TlsListenerMetrics tls_listener(const std::string& listener);
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,11 +57,11 @@ struct Snapshot {
   std::unique_ptr<Balancer> balancer;    // thread-safe pick()
   uint64_t generation = 0;
   uint32_t max_connections = 0;  // resolved (cfg value or derived from RLIMIT_NOFILE)
-  // Per bound listener (Server's listener order): its server context, or null
+  // Per TLS listener: its server context
   // for a plain listener. One per snapshot, shared read-only by all workers; a
   // reload builds new ones (inheriting the ticket keys) for new connections
   // while live engines keep a reference on the SSL_CTX they started with.
-  std::vector<std::shared_ptr<tls::Context>> listener_tls;
+  std::map<std::string, std::shared_ptr<tls::Context>> listener_tls;  // by listener name
 };
 
 }  // namespace lb

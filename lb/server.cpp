@@ -2,9 +2,8 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
-#include <functional>
-#include <future>
 #include <thread>
 
 #include "lb/log.hpp"
@@ -39,30 +38,52 @@ size_t worker_count_for(const conf::Config& cfg) {
 
 Server::Server(const conf::Config& cfg, prometheus::Registry& registry)
     : metrics_(registry),
-      n_workers_(worker_count_for(cfg)),
       affinity_(cfg.balance.affinity_max_entries, cfg.balance.affinity_max_bytes,
                 int64_t{cfg.balance.affinity_ttl_s} * 1000),
       budget_(cfg.limits.memory_budget_bytes),
-      listeners_(cfg.listeners),
-      workers_cfg_(cfg.workers) {
-  snap_ = build(cfg);
-  for (size_t i = 0; i < n_workers_; ++i)
-    workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+      listeners_(cfg.listeners) {
+  {
+    std::lock_guard<std::mutex> g(snap_mu_);
+    snap_ = build(cfg);
+  }
+  size_t n = std::min(worker_count_for(cfg), kMaxWorkers);
+  for (size_t i = 0; i < n; ++i) {
+    owned_[i] = std::make_unique<Worker>(*this, static_cast<int>(i));
+    slots_[i].store(owned_[i].get());
+    active_slots_.push_back(static_cast<int>(i));
+  }
+  n_active_.store(n);
 }
 
 Server::~Server() {
-  for (auto& w : workers_) w->post([](Worker& w) { w.stop(); });
+  each_worker([](Worker& w) { w.post([](Worker& w) { w.stop(); }); });
   join();
-  workers_.clear();
+  for (size_t i = 0; i < kMaxWorkers; ++i) {
+    slots_[i].store(nullptr);
+    owned_[i].reset();
+  }
+}
+
+Worker* Server::worker(int slot) const {
+  if (slot < 0 || static_cast<size_t>(slot) >= kMaxWorkers) return nullptr;
+  return slots_[slot].load(std::memory_order_acquire);
+}
+
+std::vector<Worker*> Server::all_workers() const {
+  std::vector<Worker*> v;
+  for (const auto& s : slots_)
+    if (Worker* w = s.load(std::memory_order_acquire)) v.push_back(w);
+  return v;
 }
 
 std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
-  // Called with snap_mu_ held or before any worker runs.
+  // Called with snap_mu_ held.
   auto s = std::make_shared<Snapshot>();
   cfg_ = cfg;
   s->cfg = cfg;
   for (auto& b : s->cfg.backends) {  // operator overrides (admin API)
-    if (auto it = weight_override_.find(b.name); it != weight_override_.end()) b.weight = it->second;
+    if (auto it = weight_override_.find(b.name); it != weight_override_.end())
+      b.weight = it->second;
     if (auto it = admin_override_.find(b.name); it != admin_override_.end()) b.admin = it->second;
   }
   s->generation = ++generation_;
@@ -72,7 +93,8 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
       st = std::make_shared<BackendState>(b.name);
       st->metrics = metrics_.backend(b.name);
       st->connacks = std::make_unique<ConnackCounters>(metrics_.connacks_family(), b.name);
-      for (size_t w = 0; w < n_workers_; ++w)
+      // One lane per worker slot, each used only by the worker in that slot.
+      for (size_t w = 0; w < kMaxWorkers; ++w)
         st->lanes.push_back(std::make_unique<GateLane>(st->metrics.connecting, st->metrics.queued));
     }
     std::shared_ptr<tls::Context> ctx;
@@ -83,7 +105,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
     }
     s->backends.push_back({b, st, std::move(ctx)});
   }
-  build_listener_tls(cfg, *s);
+  build_listener_tls(s->cfg, *s);
   s->balancer = make_balancer(cfg.balance, s->cfg.backends);
   s->max_connections = cfg.limits.max_connections ? cfg.limits.max_connections
                                                   : default_max_connections(raise_nofile_limit());
@@ -93,25 +115,22 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
 }
 
 void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
-  // Bound listeners cannot change without a restart; a reload may still change
-  // their certificate, key, CA or verify_client (matched by name).
-  s.listener_tls.resize(listeners_.size());
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    const conf::Listener& bound = listeners_[i];
-    if (!bound.tls) continue;
-    const conf::ListenerTls* want = &*bound.tls;
-    for (const auto& l : cfg.listeners)
-      if (l.name == bound.name && l.tls) want = &*l.tls;
-    std::shared_ptr<tls::Context> old =
-        snap_ && i < snap_->listener_tls.size() ? snap_->listener_tls[i] : nullptr;
+  // By listener name: each reload builds new contexts from the files for new
+  // connections; live connections keep the context they started with.
+  for (const auto& l : cfg.listeners) {
+    if (!l.tls) continue;
+    std::shared_ptr<tls::Context> old;
+    if (snap_)
+      if (auto it = snap_->listener_tls.find(l.name); it != snap_->listener_tls.end())
+        old = it->second;
     std::string err;
-    std::shared_ptr<tls::Context> ctx = tls::Context::server(*want, err);
+    std::shared_ptr<tls::Context> ctx = tls::Context::server(*l.tls, err);
     if (ctx && !ctx->set_alpn({"mqtt"}, err)) ctx.reset();
     if (!ctx) {
-      logf(LogLevel::Error, "listener %s: TLS: %s%s", bound.name.c_str(), err.c_str(),
+      logf(LogLevel::Error, "listener %s: TLS: %s%s", l.name.c_str(), err.c_str(),
            old ? "; keeping the previous certificate" : "");
-      if (!old) tls_error_ = "listener " + bound.name + ": TLS: " + err;
-      s.listener_tls[i] = old;
+      if (!old) tls_error_ = "listener " + l.name + ": TLS: " + err;
+      if (old) s.listener_tls[l.name] = old;
       continue;
     }
     // Resumption survives the reload (tickets issued by `old` stay valid) only
@@ -121,38 +140,59 @@ void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
       logf(LogLevel::Info,
            "listener %s: TLS identity or client verification changed: sessions made before "
            "this reload will not resume",
-           bound.name.c_str());
-    s.listener_tls[i] = std::move(ctx);
+           l.name.c_str());
+    s.listener_tls[l.name] = std::move(ctx);
   }
 }
 
-bool Server::start(std::string& err) {
+bool Server::start(std::string& err, std::map<std::string, std::vector<int>> inherited) {
   if (!tls_error_.empty()) {
     err = tls_error_;
     return false;
   }
-  if (!Worker::check_free(listeners_, err)) return false;
-  for (auto& w : workers_)
-    if (!w->listen(listeners_, err)) return false;
-  for (auto& w : workers_) w->start();
+  std::vector<conf::Listener> fresh;
+  for (const auto& l : listeners_)
+    if (!inherited.count(l.name)) fresh.push_back(l);
+  if (!Worker::check_free(fresh, err)) return false;
+  const size_t n = active_slots_.size();
+  for (size_t k = 0; k < n; ++k) {
+    Worker& w = *owned_[active_slots_[k]];
+    for (const auto& l : listeners_) {
+      auto it = inherited.find(l.name);
+      if (it == inherited.end() || it->second.empty()) {
+        if (!w.listen({l}, err)) return false;
+        continue;
+      }
+      // Inherited sockets are shared out; a worker without one joins the
+      // SO_REUSEPORT group with a socket of its own.
+      bool got = false;
+      for (size_t j = k; j < it->second.size(); j += n) {
+        w.adopt_listener(l, it->second[j]);
+        got = true;
+      }
+      if (!got && !w.listen({l}, err)) return false;
+    }
+  }
+  for (int slot : active_slots_) owned_[slot]->start();
   started_.store(true);
-  logf(LogLevel::Info, "started %zu workers, %zu listeners, %zu backends, max_connections=%u",
-       workers_.size(), listeners_.size(), snapshot()->backends.size(), max_conn_.load());
+  logf(LogLevel::Info, "started %zu workers, %zu listeners, %zu backends, max_connections=%u", n,
+       listeners_.size(), snapshot()->backends.size(), max_conn_.load());
   return true;
 }
 
 void Server::stop_accepting() {
   stopping_.store(true);
-  for (auto& w : workers_) w->post([](Worker& w) { w.stop_accepting(); });
+  each_worker([](Worker& w) { w.post([](Worker& w) { w.stop_accepting(); }); });
 }
 
 void Server::close_all_sessions() {
   stopping_.store(true);
-  for (auto& w : workers_) w->post([](Worker& w) { w.stop(); });
+  each_worker([](Worker& w) { w.post([](Worker& w) { w.stop(); }); });
 }
 
 void Server::join() {
-  for (auto& w : workers_) w->join();
+  for (auto& w : owned_)
+    if (w) w->join();
 }
 
 void Server::swap(const conf::Config& cfg) {
@@ -168,19 +208,14 @@ void Server::swap(const conf::Config& cfg) {
   budget_.set_limit(cfg.limits.memory_budget_bytes);
 }
 
-bool Server::needs_restart(const conf::Config& cfg) const {
-  if (cfg.workers != workers_cfg_ || cfg.listeners.size() != listeners_.size()) return true;
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    const auto &a = listeners_[i], &b = cfg.listeners[i];
-    if (a.name != b.name || a.bind.str() != b.bind.str() || a.tls.has_value() != b.tls.has_value())
-      return true;
-  }
-  return false;
-}
-
 std::shared_ptr<const Snapshot> Server::snapshot() const {
   std::lock_guard<std::mutex> g(snap_mu_);
   return snap_;
+}
+
+conf::Config Server::file_config() const {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  return cfg_;
 }
 
 std::vector<RuntimeBackend> Server::backends() const {
@@ -188,8 +223,9 @@ std::vector<RuntimeBackend> Server::backends() const {
 }
 
 void Server::shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms) {
-  for (auto& w : workers_)
-    w->post([backend_name, spread_ms](Worker& w) { w.shutdown_backend(backend_name, spread_ms); });
+  each_worker([&](Worker& w) {
+    w.post([backend_name, spread_ms](Worker& w) { w.shutdown_backend(backend_name, spread_ms); });
+  });
 }
 
 bool Server::admit_global() {
@@ -224,9 +260,10 @@ void Server::release_ip(const std::string& ip) {
 }
 
 void Server::close_session(const SessionRef& ref, CloseReason why) {
-  if (ref.worker < 0 || static_cast<size_t>(ref.worker) >= workers_.size()) return;
+  Worker* w = worker(ref.worker);
+  if (!w) return;
   uint64_t id = ref.session;
-  workers_[ref.worker]->post([id, why](Worker& w) { w.close_session(id, why); });
+  w->post([id, why](Worker& w) { w.close_session(id, why); });
 }
 
 void Server::update_gauges() {
@@ -234,93 +271,6 @@ void Server::update_gauges() {
   metrics_.budget_limit->Set(static_cast<double>(budget_.limit()));
   metrics_.affinity_entries->Set(static_cast<double>(affinity_.size()));
   metrics_.registry_entries->Set(static_cast<double>(registry_.size()));
-}
-
-bool Server::set_admin_override(const std::string& backend, conf::BackendAdmin a) {
-  std::lock_guard<std::mutex> g(snap_mu_);
-  if (!states_.count(backend)) return false;
-  admin_override_[backend] = a;
-  snap_ = build(cfg_);
-  return true;
-}
-
-bool Server::set_weight_override(const std::string& backend, uint32_t weight) {
-  std::lock_guard<std::mutex> g(snap_mu_);
-  if (!states_.count(backend)) return false;
-  weight_override_[backend] = weight;
-  snap_ = build(cfg_);
-  return true;
-}
-
-bool Server::start_evacuation(std::shared_ptr<Evacuation> ev) {
-  {
-    std::lock_guard<std::mutex> g(evac_mu_);
-    auto& slot = evacuations_[ev->backend];
-    if (slot && !slot->done() && !slot->cancelled.load()) return false;
-    slot = ev;
-  }
-  ev->workers_left.store(static_cast<int>(workers_.size()));
-  for (auto& w : workers_) w->post([ev](Worker& w) { w.evacuate(ev); });
-  return true;
-}
-
-bool Server::cancel_evacuation(const std::string& backend) {
-  std::lock_guard<std::mutex> g(evac_mu_);
-  auto it = evacuations_.find(backend);
-  if (it == evacuations_.end() || it->second->done() || it->second->cancelled.load()) return false;
-  it->second->cancelled.store(true);
-  return true;
-}
-
-std::shared_ptr<Evacuation> Server::evacuation(const std::string& backend) const {
-  std::lock_guard<std::mutex> g(evac_mu_);
-  auto it = evacuations_.find(backend);
-  return it == evacuations_.end() ? nullptr : it->second;
-}
-
-std::vector<std::shared_ptr<Evacuation>> Server::evacuations() const {
-  std::lock_guard<std::mutex> g(evac_mu_);
-  std::vector<std::shared_ptr<Evacuation>> v;
-  for (auto& [n, e] : evacuations_) v.push_back(e);
-  return v;
-}
-
-namespace {
-// Runs fn on a worker's loop and waits for its answer (not on a data loop).
-template <typename T>
-std::optional<T> ask(Worker& w, std::function<T(Worker&)> fn, uint32_t timeout_ms) {
-  auto p = std::make_shared<std::promise<T>>();
-  auto f = p->get_future();
-  w.post([p, fn = std::move(fn)](Worker& w) { p->set_value(fn(w)); });
-  if (f.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready)
-    return std::nullopt;
-  return f.get();
-}
-}  // namespace
-
-std::optional<Session::Info> Server::client_info(const ClientKey& key, uint32_t timeout_ms) {
-  auto ref = registry_.find(key);
-  if (!ref || ref->worker < 0 || static_cast<size_t>(ref->worker) >= workers_.size())
-    return std::nullopt;
-  uint64_t id = ref->session;
-  auto r = ask<std::optional<Session::Info>>(
-      *workers_[ref->worker], [id](Worker& w) { return w.session_info(id); }, timeout_ms);
-  return r ? *r : std::nullopt;
-}
-
-bool Server::kick_client(const ClientKey& key, uint32_t timeout_ms) {
-  auto ref = registry_.find(key);
-  if (!ref || ref->worker < 0 || static_cast<size_t>(ref->worker) >= workers_.size())
-    return false;
-  uint64_t id = ref->session;
-  auto r = ask<bool>(*workers_[ref->worker], [id](Worker& w) { return w.kick(id); }, timeout_ms);
-  return r && *r;
-}
-
-bool Server::workers_alive(uint32_t timeout_ms) {
-  for (auto& w : workers_)
-    if (!ask<bool>(*w, [](Worker&) { return true; }, timeout_ms)) return false;
-  return true;
 }
 
 }  // namespace lb

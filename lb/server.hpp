@@ -1,10 +1,19 @@
-// The balancer runtime: N workers, the current config snapshot, state shared by
-// all workers (affinity table, takeover registry, connection limits), metrics.
-// Public methods are thread-safe unless noted.
+// The balancer runtime: the worker threads, the current config snapshot,
+// state shared by all workers (affinity table, takeover registry, connection
+// limits, memory budget), metrics. Public methods are thread-safe unless noted.
+//
+// Workers live in fixed slots (at most kMaxWorkers): a session names its
+// worker by slot, other threads find it there without locks, and a reload can
+// add workers or retire some (a retired worker stops accepting, lets its
+// sessions end or drain, then its slot is freed and may be reused).
+//
+// Files: server.cpp (core), server_reload.cpp (prepare/commit of a reload,
+// reaping), server_admin.cpp (the admin API's operations).
 #pragma once
 
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -42,25 +51,52 @@ uint32_t default_max_connections(uint64_t nofile);
 
 class Server {
  public:
+  static constexpr size_t kMaxWorkers = 256;
+
   Server(const conf::Config& cfg, prometheus::Registry& registry);
   ~Server();
 
   // Binds every listener in every worker and starts the worker threads.
-  bool start(std::string& err);
+  // inherited (binary upgrade): listening sockets to adopt instead of
+  // binding, by listener name, any number per listener.
+  bool start(std::string& err, std::map<std::string, std::vector<int>> inherited = {});
   void stop_accepting();      // SIGTERM step 1: close listeners
   void close_all_sessions();  // SIGTERM step 2 (after the grace period)
   void join();                // waits for every worker thread to end
 
-  // Validated config -> new snapshot, swapped in for new connections. Backends
-  // keep their Status and counters by name. Listeners and workers are not
-  // changed by a swap (logged by the caller).
-  void swap(const conf::Config& cfg);
+  // A reload in two steps. prepare() does everything that can fail — binds
+  // the sockets of new or re-bound listeners (and of new workers), builds
+  // TLS contexts, checks new metrics/admin binds — and keeps nothing on
+  // failure (errors in --check format). commit() then applies it all: a new
+  // snapshot for new connections (backends, balance, limits, TLS), listeners
+  // added, removed (their sessions go on up to limits.drain_timeout_ms) or
+  // re-bound, workers added or retired, removed backends evacuated.
+  // Established sessions of kept listeners and backends are never touched.
+  struct Prepared {
+    conf::Config cfg;
+    // A socket bound for one listener on one worker: `slot` is an accepting
+    // worker's slot, or -(k + 1) for the k-th worker this reload adds.
+    struct Sock {
+      conf::Listener listener;
+      int slot;
+      int fd;
+    };
+    std::vector<Sock> socks;
+    std::vector<std::string> remove_listeners;  // by name: removed, or re-bound
+    std::vector<int> retire;                    // slots of workers to retire
+    int new_workers = 0;
+    std::vector<std::string> removed_backends;
+    ~Prepared();  // closes the sockets commit() did not take
+  };
+  std::unique_ptr<Prepared> prepare(const conf::Config& cfg, std::vector<std::string>& errors);
+  void commit(std::unique_ptr<Prepared> p);
+  // Main thread, every second: frees retired workers and closed listeners
+  // that are done, removes the metric series of removed backends nobody uses.
+  void reap();
+
   std::shared_ptr<const Snapshot> snapshot() const;
   // The config as the file gave it (no operator overrides).
-  conf::Config file_config() const {
-    std::lock_guard<std::mutex> g(snap_mu_);
-    return cfg_;
-  }
+  conf::Config file_config() const;
 
   // Every backend of the current snapshot with its shared health Status (for
   // the health monitor and for tests).
@@ -71,9 +107,6 @@ class Server {
   void shutdown_backend_sessions(const std::string& backend_name, uint32_t spread_ms);
 
   int64_t active_connections() const { return active_.load(std::memory_order_relaxed); }
-  // True when `cfg` differs from the running process in what a swap cannot
-  // change (listeners, worker count): a restart is needed for those.
-  bool needs_restart(const conf::Config& cfg) const;
 
   // --- used by workers/sessions ---
   Metrics& metrics() { return metrics_; }
@@ -81,7 +114,9 @@ class Server {
   ClientRegistry& registry() { return registry_; }
   net::MemoryBudget& budget() { return budget_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
-  size_t worker_count() const { return n_workers_; }
+  // Workers that accept connections now (rates and connect slots are shared
+  // out over them).
+  size_t worker_count() const { return n_active_.load(std::memory_order_relaxed); }
   // Admission at accept: the global connection count (max_connections), then
   // the source address's (max_connections_per_ip). Each true return is
   // matched by exactly one release (the session's destructor).
@@ -113,25 +148,45 @@ class Server {
   // True when every worker loop answered within timeout_ms (GET /healthz).
   bool workers_alive(uint32_t timeout_ms = 1000);
   bool started() const { return started_.load(); }
+  // Every listening socket, by listener name (binary upgrade hands them over).
+  std::map<std::string, std::vector<int>> listening_fds();
 
  private:
-  std::shared_ptr<Snapshot> build(const conf::Config& cfg);
-  void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held or not started
+  // A new snapshot for new connections (backends, balance, limits, TLS);
+  // commit() calls it first.
+  void swap(const conf::Config& cfg);
+  std::shared_ptr<Snapshot> build(const conf::Config& cfg);       // snap_mu_ held
+  void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held
+  Worker* worker(int slot) const;                                 // null when the slot is free
+  std::vector<Worker*> all_workers() const;
+  template <typename Fn>
+  void each_worker(Fn fn) const {
+    for (Worker* w : all_workers()) fn(*w);
+  }
 
   Metrics metrics_;
-  size_t n_workers_;
   AffinityTable affinity_;
   ClientRegistry registry_;
   net::MemoryBudget budget_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<conf::Listener> listeners_;  // bound at start; not reloadable yet
-  uint32_t workers_cfg_ = 0;               // `workers` as configured at start
+
+  // Worker slots. slots_ is read by any thread; owned_/active_ only by the
+  // main thread (construction, start, commit, reap, destruction).
+  std::array<std::atomic<Worker*>, kMaxWorkers> slots_{};
+  std::array<std::unique_ptr<Worker>, kMaxWorkers> owned_;
+  std::vector<int> active_slots_;  // accepting workers, in slot order
+  std::vector<int> retiring_;      // retired, still draining
+  std::atomic<size_t> n_active_{0};
+  std::vector<conf::Listener> listeners_;  // bound now (main thread)
   std::string tls_error_;                  // a TLS listener context failed at construction
 
   mutable std::mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_;
   std::map<std::string, std::shared_ptr<BackendState>> states_;  // by name, guarded by snap_mu_
+  conf::Config cfg_;  // the config the current snapshot was built from (snap_mu_)
   uint64_t generation_ = 0;
+  // Admin overrides by backend name, guarded by snap_mu_.
+  std::map<std::string, conf::BackendAdmin> admin_override_;
+  std::map<std::string, uint32_t> weight_override_;
 
   std::atomic<int64_t> active_{0};
   std::atomic<uint32_t> max_conn_{0};
@@ -139,12 +194,8 @@ class Server {
   std::mutex ip_mu_;
   std::unordered_map<std::string, uint32_t> per_ip_;
 
-  // Admin overrides by backend name, guarded by snap_mu_.
-  std::map<std::string, conf::BackendAdmin> admin_override_;
-  std::map<std::string, uint32_t> weight_override_;
   mutable std::mutex evac_mu_;
   std::map<std::string, std::shared_ptr<Evacuation>> evacuations_;  // by backend ("" = all)
-  conf::Config cfg_;  // the config the current snapshot was built from (snap_mu_)
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};

@@ -34,6 +34,7 @@ Session::Session(Worker& w, uint64_t id) : w_(w), id_(id) {}
 
 Session::~Session() {
   Server& srv = w_.server();
+  if (listener_) w_.session_gone(listener_);
   if (registered_) srv.registry().remove(key_, id_);
   if (ip_counted_) srv.release_ip(peer_ip_);
   if (admitted_) {
@@ -57,6 +58,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   }
   accepted_ns_ = uv_hrtime();
   listener_ = &listener;
+  ++listener.sessions;  // the listener lives until its last session is gone
   peer_ = peer;
   int len = sizeof local_;
   uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
@@ -64,7 +66,8 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   snap_ = srv.snapshot();
   if (listener.tls()) {
     std::shared_ptr<tls::Context> ctx;
-    if (listener.index() < snap_->listener_tls.size()) ctx = snap_->listener_tls[listener.index()];
+    if (auto it = snap_->listener_tls.find(listener.name()); it != snap_->listener_tls.end())
+      ctx = it->second;
     if (!ctx) {
       close(CloseReason::Error);  // no usable certificate (logged at load)
       return;
@@ -95,6 +98,12 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   if (refuse_after_peek_ != Reject::Count && ms > kRefusePeekMs) ms = kRefusePeekMs;
   arm_timer(ms);
   client_->start_read();
+}
+
+bool Session::matches(const std::string& backend, const std::string& listener) const {
+  if (!listener.empty() && (!listener_ || listener_->name() != listener)) return false;
+  if (backend.empty()) return listener.empty() ? placed() : true;
+  return forwarding_to(backend);
 }
 
 bool Session::forwarding_to(const std::string& backend) const {
@@ -249,10 +258,11 @@ std::optional<Session::Info> Session::info() const {
   Info i;
   i.backend = count_.get()->name;
   i.listener = listener_ ? listener_->name() : "";
-  i.peer = peer_ip_ + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(peer_).sin_port));
+  i.peer =
+      peer_ip_ + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(peer_).sin_port));
   if (peer_.ss_family == AF_INET6)
-    i.peer = "[" + peer_ip_ + "]:" +
-             std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(peer_).sin6_port));
+    i.peer = "[" + peer_ip_ +
+             "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(peer_).sin6_port));
   if (client_tls_) {
     i.tls_version = client_tls_->engine().protocol();
     i.tls_subject = client_tls_->engine().peer_subject();

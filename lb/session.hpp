@@ -76,6 +76,9 @@ class Session final : public net::TransportSink,
   uint64_t id() const { return id_; }
   bool forwarding_to(const std::string& backend) const;
   bool placed() const { return phase_ == Phase::Pump; }
+  // On `backend` (any, when empty) and accepted on `listener` (any, when empty).
+  // A session not placed yet matches only a listener filter.
+  bool matches(const std::string& backend, const std::string& listener) const;
   bool closing() const { return phase_ == Phase::Closing; }
 
   // TransportSink: every transport of this session reports here.
@@ -152,7 +155,7 @@ class Session final : public net::TransportSink,
   uint64_t idle_ms_ = 0;
   uint16_t keep_alive_ = 0;
   int64_t placed_wall_ms_ = 0;
-  const Listener* listener_ = nullptr;  // outlives its sessions (the Worker frees it last)
+  Listener* listener_ = nullptr;  // outlives its sessions (Listener::sessions counts them)
   uint64_t accepted_ns_ = 0;
   uint64_t connect_done_ns_ = 0;
 };

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <iterator>
 
 #include "lb/log.hpp"
@@ -68,8 +70,69 @@ bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& e
   return true;
 }
 
+void Worker::adopt_listener(const conf::Listener& cfg, int fd) {
+  auto l = std::make_unique<Listener>(
+      &loop_, cfg.name, listeners_.size(), cfg.tls.has_value(), server_.metrics(),
+      [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
+  l->adopt(fd);
+  listeners_.push_back(std::move(l));
+}
+
 void Worker::start() {
-  thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+  thread_ = std::thread([this] {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    finished_.store(true);
+  });
+}
+
+std::vector<std::pair<std::string, int>> Worker::listening_fds(uint32_t timeout_ms) {
+  auto p = std::make_shared<std::promise<std::vector<std::pair<std::string, int>>>>();
+  auto f = p->get_future();
+  post([p](Worker& w) {
+    std::vector<std::pair<std::string, int>> v;
+    for (auto& l : w.listeners_)
+      if (!l->closed() && l->fd() >= 0) v.emplace_back(l->name(), l->fd());
+    p->set_value(std::move(v));
+  });
+  if (f.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) return {};
+  return f.get();
+}
+
+void Worker::remove_listener(const std::string& name, uint32_t drain_ms) {
+  for (auto& l : listeners_)
+    if (l->name() == name && !l->closed()) l->close();
+  // Its sessions may go on up to drain_ms; then they end, as in a shutdown.
+  auto ev = std::make_shared<Evacuation>();
+  ev->listener = name;
+  ev->rate_per_s = 0;  // no pacing: only the deadline
+  ev->deadline_ms = drain_ms;
+  ev->reason = 0x8B;  // server shutting down (this address is)
+  ev->workers_left.store(1);
+  evacuate(ev);
+  free_closed_listeners();
+}
+
+void Worker::retire(uint32_t drain_ms) {
+  retiring_ = true;
+  stop_accepting();
+  auto ev = std::make_shared<Evacuation>();
+  ev->rate_per_s = 0;
+  ev->deadline_ms = drain_ms;
+  ev->reason = 0x8B;
+  ev->workers_left.store(1);
+  evacuate(ev);
+  if (sessions_.empty()) stop();
+}
+
+void Worker::session_gone(Listener* l) {
+  if (l && --l->sessions == 0 && l->closed()) free_closed_listeners();
+}
+
+void Worker::free_closed_listeners() {
+  // A closed listener whose handles and sessions are all gone (its close
+  // callbacks ran: freeable() checks); erased here, never from its callbacks.
+  for (auto it = listeners_.begin(); it != listeners_.end();)
+    it = (*it)->freeable() ? listeners_.erase(it) : std::next(it);
 }
 
 void Worker::join() {
@@ -115,6 +178,7 @@ void Worker::close_session(uint64_t id, CloseReason why) {
 
 void Worker::destroy(uint64_t id) {
   sessions_.erase(id);
+  if (retiring_ && sessions_.empty()) stop();
 }
 
 void Worker::schedule(std::deque<Due> add) {
@@ -147,7 +211,8 @@ void Worker::evacuate(std::shared_ptr<Evacuation> ev) {
   }
   std::vector<uint64_t> ids;
   for (auto& [id, s] : sessions_)
-    if (s->placed() && (ev->backend.empty() || s->forwarding_to(ev->backend))) ids.push_back(id);
+    if (s->placed() && s->matches(ev->backend, ev->listener)) ids.push_back(id);
+  if (ev->rate_per_s <= 0) ids.clear();  // only the deadline sweep
   ev->total.fetch_add(ids.size());
   const uint64_t now = uv_now(&loop_);
   const uint64_t deadline = now + ev->deadline_ms;
@@ -158,7 +223,8 @@ void Worker::evacuate(std::shared_ptr<Evacuation> ev) {
   std::deque<Due> add;
   for (size_t i = 0; i < ids.size(); ++i) {
     seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    double jitter = gap_ms * (static_cast<double>(seed >> 40) / static_cast<double>(1 << 24) - 0.5) / 2;
+    double jitter =
+        gap_ms * (static_cast<double>(seed >> 40) / static_cast<double>(1 << 24) - 0.5) / 2;
     double at = static_cast<double>(now) + gap_ms * static_cast<double>(i + 1) + jitter;
     uint64_t due = at < static_cast<double>(deadline) ? static_cast<uint64_t>(at) : deadline;
     add.push_back({due, ids[i], ev});
@@ -177,13 +243,17 @@ void Worker::fire(const Due& d) {
     if (d.session == 0) ev.workers_left.fetch_sub(1);
     return;
   }
-  auto end = [&ev](Session& s) {
-    s.end(CloseReason::Evacuated, ev.reason, ev.server_reference, /*disconnect_broker=*/true);
+  // A backend's evacuation moves clients (no will: the broker gets a normal
+  // DISCONNECT); draining a listener or worker ends them as a shutdown would.
+  const bool moving = ev.listener.empty() && !retiring_;
+  auto end = [&ev, moving](Session& s) {
+    s.end(moving ? CloseReason::Evacuated : CloseReason::Shutdown, ev.reason, ev.server_reference,
+          /*disconnect_broker=*/moving);
   };
   if (d.session != 0) {
     auto it = sessions_.find(d.session);
     if (it != sessions_.end() && it->second->placed() &&
-        (ev.backend.empty() || it->second->forwarding_to(ev.backend)))
+        it->second->matches(ev.backend, ev.listener))
       end(*it->second);
     ev.moved.fetch_add(1);  // ended now, or gone by itself: off the backend either way
     return;
@@ -192,8 +262,7 @@ void Worker::fire(const Due& d) {
   // there since the start.
   std::vector<Session*> left;
   for (auto& [id, s] : sessions_)
-    if (s->placed() && !s->closing() && (ev.backend.empty() || s->forwarding_to(ev.backend)))
-      left.push_back(s.get());
+    if (!s->closing() && s->matches(ev.backend, ev.listener)) left.push_back(s.get());
   for (Session* s : left) end(*s);
   ev.workers_left.fetch_sub(1);
 }
@@ -207,7 +276,8 @@ std::optional<Session::Info> Worker::session_info(uint64_t id) const {
 bool Worker::kick(uint64_t id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end() || !it->second->placed()) return false;
-  it->second->end(CloseReason::Kicked, 0x98, "", /*disconnect_broker=*/false);  // administrative action
+  it->second->end(CloseReason::Kicked, 0x98, "",
+                  /*disconnect_broker=*/false);  // administrative action
   return true;
 }
 

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -40,8 +41,16 @@ class Worker {
   // Fails when another process already listens on a listener's address:
   // SO_REUSEPORT would otherwise let two instances silently share the port.
   static bool check_free(const std::vector<conf::Listener>& listeners, std::string& err);
+  // Polls an already bound listening socket (a reload's, or one inherited in
+  // a binary upgrade). Main thread before start(), else the worker thread.
+  void adopt_listener(const conf::Listener& l, int fd);
   void start();  // spawns the thread running the loop
   void join();
+  // True once the loop has ended (a retired worker can then be joined).
+  bool finished() const { return finished_.load(); }
+  // The listening sockets of this worker, by listener name (asked from
+  // another thread; waits up to timeout_ms).
+  std::vector<std::pair<std::string, int>> listening_fds(uint32_t timeout_ms);
 
   // Runs fn on the worker thread. Thread-safe; dropped once the worker stopped.
   void post(std::function<void(Worker&)> fn);
@@ -49,6 +58,13 @@ class Worker {
   // --- worker thread only ---
   void stop_accepting();
   void stop();  // close everything; the loop then ends
+  // A reload removed (or re-bound) this listener: it stops accepting now; its
+  // sessions go on, then are ended (DISCONNECT 0x8B) after drain_ms.
+  void remove_listener(const std::string& name, uint32_t drain_ms);
+  // A reload retired this worker: it stops accepting; once its sessions ended
+  // (or drain_ms passed) it stops, and the main thread reaps it.
+  void retire(uint32_t drain_ms);
+  void session_gone(Listener* l);  // a session accepted on l ended (Session's destructor)
   void close_session(uint64_t id, CloseReason why);
   void shutdown_backend(const std::string& backend, uint32_t spread_ms);
   // Ends this worker's sessions on ev->backend (all placed sessions when it is
@@ -84,6 +100,9 @@ class Worker {
   std::thread thread_;
   bool accepting_ = true;
   bool stopping_ = false;
+  bool retiring_ = false;
+  std::atomic<bool> finished_{false};
+  void free_closed_listeners();
 
   // shutdown_backend() and evacuate(): sessions to end, each at its due time
   // (loop ms), sorted. ev null: health on_down "shutdown-sessions".
