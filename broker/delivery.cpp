@@ -12,7 +12,10 @@ namespace broker {
 
 namespace {
 constexpr size_t kWriteHigh = 256 * 1024;  // same threshold as server.cpp
-}
+// Outbound Topic Aliases kept per connection, whatever the client allows:
+// bounds the table (topic strings) an idle connection can make us hold.
+constexpr uint16_t kMaxOutAliases = 64;
+}  // namespace
 
 // PUBLISH bytes encoded once per fan-out for each (5.0?, QoS, RETAIN) when no
 // Subscription Identifier makes the packet recipient-specific. QoS 1/2 copies
@@ -70,9 +73,14 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
   c->session = s;
   s->will.reset();  // reconnected before the Will Delay passed: no will [MQTT-3.1.3-9]
   s->expires_at_ms = 0;
+  s->v5 = c->v5();
   if (c->v5()) {
     s->expiry_s = info.properties.session_expiry_interval.value_or(0);
     c->max_out = info.properties.maximum_packet_size.value_or(0);
+    if (const uint16_t n = info.properties.topic_alias_maximum.value_or(0)) {
+      if (!c->x) c->x = std::make_unique<ConnExtras>();
+      c->x->alias_out_max = std::min(n, kMaxOutAliases);
+    }
     c->window =
         std::min<uint16_t>(opt_.max_inflight, info.properties.receive_maximum.value_or(65535));
   } else {
@@ -81,6 +89,12 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
   }
   if (c->window == 0) c->window = 1;
   c->keep_alive = info.keep_alive;
+  // 5.0 Server Keep Alive: a client asking for more than --max-keepalive (or
+  // for none) is told the maximum in CONNACK and held to it [MQTT-3.2.2-21].
+  // 3.x clients cannot be told, so they keep their own value.
+  if (c->v5() && opt_.max_keepalive &&
+      (info.keep_alive == 0 || info.keep_alive > opt_.max_keepalive))
+    c->keep_alive = opt_.max_keepalive;
   if (info.will) c->will = std::make_unique<mqtt::WillMessage>(*info.will);
 }
 
@@ -128,6 +142,10 @@ void Server::destroy_session(Session* s) {
 }
 
 void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
+  if (opt_.acl && !opt_.acl->can_write(w.topic)) {
+    log_debug("will on %s dropped: --acl denies write", w.topic.c_str());
+    return;
+  }
   auto m = std::make_shared<Message>();
   m->topic = std::move(w.topic);
   m->payload = std::move(w.payload);
@@ -139,20 +157,59 @@ void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
   route(m);
 }
 
-size_t Server::route(const MsgPtr& m) {
+size_t Server::route(const MsgPtr& m, const std::vector<GroupRef>* groups) {
+  if (opt_.acl && !opt_.acl->can_read(m->topic)) return 0;  // --acl: nobody may read it
   targets_.clear();
-  // Like mosquitto, overlapping subscriptions of one session each get their own
-  // copy (allowed by [MQTT-3.3.4-2]), with that subscription's QoS and identifier.
-  trie_.match(m->topic, [&](const SubEntry& e) {
-    if (e.opts.no_local && e.session->serial == m->origin) return;  // [MQTT-3.8.3-3]
-    targets_.push_back({e.session, e.opts});
-  });
-  FanCache cache;
-  for (const auto& t : targets_) {
-    const uint32_t id = t.opts.sub_id;
+  extra_ids_.clear();
+  auto add = [&](Session* s, const SubOpts& o, bool shared) {
+    const uint8_t qos = std::min(m->qos, o.qos);
     // Forwarded messages carry RETAIN 0 unless Retain As Published [MQTT-3.3.1-12/13].
-    deliver(t.s, m, std::min(m->qos, t.opts.qos), t.opts.retain_as_published && m->retain,
-            id ? std::span<const uint32_t>(&id, 1) : std::span<const uint32_t>(), &cache);
+    const bool retain = o.retain_as_published && m->retain;
+    if (!shared && s->v5 && s->fan_idx < targets_.size()) {
+      Target& t = targets_[s->fan_idx];
+      if (t.s == s && !t.shared) {
+        // 5.0: overlapping subscriptions give one PUBLISH with the highest QoS
+        // and every matching Subscription Identifier [MQTT-3.3.4-3, -5].
+        t.qos = std::max(t.qos, qos);
+        t.retain = t.retain || retain;
+        if (o.sub_id && !t.sub_id) {
+          t.sub_id = o.sub_id;
+        } else if (o.sub_id) {
+          extra_ids_.emplace_back(s->fan_idx, o.sub_id);
+          t.more_ids = true;
+        }
+        return;
+      }
+    }
+    if (!shared) s->fan_idx = uint32_t(targets_.size());
+    targets_.push_back({s, o.sub_id, qos, retain, shared, false});
+  };
+  // Before 5.0, like mosquitto, overlapping subscriptions of one session each
+  // get their own copy (allowed by [MQTT-3.3.4-2]) with their own QoS.
+  trie_.match_split(
+      m->topic,
+      [&](const SubEntry& e) {
+        if (e.opts.no_local && e.session->serial == m->origin) return;  // [MQTT-3.8.3-3]
+        add(e.session, e.opts, false);
+      },
+      [&](const SubTrie::SharedGroup& g) {
+        if (groups &&
+            std::find(groups->begin(), groups->end(), GroupRef(g.filter, g.name)) == groups->end())
+          return;  // another node serves this group for this message
+        const SubEntry& e = g.pick();
+        if (e.opts.no_local && e.session->serial == m->origin) return;
+        add(e.session, e.opts, true);
+      });
+  FanCache cache;
+  std::vector<uint32_t> ids;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const Target& t = targets_[i];
+    ids.clear();
+    if (t.sub_id) ids.push_back(t.sub_id);
+    if (t.more_ids)
+      for (const auto& [idx, id] : extra_ids_)
+        if (idx == i) ids.push_back(id);
+    deliver(t.s, m, t.qos, t.retain, ids, &cache);
   }
   return targets_.size();
 }
@@ -175,7 +232,7 @@ void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
       d.pid = s->alloc_pid();
       d.state = qos == 1 ? Delivery::WaitAck : Delivery::WaitRec;
     }
-    if (cache && sub_ids.empty()) {
+    if (cache && sub_ids.empty() && !c->aliases_out()) {
       const int v = c->v5() ? 1 : 0;
       auto& b = cache->bytes[v][qos][retain];
       if (b.empty())
@@ -212,12 +269,30 @@ void Server::deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
 }
 
 bool Server::transmit(Conn* c, Delivery& d, bool dup) {
+  // 5.0 server -> client Topic Alias: the first PUBLISH on a topic carries the
+  // topic and a new alias, the next ones the alias alone [MQTT-3.3.2-12]. An
+  // alias is recorded only once a packet carrying its topic was sent. When the
+  // client's maximum is reached, further topics go out in full.
+  uint16_t alias = 0;
+  bool omit = false;
+  if (c->aliases_out()) {
+    auto& table = c->x->alias_out;
+    auto it = table.find(d.msg->topic);
+    if (it != table.end()) {
+      alias = it->second;
+      omit = true;
+    } else if (table.size() < c->x->alias_out_max) {
+      alias = uint16_t(table.size() + 1);
+    }
+  }
   scratch_.clear();
-  encode_publish(scratch_, *d.msg, c->v5(), d.qos, d.retain, dup, d.pid, d.sub_ids, now());
+  encode_publish(scratch_, *d.msg, c->v5(), d.qos, d.retain, dup, d.pid, d.sub_ids, now(), alias,
+                 omit);
   if (c->max_out && scratch_.size() > c->max_out) {
     ++stats_.dropped_too_large;
     return false;
   }
+  if (alias && !omit) c->x->alias_out.emplace(d.msg->topic, alias);
   send_scratch(c);
   return true;
 }
@@ -266,6 +341,7 @@ void Server::resume(Session* s) {
 
 void Server::send_retained(Session* s, const std::string& filter, const SubOpts& o) {
   retained_.match(filter, [&](const MsgPtr& m) {
+    if (opt_.acl && !opt_.acl->can_read(m->topic)) return;
     const uint32_t id = o.sub_id;
     // Retained messages are sent with RETAIN 1 [MQTT-3.3.1-8].
     deliver(s, m, std::min(m->qos, o.qos), true,

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "broker/server.hpp"
@@ -22,6 +24,9 @@ const char kUsage[] =
     "  --max-queued N         messages queued per session (default 1000)\n"
     "  --max-inflight N       outgoing QoS 1/2 window per client (default 20)\n"
     "  --connect-timeout S    close connections without CONNECT after S s (default 10)\n"
+    "  --max-keepalive S      MQTT 5 Server Keep Alive for clients asking more (default 60;\n"
+    "                         0 = no limit)\n"
+    "  --acl FILE             topic ACL: 'topic deny|read|write|readwrite FILTER' lines\n"
     "  --debug                log each connect and disconnect\n"
     "  --help, --version\n";
 
@@ -43,6 +48,19 @@ void raise_nofile() {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+}
+
+// Reads a whole (small) file; false with a message on failure.
+bool read_file(const char* path, std::string& out, std::string& err) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    err = std::string("cannot read ") + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  return true;
 }
 
 }  // namespace
@@ -92,6 +110,17 @@ int main(int argc, char** argv) {
       o.max_inflight = uint16_t(num(1, 65535));
     } else if (a == "--connect-timeout") {
       o.connect_timeout_ms = num(1, 3600) * 1000;
+    } else if (a == "--max-keepalive") {
+      o.max_keepalive = uint16_t(num(0, 65535));
+    } else if (a == "--acl" && v) {
+      std::string text, err;
+      auto acl = std::make_shared<broker::Acl>();
+      if (!read_file(v, text, err) || !acl->parse(text, err)) {
+        std::fprintf(stderr, "mqttlb-broker: --acl %s: %s\n", v, err.c_str());
+        return 2;
+      }
+      o.acl = std::move(acl);
+      ++i;
     } else {
       std::fprintf(stderr, "mqttlb-broker: unknown or incomplete option %s\n%s", a.c_str(), kUsage);
       return 2;

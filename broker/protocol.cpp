@@ -69,13 +69,15 @@ void Server::fail(Conn* c, Reason r, const char* what) {
   close(c);
 }
 
-void Server::send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned) {
+void Server::send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned,
+                          bool server_keep_alive) {
   mqtt::Connack ack;
   ack.session_present = present;
   ack.code = code;
   if (c->v5() && code == 0) {
     auto& p = ack.properties;
     if (assigned) p.assigned_client_identifier = *assigned;
+    if (server_keep_alive) p.server_keep_alive = c->keep_alive;
     p.topic_alias_maximum = opt_.topic_alias_maximum;
     p.receive_maximum = opt_.receive_maximum;
     p.maximum_packet_size = opt_.max_packet_size;
@@ -143,7 +145,8 @@ void Server::on_connect(Conn* c, std::span<const uint8_t> packet) {
   bool present = false;
   std::string assigned;
   attach(c, info, present, &assigned);
-  send_connack(c, 0, present, assigned.empty() ? nullptr : &assigned);
+  send_connack(c, 0, present, assigned.empty() ? nullptr : &assigned,
+               c->keep_alive != info.keep_alive);
   c->state = Conn::Connected;
   log_debug("connect client=%s version=%s peer=%s session_present=%d keep_alive=%u",
             c->session->client_id.c_str(), mqtt::to_string(c->version),
@@ -186,6 +189,20 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   if (p.qos == 2 && s->data().qos2_in.size() >= (c->v5() ? opt_.receive_maximum : 65535u))
     return fail(c, Reason::ReceiveMaximumExceeded, "Receive Maximum exceeded");  // [MQTT-3.3.4-9]
 
+  if (opt_.acl && !opt_.acl->can_write(p.topic)) {
+    // Denied: dropped (not retained either). 5.0 says so in PUBACK/PUBREC, which
+    // ends a QoS 2 flow there; 3.x cannot, and is acknowledged as mosquitto does.
+    log_debug("publish to %s dropped: --acl denies write", p.topic.c_str());
+    if (p.qos == 0) return;
+    if (p.qos == 2 && !c->v5()) s->data().qos2_in.insert(p.packet_id);
+    scratch_.clear();
+    mqtt::encode_pub_response({p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec,
+                               p.packet_id,
+                               uint8_t(c->v5() ? Reason::NotAuthorized : Reason::Success),
+                               {}},
+                              c->version, scratch_);
+    return send_scratch(c);
+  }
   auto m = std::make_shared<Message>();
   m->topic = std::move(p.topic);
   m->payload = std::move(p.payload);
@@ -275,6 +292,12 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
     const Share share = parse_shared(e.filter, group, inner);
     if (share == Share::Invalid)  // [MQTT-4.8.2-1/2]
       return fail(c, Reason::ProtocolError, "invalid shared subscription");
+    if (opt_.acl && !opt_.acl->can_subscribe(inner)) {
+      // --acl: refused with 0x80 (5.0: 0x87 Not authorized) [MQTT-3.9.3-1].
+      log_debug("subscription to %s refused: --acl", e.filter.c_str());
+      ack.codes.push_back(v5 ? uint8_t(Reason::NotAuthorized) : 0x80);
+      continue;
+    }
     SubOpts o;
     o.qos = std::min<uint8_t>(e.qos, 2);
     if (v5) {

@@ -80,7 +80,7 @@ bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o, std::st
     auto g = std::find_if(n->shared.begin(), n->shared.end(),
                           [&](const SharedGroup& x) { return x.name == group; });
     if (g == n->shared.end()) {
-      n->shared.push_back({std::string(group), {}, 0});
+      n->shared.push_back({std::string(group), std::string(filter), {}, 0});
       g = n->shared.end() - 1;
     }
     list = &g->members;
@@ -116,6 +116,15 @@ bool SubTrie::remove(std::string_view filter, Session* s, std::string_view group
   if (g != n->shared.end() && g->members.empty()) n->shared.erase(g);
   prune(path);
   return true;
+}
+
+const SubTrie::SharedGroup* SubTrie::find_group(std::string_view filter,
+                                                std::string_view group) const {
+  const Node* n = const_cast<SubTrie*>(this)->find(filter, false);
+  if (!n) return nullptr;
+  for (const auto& g : n->shared)
+    if (g.name == group) return &g;
+  return nullptr;
 }
 
 void RetainedStore::set(const std::string& topic, MsgPtr m) {

@@ -54,24 +54,43 @@ class SubTrie {
   bool remove(std::string_view filter, Session* s, std::string_view group = {});
   size_t size() const { return count_; }
 
+  // The members of one shared subscription group on one filter.
+  struct SharedGroup {
+    std::string name;    // GROUP of $share/GROUP/FILTER
+    std::string filter;  // FILTER
+    std::vector<SubEntry> members;
+    mutable size_t next = 0;  // round-robin position; matching is otherwise const
+    // The next member in turn (members is never empty while the group exists).
+    const SubEntry& pick() const { return members[next++ % members.size()]; }
+  };
+
+  // Calls plain(const SubEntry&) for every non-shared subscription matching
+  // `topic` and group(const SharedGroup&) for every matching shared group.
+  // The trie must not be modified during the call.
+  template <typename P, typename G>
+  void match_split(std::string_view topic, P&& plain, G&& group) const {
+    const bool dollar = !topic.empty() && topic[0] == '$';
+    Emit<P, G> e{plain, group};
+    match_level(root_.get(), topic, true, dollar, e);
+  }
   // Calls f(const SubEntry&) for every subscription matching `topic`, and for
-  // one member of each matching shared group (round robin). The trie must not
-  // be modified during the call.
+  // one member of each matching shared group (round robin).
   template <typename F>
   void match(std::string_view topic, F&& f) const {
-    const bool dollar = !topic.empty() && topic[0] == '$';
-    match_level(root_.get(), topic, true, dollar, f);
+    match_split(topic, f, [&](const SharedGroup& g) { f(g.pick()); });
   }
+  // The shared group GROUP on exactly FILTER, or null.
+  const SharedGroup* find_group(std::string_view filter, std::string_view group) const;
 
  private:
   struct Hash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  struct SharedGroup {
-    std::string name;
-    std::vector<SubEntry> members;
-    mutable size_t next = 0;  // round-robin position; matching is otherwise const
+  template <typename P, typename G>
+  struct Emit {
+    P& plain;
+    G& group;
   };
   struct Node {
     std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> kids;
@@ -84,10 +103,10 @@ class SubTrie {
     }
   };
 
-  template <typename F>
-  static void emit(const Node* n, F& f) {
-    for (const auto& e : n->subs) f(e);
-    for (const auto& g : n->shared) f(g.members[g.next++ % g.members.size()]);
+  template <typename E>
+  static void emit(const Node* n, E& e) {
+    for (const auto& s : n->subs) e.plain(s);
+    for (const auto& g : n->shared) e.group(g);
   }
 
   // `rest` is the topic from the current level on; `more` says whether a level

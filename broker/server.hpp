@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/acl.hpp"
 #include "broker/router.hpp"
 #include "broker/session.hpp"
 #include "mqtt/codec.hpp"
@@ -36,7 +37,12 @@ struct Options {
   uint64_t connect_timeout_ms = 10000;     // TCP (and PROXY header) without CONNECT
   uint16_t receive_maximum = 100;          // incoming QoS 2 awaiting PUBREL (5.0 CONNACK)
   uint16_t topic_alias_maximum = 10;       // client -> server aliases (5.0 CONNACK)
+  uint16_t max_keepalive = 60;             // 5.0 Server Keep Alive above this (0 = no limit)
+  std::shared_ptr<const Acl> acl;          // --acl; null = everything allowed
 };
+
+// A shared subscription group (FILTER, GROUP) chosen to serve one message.
+using GroupRef = std::pair<std::string, std::string>;
 
 // Unwritten output of one connection; exists only while there is some.
 struct OutQ {
@@ -49,6 +55,10 @@ struct OutQ {
 struct ConnExtras {
   std::vector<std::string> aliases;  // 5.0 inbound Topic Alias table
   std::string peer;                  // "addr:port", only with --debug
+  // 5.0 outbound Topic Aliases (the client's Topic Alias Maximum, capped):
+  // topic -> alias, only for aliases already sent with their topic.
+  std::unordered_map<std::string, uint16_t> alias_out;
+  uint16_t alias_out_max = 0;
 };
 
 // Kept small: an idle connection is this struct and nothing else (no buffers).
@@ -73,6 +83,7 @@ struct Conn {
 
   bool v5() const { return version == mqtt::Version::V5; }
   bool online() const { return state == Connected; }
+  bool aliases_out() const { return x && x->alias_out_max; }
 };
 
 class Server {
@@ -134,7 +145,8 @@ class Server {
   void on_disconnect(Conn* c, uint8_t fb, std::span<const uint8_t> body);
   // Protocol violation: 5.0 clients get DISCONNECT(reason, reason string) first.
   void fail(Conn* c, mqtt::Reason r, const char* what);
-  void send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned);
+  void send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned,
+                    bool server_keep_alive = false);
   void reject_connect(Conn* c, const mqtt::ConnectResult& r);
 
   // --- sessions and delivery (delivery.cpp) ---
@@ -142,8 +154,10 @@ class Server {
   void detach(Conn* c);  // connection gone: will, session expiry
   void destroy_session(Session* s);
   void publish_will(mqtt::WillMessage& w, uint64_t origin);
-  // Routes a message to every matching subscription; returns how many sessions.
-  size_t route(const MsgPtr& m);
+  // Delivers a message to every matching local subscription; returns how many
+  // deliveries. Shared groups: all local ones when `groups` is null, else only
+  // the listed (filter, group) pairs.
+  size_t route(const MsgPtr& m, const std::vector<GroupRef>* groups = nullptr);
   void deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
                std::span<const uint32_t> sub_ids, struct FanCache* cache);
   bool transmit(Conn* c, Delivery& d, bool dup);
@@ -168,9 +182,14 @@ class Server {
   std::vector<uint8_t> scratch_;  // one packet being encoded
   struct Target {
     Session* s;
-    SubOpts opts;
+    uint32_t sub_id;  // first Subscription Identifier (0 = none)
+    uint8_t qos;      // min(message, subscription), the highest of merged ones
+    bool retain;      // RETAIN flag to send
+    bool shared;      // a shared group's delivery (never merged)
+    bool more_ids;    // further identifiers in extra_ids_
   };
-  std::vector<Target> targets_;  // fan-out scratch, reused
+  std::vector<Target> targets_;                           // fan-out scratch, reused
+  std::vector<std::pair<uint32_t, uint32_t>> extra_ids_;  // (target index, sub id)
   uint64_t next_serial_ = 1;
   uint64_t next_auto_id_ = 1;
   // Earliest offline-session deadline (expiry or delayed will); the timer

@@ -87,6 +87,8 @@ struct Session {
   uint64_t expires_at_ms = 0;  // while offline; 0 = never
   uint32_t expiry_s = 0;       // Session Expiry Interval [MQTT-3.1.2-23]
   uint16_t next_pid = 1;
+  bool v5 = false;       // protocol of the last connection (5.0 merges overlapping subs)
+  uint32_t fan_idx = 0;  // Server::route scratch: this session's slot in the fan-out
   std::unique_ptr<PendingWill> will;
   std::unique_ptr<SessionData> d;
 
@@ -115,11 +117,12 @@ struct Session {
 };
 
 // Appends a PUBLISH for `m`. MQTT 5 adds the forwarded properties, the
-// remaining Message Expiry Interval [MQTT-3.3.2-6] and `sub_ids`. Returns the
-// offset of the packet id within `out` (0 for QoS 0) so a template encoded
-// once can be patched per recipient.
+// remaining Message Expiry Interval [MQTT-3.3.2-6], `sub_ids` and, when
+// `alias` is not 0, the Topic Alias (with an empty Topic Name when
+// `omit_topic`) [MQTT-3.3.2-12]. Returns the offset of the packet id within
+// `out` (0 for QoS 0) so a template encoded once can be patched per recipient.
 size_t encode_publish(std::vector<uint8_t>& out, const Message& m, bool v5, uint8_t qos,
                       bool retain, bool dup, uint16_t pid, std::span<const uint32_t> sub_ids,
-                      uint64_t now_ms);
+                      uint64_t now_ms, uint16_t alias = 0, bool omit_topic = false);
 
 }  // namespace broker
