@@ -37,23 +37,7 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
   }
   auto it = sessions_.find(id);
   if (it != sessions_.end() && it->second->conn) {
-    // Takeover [MQTT-3.1.4-3]: the old connection goes (5.0: DISCONNECT 0x8E).
-    Conn* old = it->second->conn;
-    log_debug("takeover client=%s", id.c_str());
-    if (old->v5() && old->online()) {
-      mqtt::Disconnect d;
-      d.reason = uint8_t(mqtt::Reason::SessionTakenOver);
-      d.properties.reason_string = "session taken over";
-      scratch_.clear();
-      mqtt::encode_disconnect(d, old->version, scratch_);
-      if (old->max_out && scratch_.size() > old->max_out) {
-        scratch_.clear();
-        mqtt::encode_disconnect({d.reason, {}}, old->version, scratch_);
-      }
-      send_scratch(old);
-    }
-    drain_close(old);
-    detach(old);  // its will and, for expiry 0, the end of its session
+    take_over(it->second.get());  // [MQTT-3.1.4-3]
     it = sessions_.find(id);
   }
   Session* s = it == sessions_.end() ? nullptr : it->second.get();
@@ -73,6 +57,11 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
   c->session = s;
   s->will.reset();  // reconnected before the Will Delay passed: no will [MQTT-3.1.3-9]
   s->expires_at_ms = 0;
+  if (cluster_) {
+    if (!s->cx) s->cx = std::make_unique<SessionCluster>();
+    s->cx->ts = wall_ms();
+    s->cx->moving = 0;  // back here: a hand-over still pending has nothing to move
+  }
   s->v5 = c->v5();
   if (c->v5()) {
     s->expiry_s = info.properties.session_expiry_interval.value_or(0);
@@ -96,6 +85,30 @@ void Server::attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::
       (info.keep_alive == 0 || info.keep_alive > opt_.max_keepalive))
     c->keep_alive = opt_.max_keepalive;
   if (info.will) c->will = std::make_unique<mqtt::WillMessage>(*info.will);
+}
+
+bool Server::take_over(Session* s) {
+  Conn* old = s->conn;
+  if (!old) return true;
+  // The old connection goes (5.0: DISCONNECT 0x8E), with its will.
+  log_debug("takeover client=%s", s->client_id.c_str());
+  if (old->v5() && old->online()) {
+    mqtt::Disconnect d;
+    d.reason = uint8_t(mqtt::Reason::SessionTakenOver);
+    d.properties.reason_string = "session taken over";
+    scratch_.clear();
+    mqtt::encode_disconnect(d, old->version, scratch_);
+    if (old->max_out && scratch_.size() > old->max_out) {
+      scratch_.clear();
+      mqtt::encode_disconnect({d.reason, {}}, old->version, scratch_);
+    }
+    send_scratch(old);
+  }
+  const std::string id = s->client_id;
+  drain_close(old);
+  detach(old);  // its will and, for expiry 0, the end of its session
+  auto it = sessions_.find(id);
+  return it != sessions_.end() && it->second.get() == s;
 }
 
 void Server::detach(Conn* c) {
@@ -134,11 +147,71 @@ void Server::destroy_session(Session* s) {
       std::string_view group, inner = full;
       parse_shared(full, group, inner);
       trie_.remove(inner, s, group);
+      route_ref(full, false);
     }
+    s->d->subs.clear();
   }
   if (s->conn) s->conn->session = nullptr;
-  const std::string id = s->client_id;
-  sessions_.erase(id);
+  auto it = sessions_.find(s->client_id);
+  if (it != sessions_.end() && it->second.get() == s) sessions_.erase(it);
+}
+
+bool Server::sub_set(Session* s, const std::string& full, const SubOpts& o) {
+  auto& subs = s->data().subs;
+  const bool fresh = subs.count(full) == 0;
+  subs[full] = o;
+  std::string_view group, inner = full;
+  parse_shared(full, group, inner);
+  trie_.add(inner, s, o, group);
+  if (fresh) route_ref(full, true);
+  return fresh;
+}
+
+bool Server::sub_erase(Session* s, const std::string& full) {
+  if (!s->d) return false;
+  auto it = s->d->subs.find(full);
+  if (it == s->d->subs.end()) return false;
+  std::string_view group, inner = full;
+  parse_shared(full, group, inner);
+  trie_.remove(inner, s, group);
+  route_ref(full, false);  // before erasing: `full` may be the key itself
+  s->d->subs.erase(it);
+  return true;
+}
+
+void Server::route_ref(const std::string& full, bool add) {
+  if (!cluster_) return;
+  if (add) {
+    if (route_refs_[full]++ == 0) cluster_->route_changed(full, true);
+    return;
+  }
+  auto it = route_refs_.find(full);
+  if (it == route_refs_.end()) return;
+  if (--it->second == 0) {
+    const std::string key = full;  // `full` may live in a map we change
+    route_refs_.erase(it);
+    cluster_->route_changed(key, false);
+  }
+}
+
+uint64_t Server::next_rversion() {
+  // ms since the epoch in the high bits, this node's salt in the low 12, so
+  // two nodes never write the same version; strictly increasing here.
+  const uint64_t ms = std::max(wall_ms(), (last_rversion_ >> 12) + 1);
+  last_rversion_ = ms << 12 | version_salt_;
+  return last_rversion_;
+}
+
+size_t Server::publish_local(std::shared_ptr<Message> m) {
+  if (m->retain) {
+    m->rversion = next_rversion();
+    retained_.set(m->topic, m);  // empty payload deletes [MQTT-3.3.1-6/7]
+  }
+  if (!cluster_) return route(m);
+  m->seq = cluster_->next_seq();
+  std::vector<GroupRef> elsewhere;
+  const size_t remote = cluster_->forward(*m, elsewhere);
+  return route(m, elsewhere.empty() ? nullptr : &elsewhere, false) + remote;
 }
 
 void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
@@ -153,15 +226,15 @@ void Server::publish_will(mqtt::WillMessage& w, uint64_t origin) {
   m->retain = w.retain;
   m->origin = origin;
   m->take_properties(w.properties, now());
-  if (m->retain) retained_.set(m->topic, m);
-  route(m);
+  publish_local(std::move(m));
 }
 
-size_t Server::route(const MsgPtr& m, const std::vector<GroupRef>* groups) {
+size_t Server::route(const MsgPtr& m, const std::vector<GroupRef>* groups, bool only) {
   if (opt_.acl && !opt_.acl->can_read(m->topic)) return 0;  // --acl: nobody may read it
   targets_.clear();
   extra_ids_.clear();
   auto add = [&](Session* s, const SubOpts& o, bool shared) {
+    if (m->from && s->cx && s->cx->skips(*m)) return;  // had it before it moved here
     const uint8_t qos = std::min(m->qos, o.qos);
     // Forwarded messages carry RETAIN 0 unless Retain As Published [MQTT-3.3.1-12/13].
     const bool retain = o.retain_as_published && m->retain;
@@ -193,8 +266,8 @@ size_t Server::route(const MsgPtr& m, const std::vector<GroupRef>* groups) {
         add(e.session, e.opts, false);
       },
       [&](const SubTrie::SharedGroup& g) {
-        if (groups &&
-            std::find(groups->begin(), groups->end(), GroupRef(g.filter, g.name)) == groups->end())
+        if (groups && (std::find(groups->begin(), groups->end(), GroupRef(g.filter, g.name)) ==
+                       groups->end()) == only)
           return;  // another node serves this group for this message
         const SubEntry& e = g.pick();
         if (e.opts.no_local && e.session->serial == m->origin) return;

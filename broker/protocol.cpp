@@ -142,6 +142,18 @@ void Server::on_connect(Conn* c, std::span<const uint8_t> packet) {
     send_scratch(c);
     return drain_close(c);
   }
+  // In a cluster the client id is first claimed from the other nodes; the
+  // connection reads nothing more until they answered.
+  if (cluster_ && !info.client_id.empty() && cluster_->claim(c, info)) {
+    c->state = Conn::AwaitClaim;
+    c->claiming = true;
+    set_reading(c, false);
+    return;
+  }
+  finish_connect(c, info);
+}
+
+void Server::finish_connect(Conn* c, mqtt::ConnectInfo& info) {
   bool present = false;
   std::string assigned;
   attach(c, info, present, &assigned);
@@ -210,8 +222,7 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   m->retain = p.retain;
   m->origin = s->serial;
   if (c->v5()) m->take_properties(p.properties, now());
-  if (m->retain) retained_.set(m->topic, m);  // empty payload deletes [MQTT-3.3.1-6/7]
-  const size_t n = route(m);
+  const size_t n = publish_local(std::move(m));
   if (p.qos == 0) return;
   const uint8_t code = (c->v5() && n == 0) ? uint8_t(Reason::NoMatchingSubscribers) : 0;
   if (p.qos == 2) s->data().qos2_in.insert(p.packet_id);
@@ -306,9 +317,7 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
       o.retain_handling = e.retain_handling;
       o.sub_id = sub_id;
     }
-    const bool existed = s->data().subs.count(e.filter) != 0;
-    s->data().subs[e.filter] = o;
-    trie_.add(inner, s, o, group);
+    const bool existed = !sub_set(s, e.filter, o);
     ack.codes.push_back(o.qos);
     // Retain Handling: 0 always, 1 only for a new subscription, 2 never
     // [MQTT-3.3.1-9..11]; never for a shared subscription (4.8.2).
@@ -329,10 +338,7 @@ void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) 
   mqtt::Unsuback ack;
   ack.packet_id = u.packet_id;
   for (const auto& f : u.filters) {
-    const bool existed = s->d && s->d->subs.erase(f) != 0;
-    std::string_view group, inner = f;
-    parse_shared(f, group, inner);
-    if (existed) trie_.remove(inner, s, group);
+    const bool existed = sub_erase(s, f);
     if (c->v5()) ack.codes.push_back(existed ? 0 : uint8_t(Reason::NoSubscriptionExisted));
   }
   s->compact();

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "broker/acl.hpp"
+#include "broker/cluster.hpp"
 #include "broker/router.hpp"
 #include "broker/session.hpp"
 #include "mqtt/codec.hpp"
@@ -31,18 +32,17 @@ struct Options {
   bool proxy_protocol = false;
   bool debug = false;
   size_t max_connections = 100000;
-  uint32_t max_packet_size = 1024 * 1024;  // incoming limit (5.0 CONNACK Maximum Packet Size)
-  size_t max_queued = 1000;                // per session, QoS 0/1/2 waiting to be sent
-  uint16_t max_inflight = 20;              // outgoing QoS 1/2 window per client
-  uint64_t connect_timeout_ms = 10000;     // TCP (and PROXY header) without CONNECT
-  uint16_t receive_maximum = 100;          // incoming QoS 2 awaiting PUBREL (5.0 CONNACK)
-  uint16_t topic_alias_maximum = 10;       // client -> server aliases (5.0 CONNACK)
-  uint16_t max_keepalive = 60;             // 5.0 Server Keep Alive above this (0 = no limit)
-  std::shared_ptr<const Acl> acl;          // --acl; null = everything allowed
+  uint32_t max_packet_size = 1024 * 1024;   // incoming limit (5.0 CONNACK Maximum Packet Size)
+  size_t max_queued = 1000;                 // per session, QoS 0/1/2 waiting to be sent
+  uint16_t max_inflight = 20;               // outgoing QoS 1/2 window per client
+  uint64_t connect_timeout_ms = 10000;      // TCP (and PROXY header) without CONNECT
+  uint16_t receive_maximum = 100;           // incoming QoS 2 awaiting PUBREL (5.0 CONNACK)
+  uint16_t topic_alias_maximum = 10;        // client -> server aliases (5.0 CONNACK)
+  uint16_t max_keepalive = 60;              // 5.0 Server Keep Alive above this (0 = no limit)
+  std::shared_ptr<const Acl> acl;           // --acl; null = everything allowed
+  std::shared_ptr<ClusterOptions> cluster;  // --cluster-bind/--peers; null = standalone
+  unsigned stats_s = 0;                     // --stats: a stats line every S seconds (0 = never)
 };
-
-// A shared subscription group (FILTER, GROUP) chosen to serve one message.
-using GroupRef = std::pair<std::string, std::string>;
 
 // Unwritten output of one connection; exists only while there is some.
 struct OutQ {
@@ -63,7 +63,9 @@ struct ConnExtras {
 
 // Kept small: an idle connection is this struct and nothing else (no buffers).
 struct Conn {
-  enum State : uint8_t { AwaitProxy, AwaitConnect, Connected, Draining, Closing };
+  // AwaitClaim: CONNECT received, the cluster is asked for the client id;
+  // nothing more is read until it answers (Server::finish_connect).
+  enum State : uint8_t { AwaitProxy, AwaitConnect, AwaitClaim, Connected, Draining, Closing };
 
   uv_tcp_t tcp;  // tcp.data = this
   Session* session = nullptr;
@@ -80,6 +82,7 @@ struct Conn {
   bool reading = false;
   bool graceful = false;  // DISCONNECT received: no will (unless 0x04)
   bool counted = false;   // holds a slot of max_connections
+  bool claiming = false;  // a Cluster claim holds a pointer to it
 
   bool v5() const { return version == mqtt::Version::V5; }
   bool online() const { return state == Connected; }
@@ -87,6 +90,8 @@ struct Conn {
 };
 
 class Server {
+  friend class Cluster;
+
  public:
   explicit Server(Options o);
   ~Server();
@@ -114,8 +119,9 @@ class Server {
   void flush_conn(Conn* c);
   size_t backlog(const Conn* c) const;
   void set_reading(Conn* c, bool on);
-  void close(Conn* c);        // immediately (abnormal unless c->graceful)
-  void drain_close(Conn* c);  // after pending output is written
+  void resume_input(Conn* c);  // after a claim: read again, handle what was buffered
+  void close(Conn* c);         // immediately (abnormal unless c->graceful)
+  void drain_close(Conn* c);   // after pending output is written
   void tick();
   void shutdown();
   void log_debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -124,13 +130,15 @@ class Server {
   void for_each_conn(F&& f) {
     struct Ctx {
       uv_handle_t* listener;
+      const Cluster* cluster;
       F* f;
-    } ctx{reinterpret_cast<uv_handle_t*>(&listener_), &f};
+    } ctx{reinterpret_cast<uv_handle_t*>(&listener_), cluster_.get(), &f};
     uv_walk(
         loop_,
         [](uv_handle_t* h, void* arg) {
           auto* x = static_cast<Ctx*>(arg);
-          if (h->type == UV_TCP && h != x->listener) (*x->f)(static_cast<Conn*>(h->data));
+          if (h->type == UV_TCP && h != x->listener && !(x->cluster && x->cluster->owns(h)))
+            (*x->f)(static_cast<Conn*>(h->data));
         },
         &ctx);
   }
@@ -138,6 +146,8 @@ class Server {
   // --- protocol (protocol.cpp) ---
   void on_packet(Conn* c, const mqtt::FrameHeader& h, std::span<const uint8_t> body);
   void on_connect(Conn* c, std::span<const uint8_t> packet);
+  // The rest of CONNECT once the client id is ours (at once, or after a claim).
+  void finish_connect(Conn* c, mqtt::ConnectInfo& info);
   void on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body);
   void on_pub_response(Conn* c, uint8_t fb, std::span<const uint8_t> body);
   void on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body);
@@ -152,12 +162,28 @@ class Server {
   // --- sessions and delivery (delivery.cpp) ---
   void attach(Conn* c, const mqtt::ConnectInfo& info, bool& present, std::string* assigned);
   void detach(Conn* c);  // connection gone: will, session expiry
+  // The session's connection (if any) is closed because its client id
+  // connected again (5.0: DISCONNECT 0x8E), with its will; false when the
+  // session ended with it.
+  bool take_over(Session* s);
   void destroy_session(Session* s);
   void publish_will(mqtt::WillMessage& w, uint64_t origin);
+  // A publication from a local client or will: retained store, the cluster,
+  // local subscribers. Returns the number of deliveries (peers count as one).
+  size_t publish_local(std::shared_ptr<Message> m);
   // Delivers a message to every matching local subscription; returns how many
-  // deliveries. Shared groups: all local ones when `groups` is null, else only
-  // the listed (filter, group) pairs.
-  size_t route(const MsgPtr& m, const std::vector<GroupRef>* groups = nullptr);
+  // deliveries. Shared groups: all local ones when `groups` is null; with
+  // `only`, just the listed (filter, group) pairs; without, all but those.
+  size_t route(const MsgPtr& m, const std::vector<GroupRef>* groups = nullptr, bool only = true);
+  // Subscriptions: the session's map, the trie, the route refcounts that the
+  // cluster announces. sub_set returns true when the filter is new for `s`.
+  bool sub_set(Session* s, const std::string& full, const SubOpts& o);
+  bool sub_erase(Session* s, const std::string& full);
+  void route_ref(const std::string& full, bool add);
+  uint64_t next_rversion();  // a version newer than any seen
+  void saw_rversion(uint64_t v) {
+    if (v > last_rversion_) last_rversion_ = v;
+  }
   void deliver(Session* s, const MsgPtr& m, uint8_t qos, bool retain,
                std::span<const uint32_t> sub_ids, struct FanCache* cache);
   bool transmit(Conn* c, Delivery& d, bool dup);
@@ -201,6 +227,17 @@ class Server {
   bool stopping_ = false;
   std::unique_ptr<uint8_t[]> slab_;  // per-loop read buffer shared by all connections
   static constexpr size_t kSlab = 64 * 1024;
+  // Full filter ("F" or "$share/G/F") -> local sessions subscribed to it.
+  std::unordered_map<std::string, uint32_t> route_refs_;
+  uint64_t last_rversion_ = 0;
+  uint64_t version_salt_ = 0;  // low bits of retained versions: which node wrote it
+  uint64_t last_stats_ms_ = 0;
+  void print_stats();
+  // Last: destroyed first, while sessions and the trie still exist.
+  std::unique_ptr<Cluster> cluster_;
 };
+
+// Wall clock in ms (CLOCK_REALTIME): comparable across nodes, unlike uv_now.
+uint64_t wall_ms();
 
 }  // namespace broker
