@@ -81,7 +81,15 @@ class Cluster {
   // CONNECT with a client id: claims it from the other nodes first. True: the
   // connection waits (Conn::AwaitClaim) and Server::finish_connect runs later.
   bool claim(Conn* c, mqtt::ConnectInfo& info);
-  void conn_closed(Conn* c);  // a connection in AwaitClaim went away
+  void conn_closed(Conn* c);  // a connection in AwaitClaim or held went away
+  // A SUBSCRIBE that brought new routes: its SUBACK (and the retained
+  // messages after it) wait until every peer has processed them (Sync), so
+  // whatever is published anywhere after the SUBACK reaches the subscriber.
+  // The connection reads nothing meanwhile (Conn::held). False: not held
+  // (no peer up); the caller sends them itself.
+  bool hold_suback(Conn* c, std::vector<uint8_t> suback,
+                   std::vector<std::pair<std::string, SubOpts>> retained);
+  uint64_t route_adds() const { return route_adds_; }
   // Origin numbering of local publications (duplicate filter after moves).
   uint64_t next_seq() { return ++local_seq_; }
   // The origin index stored in Message::from for a node name (0 = us); false
@@ -128,6 +136,8 @@ class Cluster {
   // ---- state shared over the links (cluster_sync.cpp)
   void link_up(Peer& p);
   void pump_sync(Link* l);  // retained set, a slice at a time
+  void release_hold(uint64_t token);
+  void holds_tick(uint64_t t);
   void on_route(Peer& p, bool add, std::span<const uint8_t> body);
   void on_publish(Peer& p, std::span<const uint8_t> body);
   void on_sessions(Peer& p, std::span<const uint8_t> body);
@@ -166,6 +176,16 @@ class Cluster {
   uint32_t next_claim_ = 1;
   std::unordered_map<std::string, std::unique_ptr<Claim>> claims_;  // by client id
   std::unordered_map<uint32_t, Claim*> claim_ids_;
+  struct SubHold {
+    Conn* conn = nullptr;  // null once it went away
+    std::vector<uint8_t> suback;
+    std::vector<std::pair<std::string, SubOpts>> retained;
+    Mask waiting = 0;
+    uint64_t deadline_ms = 0;
+  };
+  static constexpr uint64_t kHoldBit = uint64_t(1) << 63;  // Sync tokens of holds (else claims)
+  std::unordered_map<uint64_t, SubHold> holds_;
+  uint64_t next_hold_ = 1;
   // Sessions being handed over from here: (peer index << 32 | claim id) -> client id.
   std::unordered_map<uint64_t, std::string> moving_;
   uint64_t route_adds_ = 0;                              // RouteAdd frames broadcast so far

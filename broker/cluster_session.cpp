@@ -68,6 +68,8 @@ bool Cluster::claim(Conn* c, mqtt::ConnectInfo& info) {
 void Cluster::conn_closed(Conn* c) {
   for (auto& [id, cl] : claims_)
     if (cl->conn == c) cl->conn = nullptr;
+  for (auto& [token, h] : holds_)
+    if (h.conn == c) h.conn = nullptr;
 }
 
 void Cluster::abort_claim(Claim& c, const char* why) {
@@ -249,10 +251,17 @@ void Cluster::on_sync(Peer& p, bool ack, std::span<const uint8_t> body) {
     send(p.link, frame_);
     return;
   }
+  const Mask bit = Mask(1) << p.index;
+  if (token & kHoldBit) {
+    auto h = holds_.find(token);
+    if (h == holds_.end() || !(h->second.waiting & bit)) return;
+    h->second.waiting &= ~bit;
+    if (!h->second.waiting) release_hold(token);
+    return;
+  }
   auto it = claim_ids_.find(uint32_t(token));
   if (it == claim_ids_.end()) return;
   Claim& c = *it->second;
-  const Mask bit = Mask(1) << p.index;
   if (c.phase != Claim::Syncing || !(c.waiting & bit)) return;
   c.waiting &= ~bit;
   if (!c.waiting) advance(c);
@@ -400,6 +409,10 @@ void Cluster::finish(Claim& c) {
 
 void Cluster::peer_gone(unsigned index) {
   const Mask bit = Mask(1) << index;
+  std::vector<uint64_t> released;
+  for (auto& [token, h] : holds_)
+    if ((h.waiting &= ~bit) == 0) released.push_back(token);
+  for (uint64_t token : released) release_hold(token);
   std::vector<uint32_t> touched;
   for (auto& [id, c] : claims_) {
     c->others &= ~bit;
@@ -430,6 +443,7 @@ void Cluster::peer_gone(unsigned index) {
 }
 
 void Cluster::claims_tick(uint64_t t) {
+  holds_tick(t);
   std::vector<uint32_t> due;
   for (auto& [id, c] : claims_)
     if (t >= c->deadline_ms) due.push_back(c->id);

@@ -166,6 +166,45 @@ size_t Cluster::forward(const Message& m, std::vector<GroupRef>& elsewhere) {
   return delivering;
 }
 
+bool Cluster::hold_suback(Conn* c, std::vector<uint8_t> suback,
+                          std::vector<std::pair<std::string, SubOpts>> retained) {
+  if (!up_ || stopping_) return false;
+  const uint64_t token = kHoldBit | next_hold_++;
+  SubHold& h = holds_[token];
+  h.conn = c;
+  h.suback = std::move(suback);
+  h.retained = std::move(retained);
+  h.waiting = up_;
+  h.deadline_ms = now() + 3000;
+  c->held = true;
+  srv_.set_reading(c, false);
+  frame_.clear();
+  peer::encode_sync(frame_, peer::Type::Sync, token);
+  broadcast(frame_);
+  return true;
+}
+
+void Cluster::release_hold(uint64_t token) {
+  auto it = holds_.find(token);
+  if (it == holds_.end()) return;
+  SubHold h = std::move(it->second);
+  holds_.erase(it);
+  Conn* c = h.conn;
+  if (!c || !c->online()) return;
+  c->held = false;
+  srv_.send(c, h.suback);
+  if (c->session)
+    for (const auto& [f, o] : h.retained) srv_.send_retained(c->session, f, o);
+  srv_.resume_input(c);
+}
+
+void Cluster::holds_tick(uint64_t t) {
+  std::vector<uint64_t> due;
+  for (const auto& [token, h] : holds_)
+    if (!h.waiting || t >= h.deadline_ms) due.push_back(token);
+  for (uint64_t token : due) release_hold(token);
+}
+
 std::shared_ptr<Message> Cluster::message_from(peer::WireMessage& w, uint16_t from) {
   auto m = std::make_shared<Message>();
   m->topic = std::move(w.topic);

@@ -293,7 +293,8 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   }
   mqtt::Suback ack;
   ack.packet_id = sub.packet_id;
-  std::vector<std::pair<const std::string*, SubOpts>> send_retained_for;
+  std::vector<std::pair<std::string, SubOpts>> send_retained_for;
+  const uint64_t adds = cluster_ ? cluster_->route_adds() : 0;
   for (const auto& e : sub.subscriptions) {
     if (!mqtt::valid_topic_filter(e.filter)) {  // [MQTT-4.7.1-1..3]; mqtt/ rejects first
       ack.codes.push_back(v5 ? uint8_t(Reason::TopicFilterInvalid) : 0x80);
@@ -322,12 +323,16 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
     // Retain Handling: 0 always, 1 only for a new subscription, 2 never
     // [MQTT-3.3.1-9..11]; never for a shared subscription (4.8.2).
     if (share == Share::No && (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)))
-      send_retained_for.emplace_back(&e.filter, o);
+      send_retained_for.emplace_back(e.filter, o);
   }
   scratch_.clear();
   mqtt::encode_suback(ack, c->version, scratch_);
+  // New routes: SUBACK once every node has them (Cluster::hold_suback).
+  if (cluster_ && cluster_->route_adds() != adds &&
+      cluster_->hold_suback(c, scratch_, std::move(send_retained_for)))
+    return;
   send_scratch(c);
-  for (auto& [f, o] : send_retained_for) send_retained(s, *f, o);
+  for (auto& [f, o] : send_retained_for) send_retained(s, f, o);
 }
 
 void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {

@@ -252,7 +252,7 @@ void Server::feed(Conn* c, std::span<const uint8_t> data) {
 
 size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
   size_t pos = 0;
-  while (pos < d.size() && c->state < Conn::Draining && c->state != Conn::AwaitClaim) {
+  while (pos < d.size() && c->state < Conn::Draining && c->state != Conn::AwaitClaim && !c->held) {
     const auto rest = d.subspan(pos);
     if (c->state == Conn::AwaitProxy) {
       const proxy::Header h = proxy::parse(rest);
@@ -386,7 +386,7 @@ void Server::on_closed(uv_handle_t* h) {
   Conn* c = static_cast<Conn*>(h->data);
   Server* srv = server_of(h);
   if (c->counted) --srv->conn_count_;
-  if (c->claiming && srv->cluster_) srv->cluster_->conn_closed(c);
+  if ((c->claiming || c->held) && srv->cluster_) srv->cluster_->conn_closed(c);
   srv->detach(c);  // the session outlives the connection, or ends here
   delete c;
   srv->flush();

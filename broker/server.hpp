@@ -83,6 +83,7 @@ struct Conn {
   bool graceful = false;  // DISCONNECT received: no will (unless 0x04)
   bool counted = false;   // holds a slot of max_connections
   bool claiming = false;  // a Cluster claim holds a pointer to it
+  bool held = false;      // SUBACK waits for the cluster's routes: nothing more is read
 
   bool v5() const { return version == mqtt::Version::V5; }
   bool online() const { return state == Connected; }

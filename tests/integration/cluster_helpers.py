@@ -16,7 +16,6 @@ import socket
 import struct
 import threading
 import time
-import uuid
 
 import harness
 from harness import free_port, port_open, wait_until
@@ -110,53 +109,6 @@ class Cluster:
         c = Paho(self.ports[i], cid, **kw)
         self.tc.addCleanup(c.stop)
         return c
-
-
-def sub_synced(cl, subscriber, filter_, qos=1, node=None, others=None, **opts):
-    """Subscribes and waits until every other node knows the new route: the
-    subscriber also subscribes to a unique sync topic, and each other node's
-    publisher publishes to it until it arrives (routes from one node reach a
-    peer in order, so the filter's route is there before the sync one)."""
-    codes = subscriber.sub(filter_, qos, **opts)
-    sync = f"sync/{uuid.uuid4().hex}"
-    subscriber.sub(sync, 0)
-    others = [j for j in range(cl.n) if j != node] if others is None else others
-    for j in others:
-        pub = cl.client(j, f"sync-{uuid.uuid4().hex[:8]}")
-        deadline = time.monotonic() + 10
-        got = None
-        while got is None and time.monotonic() < deadline:
-            pub.pub(sync, b"", 0)
-            got = _get_topic(subscriber, sync, 0.2)
-        assert got is not None, f"route {filter_} never reached node {j}"
-        pub.stop()
-    # Leave no sync messages behind for the test.
-    while _get_topic(subscriber, sync, 0.2) is not None:
-        pass
-    return codes
-
-
-def _get_topic(c, topic, timeout):
-    """Next message on `topic` (others are put back in order at the end)."""
-    deadline = time.monotonic() + timeout
-    held = []
-    try:
-        while True:
-            m = c.get(max(0.0, deadline - time.monotonic()))
-            if m is None:
-                return None
-            if m.topic == topic:
-                return m
-            held.append(m)
-    finally:
-        rest = []
-        while True:
-            m = c.get(0)
-            if m is None:
-                break
-            rest.append(m)
-        for m in held + rest:
-            c.msgs.put(m)
 
 
 class Relay:
