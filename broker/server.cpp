@@ -323,6 +323,9 @@ void Server::flush_conn(Conn* c) {
     c->out.reset();
     if (c->state == Conn::Draining) return close(c);
     if (c->online() && !c->reading) set_reading(c, true);
+    // All written without a write callback: what waits in the session queue
+    // goes now (on_write does the same when a uv_write completes).
+    if (c->online() && c->session && !c->session->queue_empty()) pump(c->session);
     return;
   }
   auto* w = new WriteReq;

@@ -98,5 +98,29 @@ class Queues(BrokerTest):
         pub.close()
 
 
+class QueueDrains(BrokerTest):
+    def test_queued_messages_go_out_once_a_slow_subscriber_catches_up(self):
+        # A burst overflows the socket, so deliveries wait in the session
+        # queue; when the output drains in one uv_try_write (no write
+        # callback), the queue must still be pumped: the QoS 1 message at the
+        # end of the burst arrives.
+        sub = self.client(self.port, "catching-up")
+        sub.sub("burst/#", 1)
+        pub, _ = raw_connect(self.port, "burster")
+        pkt = publish("burst/x", b"x" * 1000)
+        for _ in range(10):
+            pub.send(pkt * 1000)
+        pub.send(publish("burst/end", b"end", qos=1, pid=1))
+        self.assertEqual(pub.recv(30), (0x40, b"\x00\x01"))
+        end = None
+        for _ in range(20000):
+            m = sub.get(10)
+            if m is None or m.topic == "burst/end":
+                end = m
+                break
+        self.assertIsNotNone(end, "the queued QoS 1 message never came")
+        pub.close()
+
+
 if __name__ == "__main__":
     main()
