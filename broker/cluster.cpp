@@ -583,25 +583,4 @@ void Cluster::tick() {
   claims_tick(t);
 }
 
-std::string Cluster::stats_line() const {
-  std::string s;
-  char buf[256];
-  for (const auto& p : peers_) {
-    std::snprintf(buf, sizeof buf, "%s%s %s", s.empty() ? "" : ", ", p->name.c_str(),
-                  p->link ? "up" : "down");
-    s += buf;
-    if (p->downs) s += " (" + std::to_string(p->downs) + " downs)";
-  }
-  size_t dialing = 0;
-  for (const auto& d : dialers_) dialing += d->link && d->link->state != Link::Up;
-  std::snprintf(buf, sizeof buf,
-                "%speers up %d/%zu, dialing %zu; forwarded %" PRIu64 ", received %" PRIu64
-                ", dropped (link queue full) %" PRIu64 ", sessions moved in %" PRIu64
-                " out %" PRIu64 ", auth failures %" PRIu64,
-                s.empty() ? "" : "; ", __builtin_popcountll(up_), peers_.size(), dialing,
-                st_.forwarded, st_.received, st_.dropped, st_.sessions_moved_in,
-                st_.sessions_moved_out, st_.auth_failures);
-  return s + buf;
-}
-
 }  // namespace broker
