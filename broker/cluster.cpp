@@ -167,12 +167,7 @@ void Cluster::on_connect(uv_connect_t* req, int status) {
     cl->close_link(l, uv_strerror(status));
     return;
   }
-  uv_tcp_nodelay(&l->tcp, 1);
-  l->state = Link::Handshake;
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&l->tcp), on_alloc, on_read) != 0)
-    return cl->close_link(l, "read failed");
-  cl->send_hello(l);
-  cl->srv_.flush();
+  cl->start_handshake(l);
 }
 
 void Cluster::on_connection(uv_stream_t* s, int status) {
@@ -185,12 +180,17 @@ void Cluster::on_connection(uv_stream_t* s, int status) {
   int len = sizeof peer;
   uv_tcp_getpeername(&l->tcp, reinterpret_cast<sockaddr*>(&peer), &len);
   l->addr = proxy::format_address(peer);
+  cl->start_handshake(l);
+}
+
+// Connected (dialed or accepted): read, and say Hello at once.
+void Cluster::start_handshake(Link* l) {
   uv_tcp_nodelay(&l->tcp, 1);
   l->state = Link::Handshake;
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(&l->tcp), on_alloc, on_read) != 0)
-    return cl->close_link(l, "read failed");
-  cl->send_hello(l);
-  cl->srv_.flush();
+    return close_link(l, "read failed");
+  send_hello(l);
+  srv_.flush();
 }
 
 void Cluster::send_hello(Link* l) {

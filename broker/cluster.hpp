@@ -119,6 +119,7 @@ class Cluster {
   size_t consume(Link* l, std::span<const uint8_t> data);
   void on_frame(Link* l, peer::Type t, std::span<const uint8_t> body);
   void on_handshake(Link* l, peer::Type t, std::span<const uint8_t> body);
+  void start_handshake(Link* l);
   void send_hello(Link* l);
   void authenticated(Link* l);
   void close_link(Link* l, const char* why);
@@ -136,6 +137,8 @@ class Cluster {
   // ---- state shared over the links (cluster_sync.cpp)
   void link_up(Peer& p);
   void pump_sync(Link* l);  // retained set, a slice at a time
+  // A Publish frame's fields from a message (store: as a retained update).
+  peer::PublishView view_of(const Message& m, uint64_t now_ms, bool store) const;
   void release_hold(uint64_t token);
   void holds_tick(uint64_t t);
   void on_route(Peer& p, bool add, std::span<const uint8_t> body);

@@ -64,12 +64,9 @@ void Cluster::pump_sync(Link* l) {
       l->cursor = it->first;
       const Message& m = *it->second;
       if (m.expired(t)) continue;
-      v.topic = m.topic;
-      v.payload = m.payload;
-      v.props = m.props.get();
-      v.expiry_left_ms = m.expiry_ms ? uint32_t(m.expiry_ms - t) : 0;
-      v.qos = m.qos;
-      v.version = m.rversion;
+      v = view_of(m, t, true);
+      v.retain = true;
+      v.seq = 0;  // not a publication from this node: no watermark
     } else {
       auto it = tombs.upper_bound(l->cursor);
       if (it == tombs.end()) {
@@ -84,6 +81,20 @@ void Cluster::pump_sync(Link* l) {
     peer::encode(frame_, v);
     if (!send(l, frame_)) return;
   }
+}
+
+peer::PublishView Cluster::view_of(const Message& m, uint64_t t, bool store) const {
+  peer::PublishView v;
+  v.topic = m.topic;
+  v.payload = m.payload;
+  v.props = m.props.get();
+  v.expiry_left_ms = m.expiry_ms ? uint32_t(m.expiry_ms > t ? m.expiry_ms - t : 1) : 0;
+  v.seq = m.seq;
+  v.qos = m.qos;
+  v.retain = m.retain;
+  v.store = store;
+  v.version = m.rversion;
+  return v;
 }
 
 void Cluster::route_changed(const std::string& full, bool added) {
@@ -122,16 +133,8 @@ size_t Cluster::forward(const Message& m, std::vector<GroupRef>& elsewhere) {
     assigned_.emplace_back(nth_bit(cand, k), GroupRef(g.filter, g.name));
     if (local) elsewhere.emplace_back(g.filter, g.name);
   }) & up_;
-  peer::PublishView v;
-  v.topic = m.topic;
-  v.payload = m.payload;
-  v.props = m.props.get();
-  v.expiry_left_ms = m.expiry_ms ? uint32_t(m.expiry_ms - t) : 0;
-  v.seq = m.seq;
-  v.qos = m.qos;
-  v.retain = m.retain;
-  v.store = m.retain;  // retained: every node stores it (or deletes it)
-  v.version = m.rversion;
+  // Retained: every node stores it (or deletes it).
+  peer::PublishView v = view_of(m, t, m.retain);
   // Encoded once per variant; a peer with groups to serve gets its own frame.
   common_[0].clear();
   common_[1].clear();

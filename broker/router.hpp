@@ -40,6 +40,12 @@ Share parse_shared(std::string_view f, std::string_view& group, std::string_view
 // matched by a filter whose first level is a wildcard [MQTT-4.7.2-1]).
 bool filter_matches(std::string_view filter, std::string_view topic);
 
+// Transparent string hash: maps keyed by std::string, looked up by string_view.
+struct StrHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // Calls at(const Node*) for every node of a filter trie whose filter matches
 // `topic` ('+' one level, '#' the rest and the parent level, no leading
 // wildcard for $-topics [MQTT-4.7.2-1]). Node provides
@@ -118,12 +124,8 @@ class SubTrie {
   const SharedGroup* find_group(std::string_view filter, std::string_view group) const;
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Node {
-    std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> kids;
+    std::unordered_map<std::string, std::unique_ptr<Node>, StrHash, std::equal_to<>> kids;
     std::vector<SubEntry> subs;
     std::vector<SharedGroup> shared;
     bool empty() const { return subs.empty() && shared.empty() && kids.empty(); }

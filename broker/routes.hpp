@@ -50,12 +50,8 @@ class RouteTable {
   }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Node {
-    std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> kids;
+    std::unordered_map<std::string, std::unique_ptr<Node>, StrHash, std::equal_to<>> kids;
     Mask plain = 0;
     std::vector<Group> groups;
     const Node* kid(std::string_view k) const;

@@ -78,18 +78,8 @@ int Server::run() {
   uv_tcp_init(loop_, &listener_);
   listener_.data = this;
   ++open_handles_;
-  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, on_connection);
-  if (rc != 0) {
-    std::fprintf(stderr, "mqttlb-broker: cannot listen on %s:%d: %s\n", opt_.bind.c_str(),
-                 opt_.port, uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    uv_run(loop_, UV_RUN_DEFAULT);
-    return 1;
-  }
-  sockaddr_storage bound{};
-  int len = sizeof bound;
-  uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
+  // Everything (peer links, timers, signals) is set up before the client
+  // port listens: a client that can connect finds a complete broker.
   if (opt_.cluster) {
     cluster_ = std::make_unique<Cluster>(*this, *opt_.cluster);
     retained_.keep_tombstones(true);
@@ -102,13 +92,30 @@ int Server::run() {
       return 1;
     }
   }
-
   uv_timer_init(loop_, &tick_timer_);
   uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
   uv_signal_init(loop_, &sigterm_);
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_init(loop_, &sigint_);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, on_connection);
+  if (rc != 0) {
+    std::fprintf(stderr, "mqttlb-broker: cannot listen on %s:%d: %s\n", opt_.bind.c_str(),
+                 opt_.port, uv_strerror(rc));
+    stopping_ = true;
+    if (cluster_) cluster_->shutdown();
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&listener_),
+                           reinterpret_cast<uv_handle_t*>(&tick_timer_),
+                           reinterpret_cast<uv_handle_t*>(&sigterm_),
+                           reinterpret_cast<uv_handle_t*>(&sigint_)})
+      uv_close(h, nullptr);
+    uv_run(loop_, UV_RUN_DEFAULT);
+    return 1;
+  }
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
 
   std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(),
               proxy::format_address(bound).c_str());

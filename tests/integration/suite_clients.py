@@ -293,3 +293,58 @@ class SuiteBase(BrokerTest):
         bad.send(packet(0x10, s16("hj") + bytes([self.version, 0x02, 0, 60]) + props +
                         s16("myclientid")))
         self.assertEqual(bad.expect_closed(), [])
+
+    # ---- scenarios both suites have, with each suite's topics
+    def offline_queueing_scenario(self, **first_connect):
+        """aclient subscribes and leaves; bclient publishes QoS 0/1/2; aclient
+        comes back: returns (Session Present, payloads received)."""
+        a, b, T, W = self.aclient, self.bclient, self.TOPICS, self.WILDTOPICS
+        a.connect(**first_connect)
+        a.subscribe([W[5]], [2])
+        a.disconnect()
+        present, _, _ = b.connect(clean=True)
+        self.assertFalse(present)
+        b.publish(T[1], b"qos 0", 0)
+        b.publish(T[2], b"qos 1", 1)
+        b.publish(T[3], b"qos 2", 2)
+        b.disconnect()
+        present, _, _ = a.connect(clean=False)
+        a.wait_messages(2)
+        quiet()
+        a.disconnect()
+        return present, sorted(m.payload for m in a.messages)
+
+    def overlapping_scenario(self):
+        """Two overlapping subscriptions (QoS 2 and 1); returns the QoS of each copy."""
+        a, T, W = self.aclient, self.TOPICS, self.WILDTOPICS
+        a.connect()
+        a.subscribe([W[6], W[0]], [2, 1])
+        a.publish(T[3], b"overlapping topic filters", 2)
+        a.wait_messages(1)
+        quiet()
+        a.disconnect()
+        return sorted(m.qos for m in a.messages)
+
+    def keepalive_scenario(self):
+        """aclient sends nothing (the suites' client has no PINGREQ): after
+        1.5 x 5 s its will reaches bclient."""
+        T = self.TOPICS
+        self.raw(0, "myclientid", clean=True, keepalive=5,
+                 will=(T[4], b"keepalive expiry", 0, False))
+        b = self.bclient
+        b.connect(clean=True, keepalive=0)
+        b.subscribe([T[4]], [2])
+        b.wait_messages(1, timeout=15)
+        b.disconnect()
+        self.assertEqual([m.payload for m in b.messages], [b"keepalive expiry"])
+
+    def dollar_topics_scenario(self):
+        """"+/+" does not match a $-topic [MQTT-4.7.2-1] (a marker after it)."""
+        b, T, W = self.bclient, self.TOPICS, self.WILDTOPICS
+        b.connect(clean=True, keepalive=0)
+        b.subscribe([W[5]], [2])
+        b.publish("$" + T[1], b"", 1)
+        b.publish(T[1], b"marker", 1)
+        got = b.wait_messages(1)
+        self.assertEqual([m.topic for m in got], [T[1]])
+        b.disconnect()

@@ -17,16 +17,6 @@ from broker_helpers import V5, raw_connect  # noqa: E402
 from cluster_helpers import SECRET, Cluster, FakePeer, frame, s16  # noqa: E402
 
 
-def payloads(c, n, timeout=5.0):
-    out = []
-    for _ in range(n):
-        m = c.get(timeout)
-        if m is None:
-            break
-        out.append(m)
-    return out
-
-
 class Forwarding(TestCase):
     def setUp(self):
         self.cl = Cluster(self).start_all()
@@ -44,7 +34,7 @@ class Forwarding(TestCase):
         for i in range(n):
             pub.pub("t/x", f"{i}", qos=(i % 3), timeout=10)
         for c, qos_cap in ((s2, 1), (s3, 2)):
-            got = payloads(c, n)
+            got = c.take(n)
             self.assertIsNone(c.get(0.3), "a duplicate")
             # Each exactly once, at min(published, granted) QoS...
             self.assertEqual(sorted((int(m.payload), m.qos) for m in got),
@@ -82,7 +72,7 @@ class Forwarding(TestCase):
         for i in range(50):
             pub.pub("only/n2", f"{i}", 1)
             pub.pub("nobody/here", f"{i}", 1)
-        self.assertEqual(len(payloads(s2, 50)), 50)
+        self.assertEqual(len(s2.take(50)), 50)
         outs = {nm: cl.counters(cl.stop(i), nm) for i, nm in enumerate(cl.names)}
         # n3 has no subscriber: nothing was sent to it. n1 sent only/n2 to n2,
         # never nobody/here; n2 forwards nothing it got.
@@ -99,7 +89,7 @@ class Forwarding(TestCase):
         def retained_at(i, want):
             c = cl.client(i, f"rs{i}-{time.monotonic_ns()}")
             c.sub("r/#", 1)
-            got = sorted((m.topic, m.payload) for m in payloads(c, len(want) + 1, 1.0))
+            got = sorted((m.topic, m.payload) for m in c.take(len(want) + 1, 1.0))
             c.stop()
             return got == want
         want = [("r/a", b"from n1")]
@@ -126,7 +116,7 @@ class Forwarding(TestCase):
         n = 60
         for i in range(n):
             pub.pub("jobs/x", f"{i}", 1)
-        self.assertEqual(len(payloads(plain, n)), n)  # non-shared: all of them
+        self.assertEqual(len(plain.take(n)), n)  # non-shared: all of them
         got = []
         deadline = time.monotonic() + 10
         while len(got) < n and time.monotonic() < deadline:

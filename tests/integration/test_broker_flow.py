@@ -8,21 +8,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import main, wait_until  # noqa: E402
-from broker_helpers import V311, BrokerTest, Paho, Raw, connect, publish, raw_connect, subscribe  # noqa: E402
+from broker_helpers import (V311, BrokerTest, Paho, Raw, connect, publish, raw_connect,  # noqa: E402
+                            rss_kib, subscribe)
 
 
 # Under AddressSanitizer freed memory sits in a quarantine (256 MB by default),
 # which would count as growth here: this module's brokers run without it.
 os.environ["ASAN_OPTIONS"] = ":".join(
     x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=0") if x)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Queues(BrokerTest):
