@@ -31,11 +31,11 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-30} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target fuzz_connect fuzz_frame
+  cmake --build build-fuzz -j"$JOBS" --target fuzz_connect fuzz_frame fuzz_peer
   root=$(pwd)
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  for t in connect frame; do
+  for t in connect frame peer; do
     mkdir -p "$scratch/$t"
     extra=()
     [ "$t" = connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
