@@ -105,10 +105,9 @@ int Server::run() {
                  opt_.port, uv_strerror(rc));
     stopping_ = true;
     if (cluster_) cluster_->shutdown();
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&listener_),
-                           reinterpret_cast<uv_handle_t*>(&tick_timer_),
-                           reinterpret_cast<uv_handle_t*>(&sigterm_),
-                           reinterpret_cast<uv_handle_t*>(&sigint_)})
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&listener_), reinterpret_cast<uv_handle_t*>(&tick_timer_),
+          reinterpret_cast<uv_handle_t*>(&sigterm_), reinterpret_cast<uv_handle_t*>(&sigint_)})
       uv_close(h, nullptr);
     uv_run(loop_, UV_RUN_DEFAULT);
     return 1;
