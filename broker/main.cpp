@@ -1,10 +1,14 @@
 // mqttlb-broker: the reference MQTT broker (SPEC.md "mqttlb-broker").
 #include <sys/resource.h>
+#include <sys/stat.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "broker/server.hpp"
@@ -22,6 +26,15 @@ const char kUsage[] =
     "  --max-queued N         messages queued per session (default 1000)\n"
     "  --max-inflight N       outgoing QoS 1/2 window per client (default 20)\n"
     "  --connect-timeout S    close connections without CONNECT after S s (default 10)\n"
+    "  --max-keepalive S      MQTT 5 Server Keep Alive for clients asking more (default 60;\n"
+    "                         0 = no limit)\n"
+    "  --acl FILE             topic ACL: 'topic deny|read|write|readwrite FILTER' lines\n"
+    "  --cluster-bind H:P     accept peer links of a cluster on this address\n"
+    "  --peers H:P,H:P,...    the other nodes' --cluster-bind addresses (full mesh)\n"
+    "  --cluster-secret FILE  shared secret authenticating peer links (needed with --peers)\n"
+    "  --cluster-queue BYTES  unsent bytes per peer link above which forwarded\n"
+    "                         messages are dropped (default 8388608)\n"
+    "  --stats S              print a stats line (clients, drops, peer links) every S s\n"
     "  --debug                log each connect and disconnect\n"
     "  --help, --version\n";
 
@@ -45,11 +58,40 @@ void raise_nofile() {
   }
 }
 
+// Reads a whole (small) file; false with a message on failure.
+bool read_file(const char* path, std::string& out, std::string& err) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    err = std::string("cannot read ") + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  return true;
+}
+
 }  // namespace
+
+// --cluster-secret: the whole file, trailing whitespace stripped.
+bool read_secret(const char* path, std::string& out, std::string& err) {
+  if (!read_file(path, out, err)) return false;
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  if (out.size() < 16) {
+    err = std::string(path) + ": the secret must be at least 16 bytes";
+    return false;
+  }
+  struct stat st {};
+  if (stat(path, &st) == 0 && (st.st_mode & 077))
+    std::fprintf(stderr, "mqttlb-broker: warning: %s is readable by other users\n", path);
+  return true;
+}
 
 int main(int argc, char** argv) {
   broker::Options o;
   bool have_port = false;
+  broker::ClusterOptions cluster;
+  bool have_peers = false, have_secret = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -92,6 +134,42 @@ int main(int argc, char** argv) {
       o.max_inflight = uint16_t(num(1, 65535));
     } else if (a == "--connect-timeout") {
       o.connect_timeout_ms = num(1, 3600) * 1000;
+    } else if (a == "--max-keepalive") {
+      o.max_keepalive = uint16_t(num(0, 65535));
+    } else if (a == "--acl" && v) {
+      std::string text, err;
+      auto acl = std::make_shared<broker::Acl>();
+      if (!read_file(v, text, err) || !acl->parse(text, err)) {
+        std::fprintf(stderr, "mqttlb-broker: --acl %s: %s\n", v, err.c_str());
+        return 2;
+      }
+      o.acl = std::move(acl);
+      ++i;
+    } else if (a == "--cluster-bind" && v) {
+      cluster.bind = v;
+      ++i;
+    } else if (a == "--peers" && v) {
+      std::string list = v;
+      size_t pos = 0;
+      while (pos <= list.size()) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        if (comma > pos) cluster.peers.push_back(list.substr(pos, comma - pos));
+        pos = comma + 1;
+      }
+      have_peers = true;
+      ++i;
+    } else if (a == "--cluster-secret" && v) {
+      std::string err;
+      if (!read_secret(v, cluster.secret, err)) {
+        std::fprintf(stderr, "mqttlb-broker: --cluster-secret %s\n", err.c_str());
+        return 2;
+      }
+      have_secret = true;
+      ++i;
+    } else if (a == "--cluster-queue") {
+      cluster.queue_bytes = size_t(num(65536, 1ull << 32));
+    } else if (a == "--stats") {
+      o.stats_s = unsigned(num(1, 86400));
     } else {
       std::fprintf(stderr, "mqttlb-broker: unknown or incomplete option %s\n%s", a.c_str(), kUsage);
       return 2;
@@ -100,6 +178,15 @@ int main(int argc, char** argv) {
   if (!have_port) {
     std::fprintf(stderr, "mqttlb-broker: --port is required\n%s", kUsage);
     return 2;
+  }
+  if (have_peers || !cluster.bind.empty() || have_secret) {
+    if (!have_peers || cluster.bind.empty() || !have_secret) {
+      std::fprintf(stderr,
+                   "mqttlb-broker: a cluster node needs --cluster-bind, --peers and "
+                   "--cluster-secret\n");
+      return 2;
+    }
+    o.cluster = std::make_shared<broker::ClusterOptions>(std::move(cluster));
   }
   raise_nofile();
   std::signal(SIGPIPE, SIG_IGN);  // a peer closing mid-write is an error code, not a signal

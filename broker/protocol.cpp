@@ -69,13 +69,15 @@ void Server::fail(Conn* c, Reason r, const char* what) {
   close(c);
 }
 
-void Server::send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned) {
+void Server::send_connack(Conn* c, uint8_t code, bool present, const std::string* assigned,
+                          bool server_keep_alive) {
   mqtt::Connack ack;
   ack.session_present = present;
   ack.code = code;
   if (c->v5() && code == 0) {
     auto& p = ack.properties;
     if (assigned) p.assigned_client_identifier = *assigned;
+    if (server_keep_alive) p.server_keep_alive = c->keep_alive;
     p.topic_alias_maximum = opt_.topic_alias_maximum;
     p.receive_maximum = opt_.receive_maximum;
     p.maximum_packet_size = opt_.max_packet_size;
@@ -140,10 +142,23 @@ void Server::on_connect(Conn* c, std::span<const uint8_t> packet) {
     send_scratch(c);
     return drain_close(c);
   }
+  // In a cluster the client id is first claimed from the other nodes; the
+  // connection reads nothing more until they answered.
+  if (cluster_ && !info.client_id.empty() && cluster_->claim(c, info)) {
+    c->state = Conn::AwaitClaim;
+    c->claiming = true;
+    set_reading(c, false);
+    return;
+  }
+  finish_connect(c, info);
+}
+
+void Server::finish_connect(Conn* c, mqtt::ConnectInfo& info) {
   bool present = false;
   std::string assigned;
   attach(c, info, present, &assigned);
-  send_connack(c, 0, present, assigned.empty() ? nullptr : &assigned);
+  send_connack(c, 0, present, assigned.empty() ? nullptr : &assigned,
+               c->keep_alive != info.keep_alive);
   c->state = Conn::Connected;
   log_debug("connect client=%s version=%s peer=%s session_present=%d keep_alive=%u",
             c->session->client_id.c_str(), mqtt::to_string(c->version),
@@ -186,6 +201,20 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   if (p.qos == 2 && s->data().qos2_in.size() >= (c->v5() ? opt_.receive_maximum : 65535u))
     return fail(c, Reason::ReceiveMaximumExceeded, "Receive Maximum exceeded");  // [MQTT-3.3.4-9]
 
+  if (opt_.acl && !opt_.acl->can_write(p.topic)) {
+    // Denied: dropped (not retained either). 5.0 says so in PUBACK/PUBREC, which
+    // ends a QoS 2 flow there; 3.x cannot, and is acknowledged as mosquitto does.
+    log_debug("publish to %s dropped: --acl denies write", p.topic.c_str());
+    if (p.qos == 0) return;
+    if (p.qos == 2 && !c->v5()) s->data().qos2_in.insert(p.packet_id);
+    scratch_.clear();
+    mqtt::encode_pub_response({p.qos == 1 ? mqtt::PacketType::Puback : mqtt::PacketType::Pubrec,
+                               p.packet_id,
+                               uint8_t(c->v5() ? Reason::NotAuthorized : Reason::Success),
+                               {}},
+                              c->version, scratch_);
+    return send_scratch(c);
+  }
   auto m = std::make_shared<Message>();
   m->topic = std::move(p.topic);
   m->payload = std::move(p.payload);
@@ -193,8 +222,7 @@ void Server::on_publish(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   m->retain = p.retain;
   m->origin = s->serial;
   if (c->v5()) m->take_properties(p.properties, now());
-  if (m->retain) retained_.set(m->topic, m);  // empty payload deletes [MQTT-3.3.1-6/7]
-  const size_t n = route(m);
+  const size_t n = publish_local(std::move(m));
   if (p.qos == 0) return;
   const uint8_t code = (c->v5() && n == 0) ? uint8_t(Reason::NoMatchingSubscribers) : 0;
   if (p.qos == 2) s->data().qos2_in.insert(p.packet_id);
@@ -265,7 +293,8 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
   }
   mqtt::Suback ack;
   ack.packet_id = sub.packet_id;
-  std::vector<std::pair<const std::string*, SubOpts>> send_retained_for;
+  std::vector<std::pair<std::string, SubOpts>> send_retained_for;
+  const uint64_t adds = cluster_ ? cluster_->route_adds() : 0;
   for (const auto& e : sub.subscriptions) {
     if (!mqtt::valid_topic_filter(e.filter)) {  // [MQTT-4.7.1-1..3]; mqtt/ rejects first
       ack.codes.push_back(v5 ? uint8_t(Reason::TopicFilterInvalid) : 0x80);
@@ -275,6 +304,12 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
     const Share share = parse_shared(e.filter, group, inner);
     if (share == Share::Invalid)  // [MQTT-4.8.2-1/2]
       return fail(c, Reason::ProtocolError, "invalid shared subscription");
+    if (opt_.acl && !opt_.acl->can_subscribe(inner)) {
+      // --acl: refused with 0x80 (5.0: 0x87 Not authorized) [MQTT-3.9.3-1].
+      log_debug("subscription to %s refused: --acl", e.filter.c_str());
+      ack.codes.push_back(v5 ? uint8_t(Reason::NotAuthorized) : 0x80);
+      continue;
+    }
     SubOpts o;
     o.qos = std::min<uint8_t>(e.qos, 2);
     if (v5) {
@@ -283,19 +318,21 @@ void Server::on_subscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
       o.retain_handling = e.retain_handling;
       o.sub_id = sub_id;
     }
-    const bool existed = s->data().subs.count(e.filter) != 0;
-    s->data().subs[e.filter] = o;
-    trie_.add(inner, s, o, group);
+    const bool existed = !sub_set(s, e.filter, o);
     ack.codes.push_back(o.qos);
     // Retain Handling: 0 always, 1 only for a new subscription, 2 never
     // [MQTT-3.3.1-9..11]; never for a shared subscription (4.8.2).
     if (share == Share::No && (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)))
-      send_retained_for.emplace_back(&e.filter, o);
+      send_retained_for.emplace_back(e.filter, o);
   }
   scratch_.clear();
   mqtt::encode_suback(ack, c->version, scratch_);
+  // New routes: SUBACK once every node has them (Cluster::hold_suback).
+  if (cluster_ && cluster_->route_adds() != adds &&
+      cluster_->hold_suback(c, scratch_, std::move(send_retained_for)))
+    return;
   send_scratch(c);
-  for (auto& [f, o] : send_retained_for) send_retained(s, *f, o);
+  for (auto& [f, o] : send_retained_for) send_retained(s, f, o);
 }
 
 void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) {
@@ -306,10 +343,7 @@ void Server::on_unsubscribe(Conn* c, uint8_t fb, std::span<const uint8_t> body) 
   mqtt::Unsuback ack;
   ack.packet_id = u.packet_id;
   for (const auto& f : u.filters) {
-    const bool existed = s->d && s->d->subs.erase(f) != 0;
-    std::string_view group, inner = f;
-    parse_shared(f, group, inner);
-    if (existed) trie_.remove(inner, s, group);
+    const bool existed = sub_erase(s, f);
     if (c->v5()) ack.codes.push_back(existed ? 0 : uint8_t(Reason::NoSubscriptionExisted));
   }
   s->compact();

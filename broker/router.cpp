@@ -80,7 +80,7 @@ bool SubTrie::add(std::string_view filter, Session* s, const SubOpts& o, std::st
     auto g = std::find_if(n->shared.begin(), n->shared.end(),
                           [&](const SharedGroup& x) { return x.name == group; });
     if (g == n->shared.end()) {
-      n->shared.push_back({std::string(group), {}, 0});
+      n->shared.push_back({std::string(group), std::string(filter), {}, 0});
       g = n->shared.end() - 1;
     }
     list = &g->members;
@@ -118,12 +118,50 @@ bool SubTrie::remove(std::string_view filter, Session* s, std::string_view group
   return true;
 }
 
-void RetainedStore::set(const std::string& topic, MsgPtr m) {
+const SubTrie::SharedGroup* SubTrie::find_group(std::string_view filter,
+                                                std::string_view group) const {
+  const Node* n = const_cast<SubTrie*>(this)->find(filter, false);
+  if (!n) return nullptr;
+  for (const auto& g : n->shared)
+    if (g.name == group) return &g;
+  return nullptr;
+}
+
+uint64_t RetainedStore::version_of(std::string_view topic) const {
+  auto it = by_topic_.find(topic);
+  if (it != by_topic_.end()) return it->second->rversion;
+  auto t = tombs_.find(topic);
+  return t == tombs_.end() ? 0 : t->second;
+}
+
+bool RetainedStore::set(const std::string& topic, MsgPtr m) {
+  const uint64_t v = m ? m->rversion : 0;
+  if (v && v <= version_of(topic)) return false;  // unversioned (0) always applies
   if (!m || m->payload.empty()) {
     erase(topic);
-    return;
+    if (v) tombstone(topic, v);
+    return true;
   }
+  tombs_.erase(topic);
   by_topic_[topic] = std::move(m);
+  return true;
+}
+
+bool RetainedStore::erase_versioned(const std::string& topic, uint64_t version) {
+  if (version <= version_of(topic)) return false;
+  erase(topic);
+  tombstone(topic, version);
+  return true;
+}
+
+void RetainedStore::tombstone(const std::string& topic, uint64_t version) {
+  if (!keep_tombs_) return;
+  tombs_[topic] = version;
+  if (tombs_.size() <= kMaxTombstones) return;
+  auto oldest = tombs_.begin();  // linear, but only once over the cap
+  for (auto it = tombs_.begin(); it != tombs_.end(); ++it)
+    if (it->second < oldest->second) oldest = it;
+  tombs_.erase(oldest);
 }
 
 void RetainedStore::erase(std::string_view topic) {

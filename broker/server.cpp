@@ -3,6 +3,7 @@
 #include "broker/server.hpp"
 
 #include <arpa/inet.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -32,10 +33,19 @@ Server* server_of(uv_handle_t* h) {
 
 }  // namespace
 
+uint64_t wall_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
 Server::Server(Options o) : opt_(std::move(o)), slab_(new uint8_t[kSlab]) {
   loop_ = new uv_loop_t;
   uv_loop_init(loop_);
   loop_->data = this;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the name: this node's version salt
+  for (unsigned char ch : opt_.name) h = (h ^ ch) * 1099511628211ull;
+  version_salt_ = h & 0xFFF;
 }
 
 Server::~Server() {
@@ -68,12 +78,37 @@ int Server::run() {
   uv_tcp_init(loop_, &listener_);
   listener_.data = this;
   ++open_handles_;
+  // Everything (peer links, timers, signals) is set up before the client
+  // port listens: a client that can connect finds a complete broker.
+  if (opt_.cluster) {
+    cluster_ = std::make_unique<Cluster>(*this, *opt_.cluster);
+    retained_.keep_tombstones(true);
+    std::string err;
+    if (!cluster_->start(err)) {
+      std::fprintf(stderr, "mqttlb-broker: %s\n", err.c_str());
+      cluster_->shutdown();
+      uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+      uv_run(loop_, UV_RUN_DEFAULT);
+      return 1;
+    }
+  }
+  uv_timer_init(loop_, &tick_timer_);
+  uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
+  uv_signal_init(loop_, &sigterm_);
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_init(loop_, &sigint_);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
   rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, on_connection);
   if (rc != 0) {
     std::fprintf(stderr, "mqttlb-broker: cannot listen on %s:%d: %s\n", opt_.bind.c_str(),
                  opt_.port, uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    stopping_ = true;
+    if (cluster_) cluster_->shutdown();
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&listener_), reinterpret_cast<uv_handle_t*>(&tick_timer_),
+          reinterpret_cast<uv_handle_t*>(&sigterm_), reinterpret_cast<uv_handle_t*>(&sigint_)})
+      uv_close(h, nullptr);
     uv_run(loop_, UV_RUN_DEFAULT);
     return 1;
   }
@@ -81,15 +116,11 @@ int Server::run() {
   int len = sizeof bound;
   uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
 
-  uv_timer_init(loop_, &tick_timer_);
-  uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
-  uv_signal_init(loop_, &sigterm_);
-  uv_signal_start(&sigterm_, on_signal, SIGTERM);
-  uv_signal_init(loop_, &sigint_);
-  uv_signal_start(&sigint_, on_signal, SIGINT);
-
-  std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(), proxy::format_address(bound).c_str());
+  std::printf("mqttlb-broker %s listening on %s\n", opt_.name.c_str(),
+              proxy::format_address(bound).c_str());
+  if (cluster_) std::printf("cluster %s: %s\n", opt_.name.c_str(), cluster_->describe().c_str());
   std::fflush(stdout);
+  last_stats_ms_ = now();
   uv_run(loop_, UV_RUN_DEFAULT);
   std::printf(
       "mqttlb-broker %s stopped (dropped: queue full %llu, too large %llu, expired %llu; "
@@ -97,8 +128,30 @@ int Server::run() {
       opt_.name.c_str(), (unsigned long long)stats_.dropped_queue_full,
       (unsigned long long)stats_.dropped_too_large, (unsigned long long)stats_.dropped_expired,
       (unsigned long long)stats_.connections_rejected);
+  if (cluster_) std::printf("cluster %s: %s\n", opt_.name.c_str(), cluster_->stats_line().c_str());
   std::fflush(stdout);
   return 0;
+}
+
+void Server::print_stats() {
+  size_t online = 0;
+  for (const auto& [id, s] : sessions_) online += s->conn != nullptr;
+  std::printf(
+      "stats %s: clients %zu, sessions %zu, subscriptions %zu, retained %zu; dropped: "
+      "queue full %llu, too large %llu, expired %llu%s%s\n",
+      opt_.name.c_str(), online, sessions_.size(), trie_.size(), retained_.size(),
+      (unsigned long long)stats_.dropped_queue_full, (unsigned long long)stats_.dropped_too_large,
+      (unsigned long long)stats_.dropped_expired, cluster_ ? "; cluster: " : "",
+      cluster_ ? cluster_->stats_line().c_str() : "");
+  std::fflush(stdout);
+}
+
+void Server::resume_input(Conn* c) {
+  set_reading(c, true);
+  if (c->in) {
+    auto buf = std::move(c->in);  // feed() keeps any unfinished tail again
+    feed(c, *buf);
+  }
 }
 
 void Server::on_signal(uv_signal_t* s, int) {
@@ -112,6 +165,7 @@ void Server::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  if (cluster_) cluster_->shutdown();
   for_each_conn([this](Conn* c) {
     if (c->v5() && c->online()) {  // best effort: tell 5.0 clients why
       scratch_.clear();
@@ -204,7 +258,7 @@ void Server::feed(Conn* c, std::span<const uint8_t> data) {
 
 size_t Server::consume(Conn* c, std::span<const uint8_t> d) {
   size_t pos = 0;
-  while (pos < d.size() && c->state < Conn::Draining) {
+  while (pos < d.size() && c->state < Conn::Draining && c->state != Conn::AwaitClaim && !c->held) {
     const auto rest = d.subspan(pos);
     if (c->state == Conn::AwaitProxy) {
       const proxy::Header h = proxy::parse(rest);
@@ -258,6 +312,7 @@ void Server::send(Conn* c, std::span<const uint8_t> bytes) {
 void Server::flush() {
   for (size_t i = 0; i < dirty_.size(); ++i) flush_conn(dirty_[i]);
   dirty_.clear();
+  if (cluster_) cluster_->flush();
 }
 
 void Server::flush_conn(Conn* c) {
@@ -274,6 +329,9 @@ void Server::flush_conn(Conn* c) {
     c->out.reset();
     if (c->state == Conn::Draining) return close(c);
     if (c->online() && !c->reading) set_reading(c, true);
+    // All written without a write callback: what waits in the session queue
+    // goes now (on_write does the same when a uv_write completes).
+    if (c->online() && c->session && !c->session->queue_empty()) pump(c->session);
     return;
   }
   auto* w = new WriteReq;
@@ -337,6 +395,7 @@ void Server::on_closed(uv_handle_t* h) {
   Conn* c = static_cast<Conn*>(h->data);
   Server* srv = server_of(h);
   if (c->counted) --srv->conn_count_;
+  if ((c->claiming || c->held) && srv->cluster_) srv->cluster_->conn_closed(c);
   srv->detach(c);  // the session outlives the connection, or ends here
   delete c;
   srv->flush();
@@ -350,6 +409,10 @@ void Server::on_tick(uv_timer_t* t) {
 
 void Server::tick() {
   const uint64_t t = now();
+  if (opt_.stats_s && t - last_stats_ms_ >= uint64_t(opt_.stats_s) * 1000) {
+    last_stats_ms_ = t;
+    print_stats();
+  }
   for_each_conn([&](Conn* c) {
     switch (c->state) {
       case Conn::AwaitProxy:
@@ -360,6 +423,8 @@ void Server::tick() {
         // The server disconnects after 1.5 x Keep Alive of silence [MQTT-3.1.2-24].
         if (c->keep_alive && t - c->since_ms > uint64_t(c->keep_alive) * 1500)
           fail(c, mqtt::Reason::KeepAliveTimeout, "keep alive timeout");
+        break;
+      case Conn::AwaitClaim:  // the cluster ends every claim within seconds
         break;
       case Conn::Draining:
         if (t - c->since_ms > kDrainTimeoutMs) close(c);

@@ -10,8 +10,8 @@ namespace broker {
 void Message::take_properties(mqtt::Properties& pr, uint64_t now_ms) {
   if (pr.message_expiry_interval && *pr.message_expiry_interval)
     expiry_ms = now_ms + uint64_t(*pr.message_expiry_interval) * 1000;
-  if (pr.payload_format_indicator || pr.content_type || pr.response_topic ||
-      pr.correlation_data || !pr.user_properties.empty()) {
+  if (pr.payload_format_indicator || pr.content_type || pr.response_topic || pr.correlation_data ||
+      !pr.user_properties.empty()) {
     auto fwd = std::make_unique<mqtt::Properties>();
     fwd->payload_format_indicator = pr.payload_format_indicator;
     fwd->content_type = std::move(pr.content_type);
@@ -75,27 +75,29 @@ void Session::erase_inflight(uint16_t pid) {
 
 size_t encode_publish(std::vector<uint8_t>& out, const Message& m, bool v5, uint8_t qos,
                       bool retain, bool dup, uint16_t pid, std::span<const uint32_t> sub_ids,
-                      uint64_t now_ms) {
+                      uint64_t now_ms, uint16_t alias, bool omit_topic) {
   static const mqtt::Properties kNone;
   const mqtt::Properties* props = &kNone;
   mqtt::Properties tmp;
-  if (v5 && (m.props || m.expiry_ms || !sub_ids.empty())) {
+  if (v5 && (m.props || m.expiry_ms || !sub_ids.empty() || alias)) {
     if (m.props) tmp = *m.props;
     if (m.expiry_ms) {
       const uint64_t left = m.expiry_ms > now_ms ? (m.expiry_ms - now_ms + 999) / 1000 : 0;
       tmp.message_expiry_interval = uint32_t(std::max<uint64_t>(left, 1));
     }
     tmp.subscription_identifiers.assign(sub_ids.begin(), sub_ids.end());
+    if (alias) tmp.topic_alias = alias;
     props = &tmp;
   }
+  const std::string_view topic = omit_topic ? std::string_view() : std::string_view(m.topic);
   const size_t plen = v5 ? mqtt::properties_size(*props) : 0;
-  const size_t rem = 2 + m.topic.size() + (qos ? 2 : 0) +
+  const size_t rem = 2 + topic.size() + (qos ? 2 : 0) +
                      (v5 ? mqtt::varint_size(uint32_t(plen)) + plen : 0) + m.payload.size();
   out.push_back(uint8_t(0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
   mqtt::append_varint(out, uint32_t(rem));
-  out.push_back(uint8_t(m.topic.size() >> 8));
-  out.push_back(uint8_t(m.topic.size()));
-  out.insert(out.end(), m.topic.begin(), m.topic.end());
+  out.push_back(uint8_t(topic.size() >> 8));
+  out.push_back(uint8_t(topic.size()));
+  out.insert(out.end(), topic.begin(), topic.end());
   size_t pid_off = 0;
   if (qos) {
     pid_off = out.size();

@@ -29,7 +29,10 @@ struct Message {
   // response topic, correlation data, user properties); null when none.
   std::unique_ptr<mqtt::Properties> props;
   uint64_t expiry_ms = 0;  // loop time when it expires; 0 = never
-  uint64_t origin = 0;     // Session::serial of the publisher (No Local)
+  uint64_t origin = 0;     // Session::serial of the publisher (No Local); 0 from a peer
+  uint64_t seq = 0;        // cluster: publication number at its origin node
+  uint64_t rversion = 0;   // retained-store version (newest wins across nodes)
+  uint16_t from = 0;       // cluster: origin node, 0 = this one, else peer index + 1
   uint8_t qos = 0;
   bool retain = false;
 
@@ -78,6 +81,22 @@ struct SessionData {
   std::unordered_set<uint16_t> qos2_in;  // received QoS 2 ids awaiting PUBREL
 };
 
+// Per-session cluster state (cluster mode only; broker/cluster*.cpp).
+struct SessionCluster {
+  uint64_t ts = 0;               // wall clock ms of the last connect (newest wins)
+  uint32_t moving = 0;           // claim id while being handed over (0 = not)
+  unsigned moving_peer = 0;      // ...to this peer
+  uint64_t moving_until_ms = 0;  // the hand-over is abandoned after this
+  // After a move: publications up to seq from an origin (Message::from) had
+  // reached the session before it moved here; they are not delivered again.
+  std::vector<std::pair<uint16_t, uint64_t>> skip;
+  bool skips(const Message& m) const {
+    for (const auto& [from, seq] : skip)
+      if (from == m.from && m.seq <= seq) return true;
+    return false;
+  }
+};
+
 struct Session {
   static constexpr uint32_t kNeverExpires = 0xFFFFFFFF;
 
@@ -87,8 +106,11 @@ struct Session {
   uint64_t expires_at_ms = 0;  // while offline; 0 = never
   uint32_t expiry_s = 0;       // Session Expiry Interval [MQTT-3.1.2-23]
   uint16_t next_pid = 1;
+  bool v5 = false;       // protocol of the last connection (5.0 merges overlapping subs)
+  uint32_t fan_idx = 0;  // Server::route scratch: this session's slot in the fan-out
   std::unique_ptr<PendingWill> will;
   std::unique_ptr<SessionData> d;
+  std::unique_ptr<SessionCluster> cx;  // null when not clustered
 
   SessionData& data() {
     if (!d) d = std::make_unique<SessionData>();
@@ -115,11 +137,12 @@ struct Session {
 };
 
 // Appends a PUBLISH for `m`. MQTT 5 adds the forwarded properties, the
-// remaining Message Expiry Interval [MQTT-3.3.2-6] and `sub_ids`. Returns the
-// offset of the packet id within `out` (0 for QoS 0) so a template encoded
-// once can be patched per recipient.
+// remaining Message Expiry Interval [MQTT-3.3.2-6], `sub_ids` and, when
+// `alias` is not 0, the Topic Alias (with an empty Topic Name when
+// `omit_topic`) [MQTT-3.3.2-12]. Returns the offset of the packet id within
+// `out` (0 for QoS 0) so a template encoded once can be patched per recipient.
 size_t encode_publish(std::vector<uint8_t>& out, const Message& m, bool v5, uint8_t qos,
                       bool retain, bool dup, uint16_t pid, std::span<const uint32_t> sub_ids,
-                      uint64_t now_ms);
+                      uint64_t now_ms, uint16_t alias = 0, bool omit_topic = false);
 
 }  // namespace broker

@@ -2,7 +2,10 @@
 # The README's run command: installs what is missing (Debian 12, as root),
 # builds mqttlb and the reference broker, and runs a local cluster in the
 # foreground until Ctrl-C:
-#   three reference brokers  127.0.0.1:1884, 1885, 1886  (build/mqttlb-broker)
+#   three reference brokers  127.0.0.1:1884, 1885, 1886  (build/mqttlb-broker), one cluster:
+#                            peer links on 127.0.0.1:11884, 11885, 11886, authenticated with
+#                            a secret made for this run; a message published on any broker
+#                            reaches subscribers on all of them
 #   mqttlb                   0.0.0.0:1883 -> the three brokers (leastconn, client-id affinity)
 #                            0.0.0.0:8883 the same over TLS (listener "mqtts"; a throwaway
 #                            CA + server certificate in $BUILD/quickstart-tls/, made by
@@ -11,7 +14,8 @@
 # Ctrl-C (or SIGTERM) stops everything this script started, by PID.
 # Environment: MQTTLB_BUILD (build dir, default build), MQTTLB_PORT (default 1883),
 # MQTTLB_TLS_PORT (default 8883),
-# MQTTLB_BROKER_PORTS (default "1884 1885 1886"), MQTTLB_METRICS_PORT (default 9100),
+# MQTTLB_BROKER_PORTS (default "1884 1885 1886"), MQTTLB_CLUSTER_PORTS (the brokers' peer
+# links, default each broker port + 10000), MQTTLB_METRICS_PORT (default 9100),
 # MQTTLB_LISTEN_HOST (default 0.0.0.0), MQTTLB_SKIP_BUILD=1 (use the binaries
 # already in the build dir: no install, no build; the integration test does this).
 set -euo pipefail
@@ -21,6 +25,13 @@ LISTEN_HOST=${MQTTLB_LISTEN_HOST:-0.0.0.0}
 LB_PORT=${MQTTLB_PORT:-1883}
 TLS_PORT=${MQTTLB_TLS_PORT:-8883}
 read -r -a BROKER_PORTS <<<"${MQTTLB_BROKER_PORTS:-1884 1885 1886}"
+DEFAULT_CLUSTER_PORTS=""
+for p in "${BROKER_PORTS[@]}"; do DEFAULT_CLUSTER_PORTS="$DEFAULT_CLUSTER_PORTS $((p + 10000))"; done
+read -r -a CLUSTER_PORTS <<<"${MQTTLB_CLUSTER_PORTS:-$DEFAULT_CLUSTER_PORTS}"
+if [ "${#CLUSTER_PORTS[@]}" != "${#BROKER_PORTS[@]}" ]; then
+  echo "quickstart: MQTTLB_CLUSTER_PORTS needs one port per broker (${#BROKER_PORTS[@]})" >&2
+  exit 1
+fi
 METRICS_PORT=${MQTTLB_METRICS_PORT:-9100}
 
 if [ "${MQTTLB_SKIP_BUILD:-0}" != "1" ]; then
@@ -32,9 +43,9 @@ if [ "${MQTTLB_SKIP_BUILD:-0}" != "1" ]; then
 fi
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$LB_PORT" "$TLS_PORT" "${BROKER_PORTS[@]}" "$METRICS_PORT"; do
+for p in "$LB_PORT" "$TLS_PORT" "${BROKER_PORTS[@]}" "${CLUSTER_PORTS[@]}" "$METRICS_PORT"; do
   if port_busy "$p"; then
-    echo "quickstart: port $p is already in use (set MQTTLB_PORT / MQTTLB_TLS_PORT / MQTTLB_BROKER_PORTS / MQTTLB_METRICS_PORT)" >&2
+    echo "quickstart: port $p is already in use (set MQTTLB_PORT / MQTTLB_TLS_PORT / MQTTLB_BROKER_PORTS / MQTTLB_CLUSTER_PORTS / MQTTLB_METRICS_PORT)" >&2
     exit 1
   fi
 done
@@ -79,16 +90,46 @@ wait_port() {  # $1 port, $2 pid, $3 name
   exit 1
 }
 
+# The brokers' cluster secret: fresh random bytes for this run, readable only by us.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN_DIR/cluster.secret")
+
 BACKENDS=""
-i=0
-for p in "${BROKER_PORTS[@]}"; do
-  i=$((i + 1))
-  "$BUILD/mqttlb-broker" --port "$p" --name "b$i" >"$RUN_DIR/b$i.log" 2>&1 &
+BROKERS_TXT=""
+n=${#BROKER_PORTS[@]}
+for ((i = 0; i < n; i++)); do
+  p=${BROKER_PORTS[$i]}
+  peers=""
+  for ((j = 0; j < n; j++)); do
+    [ "$j" = "$i" ] || peers="$peers${peers:+,}127.0.0.1:${CLUSTER_PORTS[$j]}"
+  done
+  name="b$((i + 1))"
+  "$BUILD/mqttlb-broker" --port "$p" --name "$name" \
+    --cluster-bind "127.0.0.1:${CLUSTER_PORTS[$i]}" --peers "$peers" \
+    --cluster-secret "$RUN_DIR/cluster.secret" --stats 60 >"$RUN_DIR/$name.log" 2>&1 &
   PIDS+=($!)
-  wait_port "$p" "$!" "b$i"
+  wait_port "$p" "$!" "$name"
   BACKENDS="$BACKENDS${BACKENDS:+,}
-    {\"name\": \"b$i\", \"address\": \"127.0.0.1:$p\"}"
+    {\"name\": \"$name\", \"address\": \"127.0.0.1:$p\"}"
+  BROKERS_TXT="$BROKERS_TXT${BROKERS_TXT:+, }$name 127.0.0.1:$p (pid $!)"
 done
+
+# Every broker linked to every other one (each logs "link to bN ... up").
+for ((k = 0; k < 100; k++)); do
+  linked=1
+  for ((i = 1; i <= n; i++)); do
+    for ((j = 1; j <= n; j++)); do
+      [ "$i" = "$j" ] && continue
+      grep -q "link to b$j .* up" "$RUN_DIR/b$i.log" || linked=0
+    done
+  done
+  [ "$linked" = 1 ] && break
+  sleep 0.1
+done
+if [ "$linked" != 1 ]; then
+  echo "quickstart: the brokers did not link up within 10 s; logs:" >&2
+  cat "$RUN_DIR"/b*.log >&2
+  exit 1
+fi
 
 cat >"$RUN_DIR/mqttlb.json" <<JSON
 {
@@ -116,16 +157,20 @@ cat <<TXT
 mqttlb is running (config: $RUN_DIR/mqttlb.json)
   MQTT       mqtt://127.0.0.1:$LB_PORT   (plain TCP; MQTT 3.1, 3.1.1 and 5.0)
   MQTTS      mqtts://localhost:$TLS_PORT (TLS; throwaway CA $TLS_DIR/ca.crt)
-  brokers    $(for p in "${BROKER_PORTS[@]}"; do printf '127.0.0.1:%s ' "$p"; done)(build/mqttlb-broker)
+  brokers    $BROKERS_TXT
+             (build/mqttlb-broker, one cluster; logs in $RUN_DIR)
   metrics    http://127.0.0.1:$METRICS_PORT/metrics
 
 Try it, in another terminal:
   mosquitto_sub -h 127.0.0.1 -p $LB_PORT -i demo-sub -t 'demo/#' -v
   mosquitto_pub -h 127.0.0.1 -p $LB_PORT -i demo-sub-pub -t demo/hello -m 'hi'
   mosquitto_sub -h localhost -p $TLS_PORT --cafile $TLS_DIR/ca.crt -i demo-sub -t 'demo/#' -v
+  mosquitto_pub -h localhost -p $TLS_PORT --cafile $TLS_DIR/ca.crt -i demo-sub-pub -t demo/hello -m 'hi'
   (over TLS; the certificate names localhost and 127.0.0.1)
-  (each broker is separate: a subscriber sees messages published on its own broker;
-   a client id always returns to the broker it last used)
+  The brokers are one cluster: mqttlb may put the two clients on different brokers
+  and the message still arrives. Kill the broker mosquitto_sub is on (kill PID, see
+  above; curl the metrics below to find it): it reconnects through mqttlb to
+  another broker and keeps receiving.
   curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep ^mqttlb_backend_sessions_active
 
 Ctrl-C stops mqttlb and the brokers.

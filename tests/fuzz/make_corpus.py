@@ -195,6 +195,69 @@ def write(dirname, seeds):
     print(f"{d}: {len(seeds)} seeds")
 
 
+def pframe(t, body):
+    """One peer-protocol frame (broker/peer_proto.hpp): u32 length, type, body."""
+    return struct.pack(">IB", len(body) + 1, t) + body
+
+
+def s32(x):
+    if isinstance(x, str):
+        x = x.encode()
+    return struct.pack(">I", len(x)) + x
+
+
+def pmsg(topic="a/b", payload=b"hello", qos=1, retain=0, seq=7, expiry=0, props_=b"\x00"):
+    return bytes([qos, retain]) + struct.pack(">QI", seq, expiry) + s(topic) + s32(payload) + props_
+
+
+def peer_seeds():
+    """Valid frames of every type, a link's conversation, and broken ones."""
+    hello = pframe(1, bytes([1]) + s("b1") + struct.pack(">Q", 42) + bytes(range(32)))
+    auth = pframe(2, bytes(range(100, 132)))
+    ping = pframe(3, b"")
+    route = pframe(10, s("sensors/+/temp")) + pframe(10, s("$share/g/jobs/#"))
+    unroute = pframe(11, s("sensors/+/temp"))
+    user = props(ppair(0x26, "k", "v"), pstr(0x03, "text/plain"), p8(0x01, 1))
+    pub = pframe(12, b"\x01" + pmsg())
+    pub_store = pframe(12, b"\x03" + struct.pack(">Q", 1 << 40) + pmsg(retain=1, props_=user) +
+                       struct.pack(">H", 1) + s("jobs/#") + s("g"))
+    pub_delete = pframe(12, b"\x02" + struct.pack(">Q", 5) + pmsg(payload=b"", retain=1))
+    claim = pframe(20, struct.pack(">I", 1) + s("dev-1") + struct.pack(">Q", 1700000000000) + b"\x00")
+    sub = s("a/#") + bytes([1, 0x01 | 0x02 | (1 << 2)]) + struct.pack(">I", 9)
+    reply = pframe(21, struct.pack(">IBQI", 1, 1, 5, 1) + sub)
+    reply_none = pframe(21, struct.pack(">IBQI", 1, 0, 0, 0))
+    commit = pframe(22, struct.pack(">IB", 1, 1))
+    delivery = (struct.pack(">HBBBBB", 3, 1, 1, 0, 1, 1) + struct.pack(">I", 9) + s("b2") +
+                pmsg(props_=user))
+    waitcomp = struct.pack(">HBBBBB", 4, 2, 3, 0, 0, 0) + s("")
+    state = pframe(23, struct.pack(">IBIQHB", 1, 1, 3600, 99, 5, 1) +
+                   struct.pack(">I", 2) + delivery + waitcomp + struct.pack(">I", 1) + delivery +
+                   struct.pack(">I", 1) + struct.pack(">H", 7) + struct.pack(">H", 1) + s("b2") +
+                   struct.pack(">QQ", 3, 1000))
+    gone = pframe(23, struct.pack(">IB", 2, 0))
+    sync = pframe(24, struct.pack(">Q", 77)) + pframe(25, struct.pack(">Q", 77))
+    sessions = pframe(26, struct.pack(">I", 2) + s("dev-1") + struct.pack(">Q", 1) + s("dev-2") +
+                      struct.pack(">Q", 2))
+    seeds = {
+        "hello": hello, "auth": auth, "ping": ping, "routes": route + unroute, "publish": pub,
+        "publish-retained": pub_store, "publish-delete": pub_delete, "claim": claim,
+        "claim-reply": reply, "claim-reply-none": reply_none, "commit": commit,
+        "session-state": state, "session-gone": gone, "sync": sync, "sessions": sessions,
+        "conversation": hello + auth + route + pub_store + sessions + claim + reply + commit +
+        state + sync + ping + pub + unroute,
+        "bad-zero-length": b"\x00\x00\x00\x00\x03",
+        "bad-type": pframe(99, b"x"),
+        "bad-qos": pframe(12, b"\x01" + pmsg(qos=3)),
+        "bad-flags": pframe(12, b"\x08" + pmsg()),
+        "bad-count": pframe(26, struct.pack(">I", 0xFFFFFFFF)),
+        "bad-trailing": pframe(22, struct.pack(">IBB", 1, 1, 0)),
+        "truncated-state": state[:-5],
+        "huge-length": b"\x7f\xff\xff\xff\x0c",
+    }
+    return seeds
+
+
 if __name__ == "__main__":
     write("connect", connect_seeds())
     write("frame", frame_seeds())
+    write("peer", peer_seeds())

@@ -243,6 +243,16 @@ class Paho:
         except queue.Empty:
             return None
 
+    def take(self, n, timeout=5.0):
+        """Up to n messages, each within `timeout` seconds of the previous one."""
+        out = []
+        for _ in range(n):
+            m = self.get(timeout)
+            if m is None:
+                break
+            out.append(m)
+        return out
+
     def drain(self, quiet=0.3):
         """All messages until none arrives for `quiet` seconds (bounded by count)."""
         out = []
@@ -260,6 +270,15 @@ class Paho:
             except Exception:
                 pass
         self.c.loop_stop()
+
+
+def rss_kib(pid):
+    """Resident set size of a process (VmRSS), KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 # ---------------------------------------------------------------- oracle
