@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "health/checker.hpp"
+#include "net/transport.hpp"
 
 namespace health {
 
@@ -124,6 +125,7 @@ struct Monitor::Impl {
 
   uv_loop_t loop;
   uv_async_t async;
+  net::Slab slab;  // every checker's reads land here (one loop thread)
 
   std::mutex mu;
   std::vector<Command> commands;           // guarded by mu
@@ -184,7 +186,7 @@ struct Monitor::Impl {
 
   void start_checker(Entry* e) {
     if (!hc.enabled) return;
-    e->checker = Checker::create(&loop, e->mb.backend, hc, e->client_id,
+    e->checker = Checker::create(&loop, &slab, e->mb.backend, hc, e->client_id,
                                  [this, e](const CheckResult& r) { on_result(*e, r); });
     if (e->sm.checks_enabled()) e->checker->start();
   }
