@@ -384,8 +384,9 @@ TEST_CASE(
   h.monitor->update({{b1, h.status}, {b2, s2}}, hc);
   REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
   CHECK(h.monitor->client_id("b2") == "mqttlb-hc-" + h.monitor->instance_id() + "-b2");
-  CHECK(h.seen_at_least(2) == std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
-  CHECK(fb1.connections() == 1);  // b1's kept session survived the reload
+  CHECK(h.seen_at_least(2) ==
+        std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
+  CHECK(fb1.connections() == 1);                            // b1's kept session survived the reload
 
   // Remove b1: its check session is closed, b2 keeps running.
   h.monitor->update({{b2, s2}}, hc);
@@ -517,4 +518,32 @@ TEST_CASE("MQTT 5 Server Keep Alive shorter than the interval: sessions are not 
   REQUIRE(eventually([&] { return fb.connects() >= 3 && fb.disconnects() >= 3; }));
   CHECK(h.state() == State::Up);
   CHECK(h.metric("mqttlb_health_checks_total", {{"backend", "b1"}, {"result", "fail"}}) == 0);
+}
+
+TEST_CASE("commands given before start() apply once it runs, before any check traffic") {
+  FakeBroker fb1, fb2;
+  prometheus::Registry reg;
+  conf::Backend b1, b2;
+  b1.name = "b1";
+  b1.address.host = "127.0.0.1";
+  b1.address.port = fb1.port();
+  b2 = b1;
+  b2.name = "b2";
+  b2.address.port = fb2.port();
+  auto s1 = std::make_shared<health::Status>(), s2 = std::make_shared<health::Status>();
+  auto hc = fast_health();
+  health::Monitor m({{b1, s1}}, hc, reg, {}, [](const std::string&) {});
+  CHECK(m.set_admin_state("b1", Admin::Maint));  // queued: the thread does not run yet
+  m.update({{b1, s1}, {b2, s2}}, hc);
+  std::string err;
+  REQUIRE(m.start(err));
+  REQUIRE(eventually([&] { return s1->state.load() == State::Maint; }));
+  REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
+  // Negative check over several intervals: maint was in force before b1's first check.
+  std::this_thread::sleep_for(400ms);
+  CHECK(fb1.connections() == 0);
+  CHECK(m.set_admin_state("b1", Admin::Ready));
+  REQUIRE(eventually([&] { return s1->state.load() == State::Up; }));
+  m.stop();
+  CHECK(eventually([&] { return fb1.open_clients() == 0 && fb2.open_clients() == 0; }));
 }
