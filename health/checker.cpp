@@ -213,6 +213,9 @@ void Checker::on_tcp_connected() {
     send_connect();
     return;
   }
+  // A reload since new_connection() dropped the context: this connection
+  // uses the rebuilt one (or fails the check if the files are bad now).
+  if (!tls_ready()) return;
   const std::string& sni = backend_.tls->sni.empty() ? backend_.address.host : backend_.tls->sni;
   tls_ = new net::TlsTransport(tcp_, this, *tls_ctx_, tls::Role::Client, sni);
   conn_ = tls_;  // owns tcp_ from here on; still counted once in open_handles_
