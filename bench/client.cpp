@@ -1,7 +1,7 @@
+// The MQTT side of a bench client (bench/client.hpp): CONNECT/SUBSCRIBE,
+// packet parsing, the publish window, acknowledgements. The transport side is
+// bench/client_io.cpp.
 #include "bench/client.hpp"
-
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -9,10 +9,7 @@
 #include "bench/runner.hpp"
 #include "mqtt/codec.hpp"
 #include "mqtt/frame.hpp"
-
-#ifdef MQTTLB_BENCH_TLS
-#include "tls/engine.hpp"
-#endif
+#include "net/tls_transport.hpp"
 
 namespace bench {
 
@@ -22,14 +19,7 @@ namespace {
 // comparable between processes on one host), sequence, publisher index.
 constexpr size_t kHeader = 16;
 constexpr size_t kHighWater = 64 * 1024;  // stop producing above this many unsent bytes
-constexpr size_t kSlab = 64 * 1024;
-uint8_t g_read_slab[kSlab];   // one loop, one read at a time: shared by all clients
-uint8_t g_plain_slab[kSlab];  // TLS plaintext out of the engine
 const uint8_t g_zeros[4096] = {};
-
-std::string err_name(int status) {
-  return std::string(uv_err_name(status)) + " (" + uv_strerror(status) + ")";
-}
 
 void put16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));
@@ -39,72 +29,12 @@ void put16(std::vector<uint8_t>& out, uint16_t v) {
 }  // namespace
 
 Client::Client(Runner& r, Role role, uint32_t index, uint32_t slot)
-    : r_(r), role_(role), index_(index), slot_(slot) {
-  tcp_.data = this;
-  connect_req_.data = this;
-  write_req_.data = this;
-}
-
-Client::~Client() = default;
+    : r_(r), role_(role), index_(index), slot_(slot) {}
 
 void Client::set_topic(const std::string& topic) {
   pub_header_.clear();
   put16(pub_header_, static_cast<uint16_t>(topic.size()));
   pub_header_.insert(pub_header_.end(), topic.begin(), topic.end());
-}
-
-void Client::start() {
-  const Options& o = r_.opts();
-  t_start_ = r_.now();
-  state_ = State::Connecting;
-  const sockaddr* src = r_.source_for(slot_);
-  int rc = uv_tcp_init_ex(r_.loop(), &tcp_, r_.target()->sa_family);
-  if (rc < 0) {
-    r_.on_failure(*this, "socket: " + err_name(rc), false);
-    state_ = State::Closed;
-    closing_ = true;
-    r_.on_closed(*this);  // nothing to close: the handle was never initialised
-    return;
-  }
-  inited_ = true;
-  if (src) {
-    // Let connect() pick the port per 4-tuple, so each source address gives a
-    // full ephemeral range instead of one bind()-reserved port per socket.
-    uv_os_fd_t fd;
-    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) {
-      int one = 1;
-#ifdef IP_BIND_ADDRESS_NO_PORT
-      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-#endif
-    }
-    rc = uv_tcp_bind(&tcp_, src, 0);
-    if (rc < 0) return fail("bind source address: " + err_name(rc), false);
-  }
-  rc = uv_tcp_connect(&connect_req_, &tcp_, r_.target(), on_connect);
-  if (rc < 0) return fail("connect: " + err_name(rc), false);
-  (void)o;
-}
-
-void Client::on_connect(uv_connect_t* req, int status) {
-  auto* c = static_cast<Client*>(req->data);
-  if (status == UV_ECANCELED || c->closing_) return;
-  if (status < 0) return c->fail("connect: " + err_name(status), false);
-  c->t_tcp_ = c->r_.now();
-  c->r_.st().tcp_connect.record(c->t_tcp_ - c->t_start_);
-  uv_tcp_nodelay(&c->tcp_, 1);
-  int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp_), on_alloc, on_read);
-  if (rc < 0) return c->fail("read: " + err_name(rc), false);
-#ifdef MQTTLB_BENCH_TLS
-  if (c->r_.opts().tls) {
-    c->tls_ = std::make_unique<tls::Engine>(*c->r_.tls_ctx(), tls::Role::Client, c->r_.opts().host);
-    if (c->r_.opts().resume && c->r_.tls_session() && c->r_.tls_session()->resumable())
-      c->tls_->set_session(*c->r_.tls_session());
-    c->state_ = State::Handshaking;
-    c->r_.schedule(*c);  // the ClientHello is ready to be taken
-    return;
-  }
-#endif
-  c->send_connect();
 }
 
 void Client::send_connect() {
@@ -144,52 +74,6 @@ void Client::send_subscribe() {
   r_.schedule(*this);
 }
 
-void Client::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-  buf->base = reinterpret_cast<char*>(g_read_slab);
-  buf->len = kSlab;
-}
-
-void Client::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-  auto* c = static_cast<Client*>(s->data);
-  if (n == 0 || c->closing_) return;
-  if (n < 0) {
-    if (c->close_after_write_ || c->r_.closing()) return c->close();
-    bool lost = c->state_ == State::Ready || c->state_ == State::AwaitSuback;
-    std::string why = n == UV_EOF ? "closed by peer" : err_name(static_cast<int>(n));
-    if (!lost) why += c->state_ == State::AwaitConnack ? " before CONNACK" : " during handshake";
-    return c->fail(why, lost);
-  }
-  std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf->base),
-                                static_cast<size_t>(n));
-  if (c->tls_)
-    c->on_ciphertext(data);
-  else
-    c->on_bytes(data);
-}
-
-void Client::on_ciphertext(std::span<const uint8_t> data) {
-#ifdef MQTTLB_BENCH_TLS
-  while (!data.empty() && !closing_) {
-    size_t took = tls_->feed_ciphertext(data);
-    data = data.subspan(took);
-    for (;;) {
-      size_t n = tls_->read_plaintext(std::span<uint8_t>(g_plain_slab, kSlab));
-      if (n == 0 || closing_) break;
-      on_bytes(std::span<const uint8_t>(g_plain_slab, n));
-    }
-    if (tls_->failed()) return fail("tls: " + tls_->error(), state_ == State::Ready);
-    if (state_ == State::Handshaking && tls_->handshake_done()) {
-      if (tls_->session_reused()) r_.st().tls_resumed++;
-      send_connect();
-    }
-    if (took == 0 && !data.empty()) return fail("tls: input not accepted", false);
-  }
-  if (tls_ && tls_->want_write()) r_.schedule(*this);
-#else
-  (void)data;
-#endif
-}
-
 void Client::on_bytes(std::span<const uint8_t> data) {
   if (rbuf_.empty()) {
     size_t used = parse(data);
@@ -199,7 +83,7 @@ void Client::on_bytes(std::span<const uint8_t> data) {
     size_t used = parse(rbuf_);
     if (closing_) return;
     rbuf_.erase(rbuf_.begin(), rbuf_.begin() + used);
-    if (rbuf_.empty() && rbuf_.capacity() > kSlab) std::vector<uint8_t>().swap(rbuf_);
+    if (rbuf_.empty() && rbuf_.capacity() > net::Slab::kSize) std::vector<uint8_t>().swap(rbuf_);
   }
 }
 
@@ -279,12 +163,10 @@ void Client::handle_connack(uint8_t first, std::span<const uint8_t> body) {
     free_ids_.clear();
     for (uint32_t id = window_; id >= 1; id--) free_ids_.push_back(static_cast<uint16_t>(id));
   }
-#ifdef MQTTLB_BENCH_TLS
   // Resumption: keep the first session (its TLS 1.3 ticket has been read by
   // now, after the handshake) for every later connection to offer.
   if (tls_ && r_.opts().resume && r_.tls_session() && !r_.tls_session()->resumable())
-    *r_.tls_session() = tls_->get_session();
-#endif
+    *r_.tls_session() = tls_->session();
   r_.on_connected(*this);
   if (role_ == Role::Sub && !filters_.empty()) {
     send_subscribe();
@@ -410,7 +292,7 @@ void Client::send_small(uint8_t first, uint16_t pid) {
 
 bool Client::can_send() const {
   if (state_ != State::Ready || closing_ || !r_.publishing()) return false;
-  if (out_.size() + wbuf_.size() >= kHighWater) return false;
+  if (out_.size() + (t_ ? t_->pending() : 0) >= kHighWater) return false;
   if (r_.opts().qos > 0 && free_ids_.empty()) return false;
   return true;
 }
@@ -497,7 +379,7 @@ bool Client::wants_to_send() const {
 }
 
 bool Client::idle_publisher() const {
-  return inflight_count_ == 0 && out_.empty() && !writing_;
+  return inflight_count_ == 0 && out_.empty() && (t_ == nullptr || t_->pending() == 0);
 }
 
 void Client::keepalive(uint64_t now) {
@@ -523,88 +405,6 @@ void Client::check_connect_timeout(uint64_t now, uint64_t timeout_ns) {
     default:
       return;
   }
-}
-
-void Client::flush() {
-  if (!inited_ || closing_ || writing_ || state_ == State::Connecting) return;
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-#ifdef MQTTLB_BENCH_TLS
-  if (tls_) {
-    if (tls_->handshake_done() && !out_.empty()) {
-      size_t took = tls_->write_plaintext(out_);
-      out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(took));
-    }
-    if (close_after_write_ && out_.empty()) tls_->shutdown();
-    tls_->take_ciphertext(wbuf_);
-  } else
-#endif
-  {
-    if (out_.empty()) {
-      if (close_after_write_) close();
-      return;
-    }
-    uv_buf_t b =
-        uv_buf_init(reinterpret_cast<char*>(out_.data()), static_cast<unsigned>(out_.size()));
-    int n = uv_try_write(stream, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) return fail("write: " + err_name(n), state_ == State::Ready);
-    t_last_send_ = r_.now();
-    if (n == static_cast<int>(out_.size())) {
-      out_.clear();
-      if (close_after_write_) close();
-      return;
-    }
-    if (n > 0) out_.erase(out_.begin(), out_.begin() + n);
-    std::swap(out_, wbuf_);  // wbuf_ was empty: out_ becomes an empty buffer
-  }
-  if (wbuf_.empty()) {
-    if (close_after_write_ && out_.empty()) close();
-    return;
-  }
-  uv_buf_t b =
-      uv_buf_init(reinterpret_cast<char*>(wbuf_.data()), static_cast<unsigned>(wbuf_.size()));
-  int rc = uv_write(&write_req_, stream, &b, 1, on_write);
-  if (rc < 0) return fail("write: " + err_name(rc), state_ == State::Ready);
-  writing_ = true;
-  t_last_send_ = r_.now();
-}
-
-void Client::on_write(uv_write_t* req, int status) {
-  auto* c = static_cast<Client*>(req->data);
-  c->writing_ = false;
-  c->wbuf_.clear();
-  if (status == UV_ECANCELED || c->closing_) return;
-  if (status < 0) return c->fail("write: " + err_name(status), c->state_ == State::Ready);
-  if (c->role_ == Role::Pub) c->pump();  // the socket drained: refill the window
-  c->flush();
-}
-
-void Client::disconnect() {
-  if (closing_ || close_after_write_) return;
-  if (!inited_) return;
-  if (state_ == State::Connecting || state_ == State::Handshaking) return close();
-  mqtt::encode_disconnect(mqtt::Disconnect{}, static_cast<mqtt::Version>(r_.opts().version), out_);
-  close_after_write_ = true;
-  flush();
-}
-
-void Client::fail(const std::string& reason, bool lost) {
-  if (closing_) return;
-  r_.on_failure(*this, reason, lost);
-  close();
-}
-
-void Client::close() {
-  if (closing_) return;
-  closing_ = true;
-  state_ = State::Closed;
-  if (!inited_) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-}
-
-void Client::on_close(uv_handle_t* h) {
-  auto* c = static_cast<Client*>(h->data);
-  c->tls_.reset();
-  c->r_.on_closed(*c);
 }
 
 }  // namespace bench

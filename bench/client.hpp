@@ -1,34 +1,42 @@
 // One MQTT client connection of the load generator.
 //
-// I/O path: socket <-> [optional tls::Engine] <-> MQTT bytes. Outgoing MQTT
-// bytes accumulate in `out_` during a loop turn and are flushed once (the
-// Runner's uv_check callback), so many PUBLISH/PUBACK packets share one write.
-// At most one uv_write is in flight; it owns `wbuf_` until its callback.
-// Incoming bytes are parsed straight from the Runner's read slab; only an
-// incomplete trailing packet is copied into `rbuf_`.
+// I/O path: net::TcpTransport [+ net::TlsTransport over it] <-> MQTT bytes.
+// Outgoing MQTT bytes accumulate in `out_` during a loop turn and are handed to
+// the transport once (flush(), from the Runner's uv_check callback), so many
+// PUBLISH/PUBACK packets share one write; what the kernel does not take at
+// once the transport queues, and pending() is what backpressure sees.
+// Incoming bytes are parsed straight from the Runner's read slab (TLS: the
+// transport's plaintext buffer); only an incomplete trailing packet is copied
+// into `rbuf_`. The transport may deliver from inside start_read() (TLS): the
+// client calls it only once its state is ready for packets.
 //
-// Lifetime: owned by the Runner; the handle is closed with close() (idempotent)
-// and the object is destroyed only after the loop has run every close callback.
+// Split: client.cpp is the MQTT side (packets, windows, publishing),
+// client_io.cpp the transport side (connect, TLS, read, flush, close).
+//
+// Lifetime: owned by the Runner; its transport is closed with close()
+// (idempotent) and freed in on_closed, after which the Runner hears
+// on_closed(*this); the object is destroyed only after that.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-namespace tls {
-class Engine;
+#include "net/transport.hpp"
+
+namespace net {
+class TlsTransport;
 }
 
 namespace bench {
 
 class Runner;
 
-class Client {
+class Client final : private net::TransportSink {
  public:
   enum class Role : uint8_t { Conn, Pub, Sub };
   enum class State : uint8_t {
@@ -42,7 +50,7 @@ class Client {
   };
 
   Client(Runner& r, Role role, uint32_t index, uint32_t slot);
-  ~Client();
+  ~Client() override;
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -65,15 +73,14 @@ class Client {
   void keepalive(uint64_t now);
   void check_connect_timeout(uint64_t now, uint64_t timeout_ns);
 
-  void flush();            // write out_ (Runner calls this once per loop turn)
+  void flush();            // out_ -> transport (Runner calls this once per loop turn)
   bool scheduled = false;  // in the Runner's dirty list
 
   Role role() const { return role_; }
   State state() const { return state_; }
   uint32_t index() const { return index_; }
   bool idle_publisher() const;
-  bool wants_to_send()
-      const;  // closed loop: could publish more right now  // nothing in flight, nothing buffered
+  bool wants_to_send() const;  // closed loop: could publish more right now
   uint32_t in_flight() const { return inflight_count_; }
   uint64_t sent() const { return seq_; }
 
@@ -84,16 +91,20 @@ class Client {
     bool released = false;  // QoS 2: PUBREC received, PUBREL sent
   };
 
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
-  static void on_close(uv_handle_t* h);
+  // net::TransportSink: the TcpTransport's until TCP is up, then (TLS) the TlsTransport's.
+  void on_read(net::Transport* t, const uint8_t* data, size_t len) override;
+  void on_eof(net::Transport* t) override;
+  void on_error(net::Transport* t, int err) override;
+  void on_connect(net::Transport* t, int status) override;
+  void on_drained(net::Transport* t) override;
+  void on_shutdown(net::Transport* t) override;
+  void on_closed(net::Transport* t) override;
 
+  int open_bound_socket(const sockaddr* src);  // --source-addresses
+  void on_tcp_connected();
   void fail(const std::string& reason, bool lost);
   void on_bytes(std::span<const uint8_t> data);  // plaintext MQTT bytes
-  void on_ciphertext(std::span<const uint8_t> data);
-  size_t parse(std::span<const uint8_t> data);  // returns bytes consumed
+  size_t parse(std::span<const uint8_t> data);   // returns bytes consumed
   bool handle_packet(uint8_t first, std::span<const uint8_t> body);
   void handle_connack(uint8_t first, std::span<const uint8_t> body);
   void handle_suback(uint8_t first, std::span<const uint8_t> body);
@@ -111,17 +122,14 @@ class Client {
   State state_ = State::Idle;
   uint32_t index_;  // publisher / subscriber / connection index
   uint32_t slot_;   // position in the launch order (source address choice)
-  bool inited_ = false;
   bool closing_ = false;
-  bool writing_ = false;
-  bool close_after_write_ = false;
-  uv_tcp_t tcp_{};
-  uv_connect_t connect_req_{};
-  uv_write_t write_req_{};
-  std::vector<uint8_t> out_;   // MQTT bytes not yet handed to the socket / TLS
-  std::vector<uint8_t> wbuf_;  // bytes owned by the write in flight
+  bool close_after_write_ = false;  // graceful end: DISCONNECT, then half-close, then close
+  bool shut_ = false;               // the half-close was asked for
+  net::Transport* t_ = nullptr;     // the connection (tcp_, or tls_ over it); owned
+  net::TcpTransport* tcp_ = nullptr;
+  net::TlsTransport* tls_ = nullptr;
+  std::vector<uint8_t> out_;   // MQTT bytes not yet handed to the transport
   std::vector<uint8_t> rbuf_;  // incomplete packet carried to the next read
-  std::unique_ptr<tls::Engine> tls_;
   uint64_t t_start_ = 0, t_tcp_ = 0, t_connect_sent_ = 0, t_last_send_ = 0;
 
   // Publisher state.

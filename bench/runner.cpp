@@ -1,6 +1,5 @@
 #include "bench/runner.hpp"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,11 +8,10 @@
 #include <cstring>
 
 #include "bench/client.hpp"
-
-#ifdef MQTTLB_BENCH_TLS
+#include "net/address.hpp"
+#include "net/limits.hpp"
 #include "tls/context.hpp"
-#include "tls/engine.hpp"
-#endif
+#include "tls/engine.hpp"  // tls::Session
 
 namespace bench {
 
@@ -23,17 +21,9 @@ constexpr uint64_t kRateTickMs = 5;
 constexpr uint64_t kDrainMaxNs = 10 * kSec;  // give up waiting for in-flight messages
 constexpr uint64_t kDrainIdleNs = 1 * kSec;  // ... or when nothing moved for this long
 constexpr uint64_t kCloseGraceMs = 5000;     // DISCONNECTs not written by then: close anyway
-
-void raise_nofile() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
 }  // namespace
 
-Runner::Runner(const Options& o) : o_(o) {}
+Runner::Runner(const Options& o) : o_(o), slab_(std::make_unique<net::Slab>()) {}
 Runner::~Runner() = default;
 
 double Runner::elapsed_s() const {
@@ -50,7 +40,7 @@ Client* Runner::publisher(uint32_t index) {
 }
 
 bool Runner::setup() {
-  raise_nofile();
+  net::raise_nofile_limit();
   tty_ = isatty(STDOUT_FILENO) && !o_.json && !o_.quiet;
   if (uv_loop_init(&loop_) != 0) {
     error_ = "cannot initialise the event loop";
@@ -58,10 +48,7 @@ bool Runner::setup() {
   }
   loop_inited_ = true;
   // Target address: a literal, or one blocking resolution before the run.
-  auto* sin = reinterpret_cast<sockaddr_in*>(&target_);
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&target_);
-  if (uv_ip4_addr(o_.host.c_str(), o_.port, sin) != 0 &&
-      uv_ip6_addr(o_.host.c_str(), o_.port, sin6) != 0) {
+  if (!net::to_sockaddr(o_.host, o_.port, target_)) {
     uv_getaddrinfo_t req;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -76,15 +63,13 @@ bool Runner::setup() {
   }
   for (const std::string& a : o_.source_addresses) {
     sockaddr_storage ss{};
-    if (uv_ip4_addr(a.c_str(), 0, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
-        uv_ip6_addr(a.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
+    if (!net::to_sockaddr(a, 0, ss)) {
       error_ = "--source-addresses: '" + a + "' is not an IP address";
       return false;
     }
     sources_.push_back(ss);
   }
   if (o_.tls) {
-#ifdef MQTTLB_BENCH_TLS
     tls::ClientOptions co;
     co.ca = o_.cafile;
     co.verify = !o_.cafile.empty();  // no CA given: encrypt, but do not verify
@@ -95,10 +80,6 @@ bool Runner::setup() {
       return false;
     }
     tls_session_ = std::make_unique<tls::Session>();
-#else
-    error_ = "--tls: this build has no TLS support";
-    return false;
-#endif
   }
 
   // Clients, in launch order: subscribers first so they are ready before anyone publishes.

@@ -16,6 +16,7 @@
 
 #include "bench/histogram.hpp"
 #include "bench/options.hpp"
+#include "net/transport.hpp"
 
 namespace tls {
 class Context;
@@ -72,6 +73,7 @@ class Runner {
 
   // ---- called by clients ----
   uv_loop_t* loop() { return &loop_; }
+  net::Slab* slab() { return slab_.get(); }  // every client's reads land here
   const Options& opts() const { return o_; }
   Stats& st() { return st_; }
   uint64_t now() const { return uv_hrtime(); }
@@ -130,6 +132,7 @@ class Runner {
   std::vector<Client*> dirty_;    // scheduled for a flush this loop turn
   std::vector<Client*> again_;    // scratch: publishers to run again next turn
   std::vector<uint32_t> fanout_;  // pubsub: subscribers per publisher
+  std::unique_ptr<net::Slab> slab_;
   std::unique_ptr<tls::Context> tls_ctx_;
   std::unique_ptr<tls::Session> tls_session_;
   Phase phase_ = Phase::Connecting;

@@ -10,9 +10,10 @@
 
 #include "mqtt/codec.hpp"
 #include "mqtt/frame.hpp"
+#include "net/address.hpp"
+#include "net/tls_transport.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "tls/context.hpp"
-#include "tls/engine.hpp"
 
 namespace health {
 
@@ -22,11 +23,6 @@ namespace {
 // the receive buffer is garbage (bounded buffer, never grows past it).
 constexpr size_t kMaxBuffered = 64 * 1024;
 
-struct WriteReq {
-  uv_write_t req;
-  std::vector<uint8_t> bytes;  // owned until the write callback, whatever the status
-};
-
 std::string ms_str(double seconds) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f ms", seconds * 1000.0);
@@ -35,25 +31,15 @@ std::string ms_str(double seconds) {
 
 }  // namespace
 
-// One TCP connection to the backend. Heap object, never moves; tcp.data = this.
-// Freed in the tcp handle's close callback. `owner` is cleared when the Checker
-// lets go of it, so late callbacks (ECANCELED connect/write) do nothing.
-struct Checker::Conn {
-  uv_tcp_t tcp;
-  uv_connect_t connect_req;
-  Checker* owner = nullptr;
-  std::vector<uint8_t> rbuf;         // bytes of an incomplete packet, <= kMaxBuffered
-  std::unique_ptr<tls::Engine> tls;  // set when the backend uses TLS
-};
-
-Checker* Checker::create(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
-                         std::string client_id, ResultFn on_result) {
-  return new Checker(loop, backend, hc, std::move(client_id), std::move(on_result));
+Checker* Checker::create(uv_loop_t* loop, net::Slab* slab, const conf::Backend& backend,
+                         const conf::Health& hc, std::string client_id, ResultFn on_result) {
+  return new Checker(loop, slab, backend, hc, std::move(client_id), std::move(on_result));
 }
 
-Checker::Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Health& hc,
-                 std::string client_id, ResultFn on_result)
+Checker::Checker(uv_loop_t* loop, net::Slab* slab, const conf::Backend& backend,
+                 const conf::Health& hc, std::string client_id, ResultFn on_result)
     : loop_(loop),
+      slab_(slab),
       backend_(backend),
       hc_(hc),
       client_id_(std::move(client_id)),
@@ -67,9 +53,17 @@ Checker::Checker(uv_loop_t* loop, const conf::Backend& backend, const conf::Heal
 
 Checker::~Checker() = default;
 
+void Checker::release() {
+  if (--open_handles_ == 0) delete this;
+}
+
 void Checker::on_handle_closed(uv_handle_t* h) {
-  auto* self = static_cast<Checker*>(h->data);
-  if (--self->open_handles_ == 0) delete self;
+  static_cast<Checker*>(h->data)->release();
+}
+
+void Checker::on_closed(net::Transport* t) {
+  delete t;  // a TlsTransport has deleted its TcpTransport already
+  release();
 }
 
 void Checker::close() {
@@ -101,11 +95,7 @@ void Checker::pause() {
 bool Checker::resolve() {
   if (resolved_) return true;
   const std::string& host = backend_.address.host;
-  std::memset(&addr_, 0, sizeof addr_);
-  if (uv_ip4_addr(host.c_str(), backend_.address.port, reinterpret_cast<sockaddr_in*>(&addr_)) ==
-          0 ||
-      uv_ip6_addr(host.c_str(), backend_.address.port, reinterpret_cast<sockaddr_in6*>(&addr_)) ==
-          0) {
+  if (net::to_sockaddr(host, backend_.address.port, addr_)) {
     resolved_ = true;
     return true;
   }
@@ -115,6 +105,7 @@ bool Checker::resolve() {
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return false;
+  std::memset(&addr_, 0, sizeof addr_);
   std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
   if (addr_.ss_family == AF_INET)
@@ -141,7 +132,7 @@ void Checker::arm_deadline() {
 
 void Checker::reload_tls() {
   if (!backend_.tls) return;
-  tls_ctx_.reset();
+  tls_ctx_.reset();  // engines in use keep their own reference on the SSL_CTX
   tls_stale_ = true;
 }
 
@@ -155,9 +146,9 @@ void Checker::run_check() {
   }
   if (conn_ != nullptr && phase_ == Phase::Kept) {
     new_session_ = false;
-    send_pingreq();
     phase_ = Phase::AwaitPingresp;
     arm_deadline();
+    send_pingreq();
     return;
   }
   drop_conn();
@@ -171,63 +162,68 @@ void Checker::new_connection() {
     return;
   }
   if (backend_.tls && !tls_ready()) return;
-  auto* c = new Conn;
-  c->owner = this;
-  uv_tcp_init(loop_, &c->tcp);
-  c->tcp.data = c;
-  c->connect_req.data = c;
-  conn_ = c;
+  tcp_ = new net::TcpTransport(loop_, slab_, this);
+  ++open_handles_;  // until its on_closed
+  conn_ = tcp_;
   phase_ = Phase::Connecting;
   arm_deadline();
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, reinterpret_cast<const sockaddr*>(&addr_),
-                          [](uv_connect_t* req, int status) {
-                            auto* conn = static_cast<Conn*>(req->data);
-                            if (conn->owner != nullptr) conn->owner->on_connected(conn, status);
-                          });
+  int rc = tcp_->connect(reinterpret_cast<const sockaddr*>(&addr_));
   if (rc != 0) finish(false, FailKind::Connect, std::string("connect: ") + uv_strerror(rc), false);
 }
 
-void Checker::on_connected(Conn* c, int status) {
-  if (c != conn_ || phase_ != Phase::Connecting) return;
-  if (status < 0) {
-    finish(false, FailKind::Connect, std::string("connect: ") + uv_strerror(status), false);
+void Checker::on_connect(net::Transport* t, int status) {
+  if (t != conn_) return;
+  if (t == tcp_ && phase_ == Phase::Connecting) {
+    if (status < 0) {
+      finish(false, FailKind::Connect, std::string("connect: ") + uv_strerror(status), false);
+      return;
+    }
+    on_tcp_connected();
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  int rc = uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&c->tcp),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        auto* conn = static_cast<Conn*>(h->data);
-        // Reads stop when the Conn is detached (uv_close), so owner is set here.
-        *buf = uv_buf_init(conn->owner->slab_, sizeof conn->owner->slab_);
-      },
-      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-        auto* conn = static_cast<Conn*>(s->data);
-        if (conn->owner != nullptr) conn->owner->on_read(conn, nread, buf);
-      });
-  if (rc != 0) {
-    finish(false, FailKind::Closed, std::string("read: ") + uv_strerror(rc), false);
-    return;
+  if (t != tls_ || phase_ != Phase::AwaitConnack) return;
+  // The TLS handshake ended.
+  if (status == 0) {
+    send_connect();
+  } else if (status == net::TlsTransport::kTlsFailed) {
+    finish(false, FailKind::Tls, "TLS: " + tls_->error_detail(), false);
+  } else {
+    on_error(t, status);  // closed or reset during the handshake
   }
+}
+
+void Checker::on_tcp_connected() {
+  uv_tcp_nodelay(tcp_->tcp(), 1);
+  phase_ = Phase::AwaitConnack;  // the deadline armed at connect covers TLS and CONNACK too
+  std::vector<uint8_t> hdr;
   if (backend_.proxy_protocol != conf::ProxyProtocol::None) {
     // The checker speaks for itself: source = our socket, destination = the broker.
     sockaddr_storage src{}, dst{};
     int ls = sizeof src, ld = sizeof dst;
-    uv_tcp_getsockname(&c->tcp, reinterpret_cast<sockaddr*>(&src), &ls);
-    uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&dst), &ld);
-    std::vector<uint8_t> hdr;
+    uv_tcp_getsockname(tcp_->tcp(), reinterpret_cast<sockaddr*>(&src), &ls);
+    uv_tcp_getpeername(tcp_->tcp(), reinterpret_cast<sockaddr*>(&dst), &ld);
     if (backend_.proxy_protocol == conf::ProxyProtocol::V1)
       proxy::append_v1(hdr, src, dst);
     else
       proxy::append_v2(hdr, src, dst);
-    send_raw(std::move(hdr));  // PROXY precedes the TLS handshake
   }
-  if (backend_.tls) {
-    const std::string& sni = backend_.tls->sni.empty() ? backend_.address.host : backend_.tls->sni;
-    c->tls = std::make_unique<tls::Engine>(*tls_ctx_, tls::Role::Client, sni);
+  if (!backend_.tls) {
+    send(hdr);  // PROXY first
+    conn_->start_read();
+    send_connect();
+    return;
   }
-  send_connect();                // with TLS: held by the engine until the handshake completes
-  phase_ = Phase::AwaitConnack;  // the deadline armed at connect covers CONNACK too
+  // A reload since new_connection() dropped the context: this connection
+  // uses the rebuilt one (or fails the check if the files are bad now).
+  if (!tls_ready()) return;
+  const std::string& sni = backend_.tls->sni.empty() ? backend_.address.host : backend_.tls->sni;
+  tls_ = new net::TlsTransport(tcp_, this, *tls_ctx_, tls::Role::Client, sni);
+  conn_ = tls_;  // owns tcp_ from here on; still counted once in open_handles_
+  tls_->set_preamble(std::move(hdr));  // PROXY precedes the TLS handshake, in plaintext
+  if (int rc = tls_->begin_handshake(); rc != 0) return on_error(tls_, rc);
+  // After begin_handshake: reading first would send the ClientHello before the
+  // preamble. CONNECT follows the handshake (on_connect).
+  tls_->start_read();
 }
 
 void Checker::send_connect() {
@@ -264,86 +260,50 @@ bool Checker::tls_ready() {
   return false;
 }
 
-void Checker::send(std::vector<uint8_t> bytes) {
-  if (conn_ == nullptr) return;
-  if (conn_->tls) {
-    // Check packets are tiny: the engine accepts them whole (its limit is 64 KiB).
-    conn_->tls->write_plaintext(bytes);
-    flush_tls();
-    return;
-  }
-  send_raw(std::move(bytes));
+void Checker::send(const std::vector<uint8_t>& bytes) {
+  if (conn_ != nullptr && !bytes.empty()) conn_->write(bytes.data(), bytes.size());
 }
 
-void Checker::flush_tls() {
-  if (conn_ == nullptr || !conn_->tls || !conn_->tls->want_write()) return;
-  std::vector<uint8_t> out;
-  conn_->tls->take_ciphertext(out);
-  send_raw(std::move(out));
+const char* Checker::phase_suffix() const {
+  if (phase_ == Phase::AwaitConnack) return " before CONNACK";
+  if (phase_ == Phase::AwaitPingresp) return " before PINGRESP";
+  return "";
 }
 
-void Checker::send_raw(std::vector<uint8_t> bytes) {
-  if (conn_ == nullptr || bytes.empty()) return;
-  auto* w = new WriteReq;
-  w->bytes = std::move(bytes);
-  w->req.data = w;
-  uv_buf_t b =
-      uv_buf_init(reinterpret_cast<char*>(w->bytes.data()), static_cast<unsigned>(w->bytes.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&conn_->tcp), &b, 1,
-                    [](uv_write_t* req, int) { delete static_cast<WriteReq*>(req->data); });
-  // A failed write shows up as a read error or a timeout; the request is ours.
-  if (rc != 0) delete w;
-}
-
-void Checker::on_read(Conn* c, ssize_t nread, const uv_buf_t* buf) {
-  if (c != conn_) return;
-  if (nread == 0) return;
-  if (nread < 0) {
-    std::string what = nread == UV_EOF ? "connection closed by the broker"
-                                       : std::string("connection error: ") + uv_strerror(nread);
-    if (phase_ == Phase::AwaitConnack) what += " before CONNACK";
-    if (phase_ == Phase::AwaitPingresp) what += " before PINGRESP";
-    finish(false, FailKind::Closed, what, false);
-    return;
-  }
-  if (c->rbuf.size() + static_cast<size_t>(nread) > kMaxBuffered) {
+void Checker::on_read(net::Transport* t, const uint8_t* data, size_t len) {
+  if (t != conn_) return;
+  if (rbuf_.size() + len > kMaxBuffered) {
     finish(false, FailKind::Protocol, "broker sent more than 64 KiB without a packet end", false);
     return;
   }
-  if (!c->tls) {
-    c->rbuf.insert(c->rbuf.end(), buf->base, buf->base + nread);
-    on_bytes(c);
-    return;
-  }
-  // TLS: ciphertext in (a read is <= sizeof slab_, well under the engine's
-  // input limit when drained after each feed), plaintext out.
-  auto in = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf->base),
-                                     static_cast<size_t>(nread));
-  c->tls->feed_ciphertext(in);
-  uint8_t plain[4096];
-  for (;;) {
-    size_t n = c->tls->read_plaintext(plain);
-    if (n == 0) break;
-    if (c->rbuf.size() + n > kMaxBuffered) {
-      finish(false, FailKind::Protocol, "broker sent more than 64 KiB without a packet end", false);
-      return;
-    }
-    c->rbuf.insert(c->rbuf.end(), plain, plain + n);
-  }
-  flush_tls();
-  if (c->tls->failed()) {
-    finish(false, FailKind::Tls, "TLS: " + c->tls->error(), false);
-    return;
-  }
-  on_bytes(c);
+  rbuf_.insert(rbuf_.end(), data, data + len);
+  on_bytes();
 }
 
-void Checker::on_bytes(Conn* c) {
+void Checker::on_eof(net::Transport* t) {
+  if (t != conn_) return;
+  finish(false, FailKind::Closed, std::string("connection closed by the broker") + phase_suffix(),
+         false);
+}
+
+void Checker::on_error(net::Transport* t, int err) {
+  if (t != conn_) return;
+  if (t == tls_ && err == net::TlsTransport::kTlsFailed) {
+    finish(false, FailKind::Tls, "TLS: " + tls_->error_detail(), false);
+    return;
+  }
+  if (err == UV_EOF) return on_eof(t);
+  finish(false, FailKind::Closed,
+         std::string("connection error: ") + uv_strerror(err) + phase_suffix(), false);
+}
+
+void Checker::on_bytes() {
   // Bounded: each pass consumes one packet from a buffer of <= kMaxBuffered bytes.
-  while (c == conn_ && !c->rbuf.empty()) {
+  // A verdict drops the connection (and rbuf_): the loop ends then.
+  while (conn_ != nullptr && !rbuf_.empty()) {
     // Only a few packet types can legitimately arrive; judge the first byte at
     // once so garbage (an HTTP server, a TLS port) fails now, not at the timeout.
-    uint8_t type = c->rbuf[0] >> 4;
+    uint8_t type = rbuf_[0] >> 4;
     bool expected = type == static_cast<uint8_t>(mqtt::PacketType::Disconnect) ||
                     (phase_ == Phase::AwaitConnack &&
                      type == static_cast<uint8_t>(mqtt::PacketType::Connack)) ||
@@ -351,12 +311,11 @@ void Checker::on_bytes(Conn* c) {
                      type == static_cast<uint8_t>(mqtt::PacketType::Pingresp));
     if (!expected) {
       char b[64];
-      std::snprintf(b, sizeof b, "unexpected bytes from the broker (first byte 0x%02X)",
-                    c->rbuf[0]);
+      std::snprintf(b, sizeof b, "unexpected bytes from the broker (first byte 0x%02X)", rbuf_[0]);
       finish(false, FailKind::Protocol, b, false);
       return;
     }
-    mqtt::FrameResult fr = mqtt::peek_frame(c->rbuf);
+    mqtt::FrameResult fr = mqtt::peek_frame(rbuf_);
     if (fr.status == mqtt::DecodeStatus::Malformed) {
       finish(false, FailKind::Protocol, "garbage from the broker (not an MQTT packet)", false);
       return;
@@ -367,9 +326,9 @@ void Checker::on_bytes(Conn* c) {
       finish(false, FailKind::Protocol, "oversized packet from the broker", false);
       return;
     }
-    if (c->rbuf.size() < total) return;
-    std::vector<uint8_t> pkt(c->rbuf.begin(), c->rbuf.begin() + static_cast<ptrdiff_t>(total));
-    c->rbuf.erase(c->rbuf.begin(), c->rbuf.begin() + static_cast<ptrdiff_t>(total));
+    if (rbuf_.size() < total) return;
+    std::vector<uint8_t> pkt(rbuf_.begin(), rbuf_.begin() + static_cast<ptrdiff_t>(total));
+    rbuf_.erase(rbuf_.begin(), rbuf_.begin() + static_cast<ptrdiff_t>(total));
     on_packet(fr.header.first_byte, pkt.data() + fr.header.header_length,
               total - fr.header.header_length);
   }
@@ -447,19 +406,12 @@ void Checker::on_packet(uint8_t first_byte, const uint8_t* body, size_t len) {
       }
       double secs = static_cast<double>(uv_hrtime() - check_start_ns_) / 1e9;
       if (hc_.mode == conf::CheckMode::Reconnect || !session_keepable_) {
-        // Polite end of a one-shot check session: DISCONNECT (2 bytes, written
-        // synchronously into the socket buffer when possible), then close.
+        // Polite end of a one-shot check session: DISCONNECT (2 bytes, taken
+        // by the socket at once when possible), then close (with TLS: the
+        // close_notify follows the DISCONNECT).
         std::vector<uint8_t> out;
         mqtt::encode_disconnect(mqtt::Disconnect{}, ver, out);
-        if (conn_->tls) {
-          conn_->tls->write_plaintext(out);
-          conn_->tls->shutdown();  // close_notify after the DISCONNECT
-          out.clear();
-          conn_->tls->take_ciphertext(out);
-        }
-        uv_buf_t db =
-            uv_buf_init(reinterpret_cast<char*>(out.data()), static_cast<unsigned>(out.size()));
-        uv_try_write(reinterpret_cast<uv_stream_t*>(&conn_->tcp), &db, 1);
+        send(out);
         finish(true, FailKind::None, "CONNACK 0 + PINGRESP in " + ms_str(secs), false);
       } else {
         finish(true, FailKind::None,
@@ -482,7 +434,7 @@ void Checker::on_deadline() {
       finish(false, FailKind::ConnectTimeout, "timeout: no TCP connection within " + t, false);
       return;
     case Phase::AwaitConnack:
-      if (conn_ && conn_->tls && !conn_->tls->handshake_done()) {
+      if (tls_ != nullptr && !tls_->handshake_done()) {
         finish(false, FailKind::Tls, "timeout: TLS handshake not done within " + t, false);
         return;
       }
@@ -517,13 +469,13 @@ void Checker::finish(bool pass, FailKind kind, std::string detail, bool keep_con
 
 void Checker::drop_conn() {
   phase_ = Phase::Idle;
-  Conn* c = conn_;
-  if (c == nullptr) return;
+  rbuf_.clear();
+  net::Transport* t = conn_;
   conn_ = nullptr;
-  c->owner = nullptr;
-  // Pending connect/write callbacks run (ECANCELED) before this close callback.
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp),
-           [](uv_handle_t* h) { delete static_cast<Conn*>(h->data); });
+  tcp_ = nullptr;
+  tls_ = nullptr;
+  // A closing transport reports nothing but on_closed, which frees it.
+  if (t != nullptr) t->close(false);
 }
 
 }  // namespace health

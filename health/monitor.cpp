@@ -16,6 +16,8 @@
 #include <utility>
 
 #include "health/checker.hpp"
+#include "net/mailbox.hpp"
+#include "net/transport.hpp"
 
 namespace health {
 
@@ -85,9 +87,9 @@ struct BackendMetrics {
 }  // namespace
 
 // Everything the health thread owns. Entries and Checkers are created, driven
-// and closed on the loop thread only (after start()); the command queue and the
-// name -> client id map are what other threads touch, under `mu`, followed by
-// uv_async_send.
+// and closed on the loop thread only (after start()). Other threads reach it
+// through Monitor::post (commands, run on the loop by the mailbox) and read
+// the name -> client id map and the first-round count under `mu`.
 struct Monitor::Impl {
   struct Entry {
     MonitoredBackend mb;
@@ -99,14 +101,6 @@ struct Monitor::Impl {
     BackendMetrics m;
     Entry(MonitoredBackend b, std::string id, uint32_t rise, uint32_t fall)
         : mb(std::move(b)), client_id(std::move(id)), sm(rise, fall) {}
-  };
-
-  struct Command {
-    enum class Kind { Admin, Update } kind = Kind::Admin;
-    std::string name;
-    Admin admin = Admin::Ready;
-    std::vector<MonitoredBackend> backends;
-    conf::Health hc;
   };
 
   std::string instance_id;
@@ -123,11 +117,10 @@ struct Monitor::Impl {
   prometheus::Family<prometheus::Counter>* f_checks = nullptr;
 
   uv_loop_t loop;
-  uv_async_t async;
+  net::Mailbox mailbox;  // commands from other threads, run on the loop
+  net::Slab slab;        // every checker's reads land here (one loop thread)
 
   std::mutex mu;
-  std::vector<Command> commands;           // guarded by mu
-  bool stop_requested = false;             // guarded by mu
   std::map<std::string, std::string> ids;  // backend name -> client id; guarded by mu
   size_t first_round_left = 0;             // guarded by mu
   std::condition_variable first_round_cv;
@@ -184,7 +177,7 @@ struct Monitor::Impl {
 
   void start_checker(Entry* e) {
     if (!hc.enabled) return;
-    e->checker = Checker::create(&loop, e->mb.backend, hc, e->client_id,
+    e->checker = Checker::create(&loop, &slab, e->mb.backend, hc, e->client_id,
                                  [this, e](const CheckResult& r) { on_result(*e, r); });
     if (e->sm.checks_enabled()) e->checker->start();
   }
@@ -307,38 +300,25 @@ struct Monitor::Impl {
     publish_ids();
   }
 
-  void on_async() {
-    std::vector<Command> cmds;
-    bool stop;
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      cmds.swap(commands);
-      stop = stop_requested;
+  // The last command (Monitor::stop): every checker closes, then the mailbox;
+  // the loop ends once their handles are closed.
+  void shutdown() {
+    for (auto& e : entries) {
+      stop_checker(e.get());
+      first_verdict(*e);
     }
-    if (stop) {
-      for (auto& e : entries) {
-        stop_checker(e.get());
-        first_verdict(*e);
-      }
-      uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
-      return;
-    }
-    for (auto& c : cmds) {
-      if (c.kind == Command::Kind::Admin)
-        apply_admin(c.name, c.admin);
-      else
-        apply_update(std::move(c.backends), c.hc);
-    }
+    mailbox.close();
   }
 
-  void run() {
+  // `early`: commands posted before start(), after the config's own state.
+  void run(std::vector<std::function<void()>> early) {
     pthread_setname_np(pthread_self(), "mqttlb-health");
     if (!hc.enabled) logf("health: checks disabled (health.enabled false): every backend is up");
     for (auto& e : entries) {
       apply_admin(*e, to_admin(e->mb.backend.admin));  // from the config
       start_checker(e.get());                          // not started in maint
     }
-    on_async();  // commands (or a stop) issued before the thread started
+    for (auto& fn : early) fn();
     uv_run(&loop, UV_RUN_DEFAULT);
     // Every handle is closed (the checkers freed themselves): the loop closes.
     uv_loop_close(&loop);
@@ -400,15 +380,16 @@ bool Monitor::start(std::string& err) {
     err = std::string("health: uv_loop_init: ") + uv_strerror(rc);
     return false;
   }
-  impl_->async.data = impl_.get();
-  rc = uv_async_init(&impl_->loop, &impl_->async,
-                     [](uv_async_t* a) { static_cast<Impl*>(a->data)->on_async(); });
+  rc = impl_->mailbox.init(&impl_->loop);
   if (rc != 0) {
     uv_loop_close(&impl_->loop);
-    err = std::string("health: uv_async_init: ") + uv_strerror(rc);
+    err = std::string("health: mailbox: ") + uv_strerror(rc);
     return false;
   }
-  thread_ = std::thread([impl = impl_.get()] { impl->run(); });
+  // Under mu_: a command posted from now on goes to the mailbox, behind these.
+  thread_ = std::thread(
+      [impl = impl_.get(), early = std::move(early_)]() mutable { impl->run(std::move(early)); });
+  early_.clear();
   started_ = true;
   return true;
 }
@@ -419,11 +400,8 @@ void Monitor::stop() {
     if (stopped_) return;
     stopped_ = true;
     if (!started_) return;
-    {
-      std::lock_guard<std::mutex> lk2(impl_->mu);
-      impl_->stop_requested = true;
-    }
-    uv_async_send(&impl_->async);
+    // The last command: stopped_ refuses every later one.
+    impl_->mailbox.post([impl = impl_.get()] { impl->shutdown(); });
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -434,32 +412,28 @@ bool Monitor::wait_first_round(uint32_t max_ms) {
                                         [this] { return impl_->first_round_left == 0; });
 }
 
+void Monitor::post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (stopped_) return;
+  if (started_)
+    impl_->mailbox.post(std::move(fn));
+  else
+    early_.push_back(std::move(fn));
+}
+
 bool Monitor::set_admin_state(const std::string& backend, Admin a) {
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
     if (impl_->ids.count(backend) == 0) return false;
-    Impl::Command c;
-    c.kind = Impl::Command::Kind::Admin;
-    c.name = backend;
-    c.admin = a;
-    impl_->commands.push_back(std::move(c));
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  if (started_ && !stopped_) uv_async_send(&impl_->async);
+  post([impl = impl_.get(), backend, a] { impl->apply_admin(backend, a); });
   return true;
 }
 
 void Monitor::update(std::vector<MonitoredBackend> backends, const conf::Health& hc) {
-  {
-    std::lock_guard<std::mutex> lk(impl_->mu);
-    Impl::Command c;
-    c.kind = Impl::Command::Kind::Update;
-    c.backends = std::move(backends);
-    c.hc = hc;
-    impl_->commands.push_back(std::move(c));
-  }
-  std::lock_guard<std::mutex> lk(mu_);
-  if (started_ && !stopped_) uv_async_send(&impl_->async);
+  post([impl = impl_.get(), backends = std::move(backends), hc]() mutable {
+    impl->apply_update(std::move(backends), hc);
+  });
 }
 
 std::string Monitor::client_id(const std::string& backend) const {

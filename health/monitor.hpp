@@ -76,12 +76,18 @@ class Monitor {
   struct Impl;  // loop-thread state; see monitor.cpp
 
  private:
+  // Runs fn on the health thread: through the mailbox once started; before
+  // start() kept in early_ and run first, right after the config's own state
+  // is applied; dropped after stop().
+  void post(std::function<void()> fn);
+
   std::unique_ptr<Impl> impl_;
   std::string instance_id_;
   std::thread thread_;
-  std::mutex mu_;  // guards started_/stopped_
+  std::mutex mu_;  // guards started_/stopped_/early_
   bool started_ = false;
   bool stopped_ = false;
+  std::vector<std::function<void()>> early_;
 };
 
 }  // namespace health

@@ -17,6 +17,7 @@
 #include "lb/control.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
+#include "net/limits.hpp"
 
 namespace {
 
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::signal(SIGPIPE, SIG_IGN);
-  lb::raise_nofile_limit();
+  net::raise_nofile_limit();
   lb::logf(lb::LogLevel::Info, "mqttlb %s starting (pid %d), config %s", MQTTLB_VERSION,
            static_cast<int>(getpid()), path.c_str());
 

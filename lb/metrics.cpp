@@ -224,6 +224,12 @@ Metrics::Metrics(prometheus::Registry& reg)
                      .Register(reg);
   affinity_entries = &tables.Add({{"table", "affinity"}});
   registry_entries = &tables.Add({{"table", "sessions"}});
+  auto& workers = BuildGauge()
+                      .Name("mqttlb_workers")
+                      .Help("Worker threads: accepting, or retired by a reload and still draining")
+                      .Register(reg);
+  workers_accepting = &workers.Add({{"state", "accepting"}});
+  workers_retiring = &workers.Add({{"state", "retiring"}});
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")

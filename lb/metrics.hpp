@@ -106,6 +106,8 @@ class Metrics {
   prometheus::Gauge* budget_limit = nullptr;
   prometheus::Gauge* affinity_entries = nullptr;
   prometheus::Gauge* registry_entries = nullptr;
+  prometheus::Gauge* workers_accepting = nullptr;  // main thread
+  prometheus::Gauge* workers_retiring = nullptr;
   prometheus::Family<prometheus::Counter>* connacks_family() { return &connacks_fam_; }
 
  private:

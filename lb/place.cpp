@@ -119,7 +119,7 @@ void PlaceStage::begin() {
   ++tried_[cur_];
   const conf::Limits& lim = snap_->cfg.limits;
   BackendState& b = *count_.get();
-  const size_t lanes = b.lanes.empty() ? 1 : b.lanes.size();
+  const size_t lanes = req_.workers == 0 ? 1 : req_.workers;
   uint32_t slots = std::max<uint32_t>(1, lim.backend_max_connecting / lanes);
   uint32_t queue = static_cast<uint32_t>(lim.backend_queue / lanes);
   lane_ = &host_.lane(b);

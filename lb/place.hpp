@@ -81,6 +81,7 @@ struct PlaceRequest {
   sockaddr_storage peer{}, local{};     // for the PROXY header
   std::vector<uint8_t> bytes;           // CONNECT + everything after it, as received
   net::MemoryBudget* budget = nullptr;  // charged with `bytes` while placing
+  size_t workers = 1;  // accepting workers: each lane gets this share of slots and queue
 };
 
 class PlaceStage final : private GateWaiter {

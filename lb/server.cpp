@@ -1,26 +1,14 @@
 #include "lb/server.hpp"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
 #include "lb/log.hpp"
 #include "lb/worker.hpp"
+#include "net/limits.hpp"
 
 namespace lb {
-
-uint64_t raise_nofile_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit want = rl;
-    want.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
-  }
-  return rl.rlim_cur == RLIM_INFINITY ? 1'048'576 : static_cast<uint64_t>(rl.rlim_cur);
-}
 
 uint32_t default_max_connections(uint64_t nofile) {
   constexpr uint64_t kReserve = 128;  // listeners, metrics, health checks, logs
@@ -107,8 +95,9 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
   }
   build_listener_tls(s->cfg, *s);
   s->balancer = make_balancer(cfg.balance, s->cfg.backends);
-  s->max_connections = cfg.limits.max_connections ? cfg.limits.max_connections
-                                                  : default_max_connections(raise_nofile_limit());
+  s->max_connections = cfg.limits.max_connections
+                           ? cfg.limits.max_connections
+                           : default_max_connections(net::raise_nofile_limit());
   max_conn_.store(s->max_connections);
   max_per_ip_.store(cfg.limits.max_connections_per_ip);
   return s;
@@ -271,6 +260,8 @@ void Server::update_gauges() {
   metrics_.budget_limit->Set(static_cast<double>(budget_.limit()));
   metrics_.affinity_entries->Set(static_cast<double>(affinity_.size()));
   metrics_.registry_entries->Set(static_cast<double>(registry_.size()));
+  metrics_.workers_accepting->Set(static_cast<double>(active_slots_.size()));
+  metrics_.workers_retiring->Set(static_cast<double>(retiring_.size()));
 }
 
 }  // namespace lb

@@ -43,8 +43,6 @@ namespace lb {
 
 class Worker;
 
-// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
-uint64_t raise_nofile_limit();
 // Default max_connections for a given open-files limit: two descriptors per
 // session, a reserve for listeners, metrics and health checks.
 uint32_t default_max_connections(uint64_t nofile);

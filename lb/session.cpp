@@ -165,6 +165,7 @@ void Session::begin_place() {
   req.local = local_;
   req.bytes = peek_->take_bytes();
   req.budget = &srv.budget();
+  req.workers = srv.worker_count();
   peek_.reset();
   phase_ = Phase::Place;
   PlaceHost& host = *this;

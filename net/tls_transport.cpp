@@ -269,22 +269,21 @@ void TlsTransport::on_error(Transport*, int err) {
 }
 
 void TlsTransport::on_connect(Transport*, int status) {
-  if (status != 0) {
-    sink_->on_connect(this, status);
-    return;
-  }
+  if (status == 0) status = begin_handshake();
+  if (status != 0) sink_->on_connect(this, status);
+}
+
+int TlsTransport::begin_handshake() {
+  if (closing_ || !inner_ || engine_.role() != tls::Role::Client || tcp_up_) return UV_EINVAL;
   tcp_up_ = true;
   // [HAProxy send-proxy + ssl] the PROXY header precedes the TLS handshake, in plaintext.
   if (!preamble_.empty()) {
     int r = inner_->write(preamble_.data(), preamble_.size());
     std::vector<uint8_t>().swap(preamble_);
-    if (r != 0) {
-      sink_->on_connect(this, r);
-      return;
-    }
+    if (r != 0) return r;
   }
   inner_->start_read();
-  if (int r = flush(); r != 0) sink_->on_connect(this, r);  // the ClientHello
+  return flush();  // the ClientHello
 }
 
 void TlsTransport::on_drained(Transport*) {

@@ -78,6 +78,13 @@ class TlsTransport final : public Transport, private TransportSink {
   Transport* inner() { return inner_; }  // null once closed
   // Client role: plaintext sent on the inner transport before the handshake.
   void set_preamble(std::vector<uint8_t> preamble) { preamble_ = std::move(preamble); }
+  // Client role over an inner transport the user connected itself (it was the
+  // inner's sink until this object was built: e.g. to time the TCP connect, or
+  // to build the preamble from the socket's own addresses): sends the preamble
+  // and the ClientHello now, as the inner's on_connect(0) would have. Returns 0
+  // or a uv error (then nothing is reported to the sink; the user closes). The
+  // end of the handshake is reported as usual: on_connect(this, 0 | error).
+  int begin_handshake();
 
   const tls::Engine& engine() const { return engine_; }
   bool handshake_done() const { return engine_.handshake_done(); }

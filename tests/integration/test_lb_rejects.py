@@ -286,12 +286,21 @@ class CommandLine(harness.TestCase):
         self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="invalid"}'), 1)
         self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), 1)
         self.assertNotIn("only after a restart", p.output())
-        # Changing what a reload cannot apply is said plainly.
+        # The worker count applies too, without touching the session already open.
+        held, _ = mqtt_connect(port, "held-across-worker-change")
         cfg["workers"] = 3
         with open(path, "w") as f:
             json.dump(cfg, f)
         p.signal(signal.SIGHUP)
-        p.wait_for_line(r"listeners or workers changed: they apply only after a restart", 5)
+        wait_until(lambda: metric(mport, 'mqttlb_workers{state="accepting"}') == 3, 5,
+                   what="a third worker")
+        for i in range(6):  # every worker serves
+            c, code = mqtt_connect(port, f"after-worker-change-{i}")
+            self.assertEqual(code, 0)
+            c.close()
+        held.sendall(b"\xc0\x00")
+        self.assertEqual(read_packet(held)[0], 0xD0)
+        held.close()
 
 
 if __name__ == "__main__":

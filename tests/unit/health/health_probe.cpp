@@ -2,7 +2,8 @@
 // log lines, for tests/integration/test_health_tls.py (TLS checks cannot go
 // through mqttlb while backend TLS is rejected by the config loader).
 //   health_probe [--interval MS] [--timeout MS] [--rise N] [--fall N]
-//                [--level 4|5] NAME=HOST:PORT[,ca=FILE][,sni=NAME][,noverify] ...
+//                [--level 4|5] NAME=HOST:PORT[,proxy=v1|v2][,tls][,ca=FILE][,sni=NAME]
+//                [,noverify] ...
 // Prints "ready" once the first round of checks is in, then every 200 ms one
 // line per backend: "stats NAME STATE passes=N fails=M"; runs until SIGTERM/SIGINT.
 #include <prometheus/counter.h>
@@ -48,8 +49,12 @@ bool parse_backend(const std::string& arg, conf::Backend& b) {
   b.address.host = parts[0].substr(0, colon);
   b.address.port = static_cast<uint16_t>(std::atoi(parts[0].c_str() + colon + 1));
   for (size_t i = 1; i < parts.size(); ++i) {
-    if (!b.tls) b.tls.emplace();
     const std::string& p = parts[i];
+    if (p == "proxy=v1" || p == "proxy=v2") {
+      b.proxy_protocol = p == "proxy=v1" ? conf::ProxyProtocol::V1 : conf::ProxyProtocol::V2;
+      continue;
+    }
+    if (!b.tls) b.tls.emplace();
     if (p.rfind("ca=", 0) == 0)
       b.tls->ca = p.substr(3);
     else if (p.rfind("sni=", 0) == 0)

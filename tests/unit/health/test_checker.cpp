@@ -41,6 +41,15 @@ conf::Health fast_health() {
   return hc;
 }
 
+// A plain backend on 127.0.0.1.
+conf::Backend local_backend(const std::string& name, uint16_t port) {
+  conf::Backend b;
+  b.name = name;
+  b.address.host = "127.0.0.1";
+  b.address.port = port;
+  return b;
+}
+
 // A Monitor over one backend, collecting transitions and log lines.
 struct Harness {
   prometheus::Registry registry;
@@ -51,10 +60,7 @@ struct Harness {
   std::unique_ptr<health::Monitor> monitor;
 
   Harness(uint16_t port, conf::Health hc, conf::ProxyProtocol pp = conf::ProxyProtocol::None) {
-    conf::Backend b;
-    b.name = "b1";
-    b.address.host = "127.0.0.1";
-    b.address.port = port;
+    conf::Backend b = local_backend("b1", port);
     b.proxy_protocol = pp;
     monitor = std::make_unique<health::Monitor>(
         std::vector<health::MonitoredBackend>{{b, status}}, hc, registry,
@@ -376,19 +382,15 @@ TEST_CASE(
   Harness h(fb1.port(), fast_health());
   REQUIRE(eventually([&] { return h.state() == State::Up; }));
   auto hc = fast_health();
-  conf::Backend b1, b2;
-  b1.name = "b1";
-  b1.address.host = "127.0.0.1";
-  b1.address.port = fb1.port();
-  b2 = b1;
-  b2.name = "b2";
-  b2.address.port = fb2.port();
+  conf::Backend b1 = local_backend("b1", fb1.port());
+  conf::Backend b2 = local_backend("b2", fb2.port());
   auto s2 = std::make_shared<health::Status>();
   h.monitor->update({{b1, h.status}, {b2, s2}}, hc);
   REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
   CHECK(h.monitor->client_id("b2") == "mqttlb-hc-" + h.monitor->instance_id() + "-b2");
-  CHECK(h.seen_at_least(2) == std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
-  CHECK(fb1.connections() == 1);  // b1's kept session survived the reload
+  CHECK(h.seen_at_least(2) ==
+        std::vector<std::string>{"down->up", "down->up"});  // b1 never went down
+  CHECK(fb1.connections() == 1);                            // b1's kept session survived the reload
 
   // Remove b1: its check session is closed, b2 keeps running.
   h.monitor->update({{b2, s2}}, hc);
@@ -414,13 +416,8 @@ TEST_CASE("wait_first_round returns once every backend has a verdict (pass or fa
     dead = fb.port();
   }
   prometheus::Registry reg;
-  conf::Backend b1, b2;
-  b1.name = "up";
-  b1.address.host = "127.0.0.1";
-  b1.address.port = up.port();
-  b2 = b1;
-  b2.name = "dead";
-  b2.address.port = dead;
+  conf::Backend b1 = local_backend("up", up.port());
+  conf::Backend b2 = local_backend("dead", dead);
   auto s1 = std::make_shared<health::Status>(), s2 = std::make_shared<health::Status>();
   auto hc = fast_health();
   hc.rise = 3;              // the first pass still counts at once
@@ -446,10 +443,7 @@ TEST_CASE("health.enabled false: every backend is up, no check traffic; enabling
   CHECK(fb.connections() == 0);
   CHECK(h.state() == State::Up);
 
-  conf::Backend b1;
-  b1.name = "b1";
-  b1.address.host = "127.0.0.1";
-  b1.address.port = fb.port();
+  conf::Backend b1 = local_backend("b1", fb.port());
   hc.enabled = true;
   h.monitor->update({{b1, h.status}}, hc);
   REQUIRE(eventually([&] { return fb.connections() >= 1 && h.state() == State::Down; }));
@@ -458,10 +452,7 @@ TEST_CASE("health.enabled false: every backend is up, no check traffic; enabling
 TEST_CASE("admin state from the config: maint at start (no checks), drain, ready on reload") {
   FakeBroker fb;
   prometheus::Registry reg;
-  conf::Backend b;
-  b.name = "b1";
-  b.address.host = "127.0.0.1";
-  b.address.port = fb.port();
+  conf::Backend b = local_backend("b1", fb.port());
   b.admin = conf::BackendAdmin::Maint;
   auto st = std::make_shared<health::Status>();
   auto hc = fast_health();
@@ -520,4 +511,75 @@ TEST_CASE("MQTT 5 Server Keep Alive shorter than the interval: sessions are not 
   REQUIRE(eventually([&] { return fb.connects() >= 3 && fb.disconnects() >= 3; }));
   CHECK(h.state() == State::Up);
   CHECK(h.metric("mqttlb_health_checks_total", {{"backend", "b1"}, {"result", "fail"}}) == 0);
+}
+
+TEST_CASE("commands given before start() apply once it runs, before any check traffic") {
+  FakeBroker fb1, fb2;
+  prometheus::Registry reg;
+  conf::Backend b1 = local_backend("b1", fb1.port());
+  conf::Backend b2 = local_backend("b2", fb2.port());
+  auto s1 = std::make_shared<health::Status>(), s2 = std::make_shared<health::Status>();
+  auto hc = fast_health();
+  health::Monitor m({{b1, s1}}, hc, reg, {}, [](const std::string&) {});
+  CHECK(m.set_admin_state("b1", Admin::Maint));  // queued: the thread does not run yet
+  m.update({{b1, s1}, {b2, s2}}, hc);
+  std::string err;
+  REQUIRE(m.start(err));
+  REQUIRE(eventually([&] { return s1->state.load() == State::Maint; }));
+  REQUIRE(eventually([&] { return s2->state.load() == State::Up; }));
+  // Negative check over several intervals: maint was in force before b1's first check.
+  std::this_thread::sleep_for(400ms);
+  CHECK(fb1.connections() == 0);
+  CHECK(m.set_admin_state("b1", Admin::Ready));
+  REQUIRE(eventually([&] { return s1->state.load() == State::Up; }));
+  m.stop();
+  CHECK(eventually([&] { return fb1.open_clients() == 0 && fb2.open_clients() == 0; }));
+}
+
+TEST_CASE(
+    "a reload while a TLS check is still connecting: the check goes on with the new context") {
+  // A listener whose accept queue is full: the checker's SYN is dropped and
+  // retried by the kernel (after ~1 s), so its TCP connect is still in flight
+  // when the reload rebuilds the TLS context; then the queue is freed.
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 0) == 0);
+  socklen_t alen = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen);
+  int filler = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);  // fills the queue
+
+  prometheus::Registry reg;
+  conf::Backend b = local_backend("b1", ntohs(a.sin_port));
+  b.tls.emplace();
+  b.tls->verify = false;
+  auto st = std::make_shared<health::Status>();
+  auto hc = fast_health();
+  hc.interval_ms = 60'000;
+  hc.timeout_ms = 3'000;
+  health::Monitor m({{b, st}}, hc, reg, {}, [](const std::string&) {});
+  std::string err;
+  REQUIRE(m.start(err));
+  std::this_thread::sleep_for(200ms);  // the check's SYN is in flight, unanswered
+  m.update({{b, st}}, hc);             // same target: reload_tls()
+  std::this_thread::sleep_for(200ms);
+  int first = ::accept(lfd, nullptr, nullptr);  // room for the checker's retried SYN
+  // Nobody speaks TLS there: the check ends as a handshake timeout, i.e. after
+  // TCP connected with the rebuilt context (the old one was gone: no crash).
+  auto tls_failures = [&] {
+    for (auto& f : reg.Collect())
+      if (f.name == "mqttlb_health_check_failures_total")
+        for (auto& mt : f.metric)
+          for (auto& l : mt.label)
+            if (l.name == "reason" && l.value == "tls" && mt.counter.value >= 1) return true;
+    return false;
+  };
+  CHECK(eventually(tls_failures));
+  m.stop();
+  ::close(first);
+  ::close(filler);
+  ::close(lfd);
 }

@@ -361,3 +361,24 @@ TEST_CASE("place: destroyed mid-attempt (client gone): counts and slots dropped,
   CHECK(w.state(0).metrics.connecting->Value() == 0);
   CHECK(w.state(0).metrics.queued->Value() == 0);
 }
+
+TEST_CASE("place: each worker's lane gets its share of the backend's slots and queue") {
+  World w(1, /*slots=*/4, /*queue=*/2);
+  Host h1(w), h2(w), h3(w), h4(w);
+  auto req = [](std::string_view id) {
+    lb::PlaceRequest r = request(id);
+    r.workers = 2;  // 4 slots / 2 workers = 2 here; queue 2 / 2 = 1
+    return r;
+  };
+  lb::PlaceStage s1(h1, w.snap, req("a"), 1), s2(h2, w.snap, req("b"), 2),
+      s3(h3, w.snap, req("c"), 3), s4(h4, w.snap, req("d"), 4);
+  s1.start();
+  s2.start();
+  s3.start();
+  s4.start();
+  CHECK(h1.tried.size() == 1);
+  CHECK(h2.tried.size() == 1);
+  CHECK(h3.tried.empty());                                        // queued: the lane has 2 slots
+  CHECK(w.state(0).lanes[0]->queued() == 1);                      // and 1 queue place:
+  CHECK(w.attempt_failures(0, lb::AttemptFail::QueueFull) == 1);  // the 4th found it full
+}

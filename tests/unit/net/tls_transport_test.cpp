@@ -16,6 +16,7 @@
 
 using test::FakeTransport;
 using test::RecordingSink;
+using namespace std::string_literals;
 
 namespace {
 
@@ -230,4 +231,62 @@ TEST_CASE("classify_tls_error") {
   CHECK(net::classify_tls_error("no shared cipher") == net::TlsFail::NoSharedCipher);
   CHECK(net::classify_tls_error("certificate expired") == net::TlsFail::BadCertificate);
   CHECK(net::classify_tls_error("something else") == net::TlsFail::Other);
+}
+
+TEST_CASE(
+    "client role over a connected inner: preamble, ClientHello, on_connect after the handshake") {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  RecordingSink sink;
+  auto* inner = new FakeTransport;  // "connected" by its user before the TLS layer existed
+  auto* t = new net::TlsTransport(inner, &sink, *cctx, tls::Role::Client, "localhost");
+  t->set_preamble({'P', 'R', 'O', 'X', 'Y', '\n'});
+  REQUIRE(t->begin_handshake() == 0);
+  CHECK(t->begin_handshake() == UV_EINVAL);  // once
+  REQUIRE(inner->written.size() > 6);
+  CHECK(inner->written.substr(0, 6) == "PROXY\n");  // plaintext first ...
+  CHECK(inner->written[6] == 0x16);                 // ... then a TLS handshake record
+  CHECK(inner->reading);
+  CHECK(sink.connects == 0);  // not before the handshake completed
+
+  tls::Engine server(*sctx, tls::Role::Server);
+  std::string to_server = inner->written.substr(6);
+  inner->written.clear();
+  for (int i = 0; i < 20 && sink.connects == 0; ++i) {
+    server.feed_ciphertext(
+        std::span(reinterpret_cast<const uint8_t*>(to_server.data()), to_server.size()));
+    uint8_t buf[4096];
+    while (server.read_plaintext(buf) > 0) {
+    }
+    std::string back = take(server);
+    if (!back.empty()) REQUIRE(inner->deliver(back));
+    to_server.swap(inner->written);
+    inner->written.clear();
+  }
+  CHECK(sink.connects == 1);
+  CHECK(sink.connect_status == 0);
+  t->start_read();
+  const uint8_t ping[] = {0xC0, 0x00};
+  REQUIRE(t->write(ping, sizeof ping) == 0);
+  std::string wire = to_server + inner->written;
+  server.feed_ciphertext(std::span(reinterpret_cast<const uint8_t*>(wire.data()), wire.size()));
+  uint8_t got[16];
+  size_t n = 0;
+  for (size_t k; (k = server.read_plaintext(std::span(got + n, sizeof got - n))) > 0;) n += k;
+  CHECK(std::string(reinterpret_cast<char*>(got), n) == "\xC0\x00"s);
+
+  t->close(true);
+  inner->finish_close();
+  CHECK(sink.closes == 1);
+}
+
+TEST_CASE("begin_handshake is for the client role only") {
+  auto sctx = server_ctx();
+  RecordingSink sink;
+  auto* inner = new FakeTransport;
+  auto* t = new net::TlsTransport(inner, &sink, *sctx, tls::Role::Server);
+  CHECK(t->begin_handshake() == UV_EINVAL);
+  CHECK(inner->written.empty());
+  t->close(true);
+  inner->finish_close();
 }
