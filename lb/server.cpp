@@ -174,6 +174,11 @@ void Server::stop_accepting() {
   each_worker([](Worker& w) { w.post([](Worker& w) { w.stop_accepting(); }); });
 }
 
+void Server::hand_over() {
+  handing_over_.store(true);
+  each_worker([](Worker& w) { w.post([](Worker& w) { w.stop_accepting(); }); });
+}
+
 void Server::close_all_sessions() {
   stopping_.store(true);
   each_worker([](Worker& w) { w.post([](Worker& w) { w.stop(); }); });

@@ -58,7 +58,11 @@ class Server {
   // inherited (binary upgrade): listening sockets to adopt instead of
   // binding, by listener name, any number per listener.
   bool start(std::string& err, std::map<std::string, std::vector<int>> inherited = {});
-  void stop_accepting();      // SIGTERM step 1: close listeners
+  void stop_accepting();  // SIGTERM step 1: close listeners
+  // Binary upgrade: the new generation accepts on the same sockets; this one
+  // stops accepting, but connections it already has are placed as usual.
+  void hand_over();
+  bool handing_over() const { return handing_over_.load(); }
   void close_all_sessions();  // SIGTERM step 2 (after the grace period)
   void join();                // waits for every worker thread to end
 
@@ -197,6 +201,7 @@ class Server {
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> handing_over_{false};
   std::atomic<uint64_t> next_id_{1};
 };
 
