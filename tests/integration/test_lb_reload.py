@@ -72,8 +72,8 @@ class Reload(harness.TestCase):
             else:
                 kept += 1  # on b1: untouched
         self.assertEqual(moved, 5)
-        wait_until(lambda: 'mqttlb_backend_sessions_active{backend="b2"}' not in metrics(mport),
-                   10, what="b2's series removed")
+        wait_until(lambda: not any('backend="b2"' in k for k in metrics(mport)), 10,
+                   what="every b2 series removed (balancer and health)")
         s, code = mqtt_connect(port, "after-removal", level=5)
         self.assertEqual(code, 0)
         self.assertEqual(metric(mport, 'mqttlb_backend_sessions_active{backend="b1"}'), 6)
