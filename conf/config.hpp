@@ -4,6 +4,7 @@
 // snapshot of it and swaps whole snapshots on reload.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -119,6 +120,18 @@ struct Metrics {
   std::optional<Endpoint> bind;  // absent: no metrics endpoint
 };
 
+// A routing rule (docs/config.md "routes"): clients that match every given
+// condition are placed only on `backends`.
+struct Route {
+  std::optional<std::string> client_id_prefix;
+  std::optional<std::string> username;
+  std::optional<std::string> listener;
+  // source CIDR: address (16 bytes, IPv4 as v4-mapped) and prefix length (0..128)
+  std::optional<std::pair<std::array<uint8_t, 16>, uint8_t>> source;
+  std::string source_text;  // as written, for logs and to_json
+  std::vector<std::string> backends;
+};
+
 // The admin API (docs/admin-api.md). Absent: off.
 struct Admin {
   std::optional<Endpoint> bind;  // TCP address, or
@@ -146,6 +159,7 @@ struct Config {
   Balance balance;
   Health health;
   Limits limits;
+  std::vector<Route> routes;  // in order; the first that matches wins
   Metrics metrics;
   Admin admin;
   Evacuation evacuation;

@@ -103,6 +103,15 @@ json to_json(const Config& c, bool redact) {
                  {"backend_queue_timeout_ms", l.backend_queue_timeout_ms},
                  {"memory_budget_bytes", l.memory_budget_bytes},
                  {"drain_timeout_ms", l.drain_timeout_ms}};
+  j["routes"] = json::array();
+  for (const auto& r : c.routes) {
+    json m = json::object();
+    if (r.client_id_prefix) m["client_id_prefix"] = *r.client_id_prefix;
+    if (r.username) m["username"] = *r.username;
+    if (r.listener) m["listener"] = *r.listener;
+    if (r.source) m["source"] = r.source_text;
+    j["routes"].push_back({{"match", m}, {"backends", r.backends}});
+  }
   j["metrics"] = json::object();
   if (c.metrics.bind) j["metrics"]["bind"] = c.metrics.bind->str();
   if (c.admin.enabled()) {
@@ -134,8 +143,8 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
     for (const auto& [n, e] : x)
       if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
   }
-  for (const char* sec :
-       {"balance", "health", "limits", "metrics", "admin", "evacuation", "upgrade", "workers"})
+  for (const char* sec : {"balance", "health", "limits", "routes", "metrics", "admin", "evacuation",
+                          "upgrade", "workers"})
     if (a.value(sec, json()) != b.value(sec, json()))
       out.push_back(std::string("/") + sec + ": changed");
   return out;

@@ -95,6 +95,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
   }
   build_listener_tls(s->cfg, *s);
   s->balancer = make_balancer(cfg.balance, s->cfg.backends);
+  s->routes = plan_routes(s->cfg);
   s->max_connections = cfg.limits.max_connections
                            ? cfg.limits.max_connections
                            : default_max_connections(net::raise_nofile_limit());
@@ -130,6 +131,7 @@ void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
            "listener %s: TLS identity or client verification changed: sessions made before "
            "this reload will not resume",
            l.name.c_str());
+    metrics_.cert_expiry->Add({{"listener", l.name}}).Set(static_cast<double>(ctx->not_after()));
     s.listener_tls[l.name] = std::move(ctx);
   }
 }
