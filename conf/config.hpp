@@ -111,6 +111,25 @@ struct Limits {
   // Bytes held for CONNECT buffers and queued writes, all sessions together;
   // when spent, new connections are refused. 0 = no budget.
   uint64_t memory_budget_bytes = 512ull << 20;
+  // Admission before the expensive part (docs/operations.md "Admission"):
+  // token buckets for new connections at accept, globally and per source
+  // prefix; 0 = off.
+  struct ConnectRate {
+    uint32_t global_per_s = 0;
+    uint32_t per_ip_per_s = 0;
+    uint32_t burst = 0;  // bucket size; 0 = one second's worth
+    uint8_t ip_prefix_v4 = 32;
+    uint8_t ip_prefix_v6 = 64;
+  } connect_rate;
+  // A client id that connects more than max_connects times in window_s goes
+  // to a penalty box: penalty_s, doubling each time, at most max_penalty_s. 0 = off.
+  struct Flap {
+    uint32_t max_connects = 0;
+    uint32_t window_s = 60;
+    uint32_t penalty_s = 30;
+    uint32_t max_penalty_s = 3600;
+  } flap;
+  uint32_t tls_handshake_rate = 0;  // per worker per second; 0 = unlimited
   // A listener removed by a reload stops accepting; its sessions may go on
   // this long, then they are closed.
   uint32_t drain_timeout_ms = 600'000;

@@ -350,11 +350,12 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
 }
 
 void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
-  Obj o(e, j, ptr,
-        {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
-         "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms",
-         "backend_connack_timeout_ms", "backend_max_connecting", "backend_queue",
-         "backend_queue_timeout_ms", "memory_budget_bytes", "drain_timeout_ms"});
+  Obj o(
+      e, j, ptr,
+      {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
+       "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms", "backend_connack_timeout_ms",
+       "backend_max_connecting", "backend_queue", "backend_queue_timeout_ms", "memory_budget_bytes",
+       "drain_timeout_ms", "connect_rate", "flap", "tls_handshake_rate"});
   if (!o.valid()) return;
   o.get_uint("max_connections", l.max_connections, 0, 10'000'000);
   o.get_uint("max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
@@ -369,6 +370,23 @@ void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
   o.get_uint("backend_queue_timeout_ms", l.backend_queue_timeout_ms, 10, 600'000);
   o.get_uint("memory_budget_bytes", l.memory_budget_bytes, 0, 1ull << 44);
   o.get_uint("drain_timeout_ms", l.drain_timeout_ms, 0, 86'400'000);
+  o.get_uint("tls_handshake_rate", l.tls_handshake_rate, 0, 10'000'000);
+  if (const json* j = o.find("connect_rate")) {
+    Obj r(e, *j, o.at("connect_rate"),
+          {"global_per_s", "per_ip_per_s", "burst", "ip_prefix_v4", "ip_prefix_v6"});
+    r.get_uint("global_per_s", l.connect_rate.global_per_s, 0, 10'000'000);
+    r.get_uint("per_ip_per_s", l.connect_rate.per_ip_per_s, 0, 10'000'000);
+    r.get_uint("burst", l.connect_rate.burst, 0, 10'000'000);
+    r.get_uint("ip_prefix_v4", l.connect_rate.ip_prefix_v4, 8, 32);
+    r.get_uint("ip_prefix_v6", l.connect_rate.ip_prefix_v6, 16, 128);
+  }
+  if (const json* j = o.find("flap")) {
+    Obj f(e, *j, o.at("flap"), {"max_connects", "window_s", "penalty_s", "max_penalty_s"});
+    f.get_uint("max_connects", l.flap.max_connects, 0, 1'000'000);
+    f.get_uint("window_s", l.flap.window_s, 1, 86'400);
+    f.get_uint("penalty_s", l.flap.penalty_s, 1, 86'400);
+    f.get_uint("max_penalty_s", l.flap.max_penalty_s, 1, 604'800);
+  }
   if (l.memory_budget_bytes != 0 && l.memory_budget_bytes < (1ull << 20))
     e.add(o.at("memory_budget_bytes"),
           std::to_string(l.memory_budget_bytes) + " is below 1 MiB (0 disables the budget)");

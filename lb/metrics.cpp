@@ -34,10 +34,12 @@ const char* to_string(CloseReason r) {
 
 const char* to_string(Reject r) {
   static const char* const names[] = {
-      "max_connections",   "max_connections_per_ip", "shutting_down",
-      "connect_timeout",   "client_closed",          "no_backend",
-      "unsupported_level", "tls_handshake",          "invalid_connect",
-      "memory_budget",     "backend_busy",           "local_resources"};
+      "max_connections",     "max_connections_per_ip", "shutting_down",
+      "connect_timeout",     "client_closed",          "no_backend",
+      "unsupported_level",   "tls_handshake",          "invalid_connect",
+      "memory_budget",       "backend_busy",           "local_resources",
+      "connect_rate_global", "connect_rate_per_ip",    "flapping",
+      "identity_mismatch"};
   static_assert(std::size(names) == static_cast<size_t>(Reject::Count));
   return names[static_cast<size_t>(r) % std::size(names)];
 }
@@ -276,6 +278,11 @@ Metrics::Metrics(prometheus::Registry& reg)
                      .Name("mqttlb_tls_certificate_expiry_timestamp_seconds")
                      .Help("When each TLS listener's certificate expires (Unix time)")
                      .Register(reg);
+  tls_paced = &BuildCounter()
+                   .Name("mqttlb_tls_accepts_paced_total")
+                   .Help("Times a TLS listener waited for limits.tls_handshake_rate")
+                   .Register(reg)
+                   .Add({});
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")

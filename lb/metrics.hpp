@@ -116,7 +116,8 @@ class Metrics {
   prometheus::Counter* affinity_moved = nullptr;     // had an entry, placed elsewhere
   prometheus::Counter* evacuated = nullptr;          // sessions moved off by an evacuation/upgrade
   prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
-  prometheus::Gauge* workers_accepting = nullptr;                // main thread
+  prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate
+  prometheus::Gauge* workers_accepting = nullptr;  // main thread
   prometheus::Gauge* workers_retiring = nullptr;
   prometheus::Family<prometheus::Counter>* connacks_family() { return &connacks_fam_; }
 

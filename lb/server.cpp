@@ -101,6 +101,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
                            : default_max_connections(net::raise_nofile_limit());
   max_conn_.store(s->max_connections);
   max_per_ip_.store(cfg.limits.max_connections_per_ip);
+  admission_.configure(cfg.limits, steady_ms());
   return s;
 }
 

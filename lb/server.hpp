@@ -26,6 +26,7 @@
 
 #include "conf/config.hpp"
 #include "health/status.hpp"
+#include "lb/admission.hpp"
 #include "lb/affinity.hpp"
 #include "lb/clock.hpp"
 #include "lb/evacuation.hpp"
@@ -115,6 +116,7 @@ class Server {
   AffinityTable& affinity() { return affinity_; }
   ClientRegistry& registry() { return registry_; }
   net::MemoryBudget& budget() { return budget_; }
+  Admission& admission() { return admission_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   // Workers that accept connections now (rates and connect slots are shared
   // out over them).
@@ -170,6 +172,7 @@ class Server {
   AffinityTable affinity_;
   ClientRegistry registry_;
   net::MemoryBudget budget_;
+  Admission admission_;
 
   // Worker slots. slots_ is read by any thread; owned_/active_ only by the
   // main thread (construction, start, commit, reap, destruction).

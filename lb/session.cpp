@@ -27,6 +27,7 @@ LogLimiter g_takeover_log(1000);
 LogLimiter g_refuse_log(1000);
 LogLimiter g_tls_fail_log(1000);
 LogLimiter g_bug_log(1000);
+LogLimiter g_flap_log(1000);
 
 }  // namespace
 
@@ -85,11 +86,23 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   if (!srv.admit_global()) return reject(Reject::MaxConnections);
   admitted_ = true;
   srv.metrics().connections_active->Increment();
+  switch (srv.admission().admit(peer_, steady_ms())) {  // connect rate, before any TLS
+    case Admission::Verdict::Admit:
+      break;
+    case Admission::Verdict::GlobalRate:
+      if (listener.tls()) return reject(Reject::RateGlobal);
+      refuse_after_peek_ = Reject::RateGlobal;  // a CONNACK 0x9F/0x03 makes devices back off
+      break;
+    case Admission::Verdict::IpRate:
+      if (listener.tls()) return reject(Reject::RatePerIp);
+      refuse_after_peek_ = Reject::RatePerIp;
+      break;
+  }
   if (srv.admit_ip(peer_ip_)) {
     ip_counted_ = true;
   } else if (listener.tls()) {
     return reject(Reject::MaxConnectionsPerIp);  // the handshake is the expensive part
-  } else {
+  } else if (refuse_after_peek_ == Reject::Count) {
     refuse_after_peek_ = Reject::MaxConnectionsPerIp;  // cheap to read: answer with a CONNACK
   }
   uv_tcp_nodelay(tcp->tcp(), 1);
@@ -151,6 +164,20 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   m.keep_alive_seconds->Observe(info_->keep_alive);
   if (refuse_after_peek_ != Reject::Count) return refuse(refuse_after_peek_);
   if (srv.stopping()) return refuse(Reject::ShuttingDown);
+  if (!info_->client_id.empty()) {  // the flapping-client penalty box
+    int64_t penalty_ms = 0;
+    auto f = srv.admission().flapping(client_key(info_->client_id), steady_ms(), penalty_ms);
+    if (f == Admission::Flap::JustPenalized) {
+      uint64_t skipped = 0;
+      if (g_flap_log.allow(steady_ms(), skipped))
+        logf(LogLevel::Warn,
+             "client id \"%s\" reconnects too often: refused for %lld s (%llu similar lines "
+             "suppressed)",
+             log_escape(info_->client_id).c_str(), static_cast<long long>(penalty_ms / 1000),
+             static_cast<unsigned long long>(skipped));
+    }
+    if (f != Admission::Flap::Ok) return refuse(Reject::Flapping);
+  }
   begin_place();
 }
 
