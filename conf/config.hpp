@@ -23,6 +23,9 @@ struct ListenerTls {
   std::string key;
   std::string ca;  // client CAs (PEM), for verify_client
   enum class Verify { None, Optional, Required } verify_client = Verify::None;
+  // Device identity from the client certificate (docs/config.md "identity").
+  enum class IdentityFrom { Cn, SanDns, SanUri } identity_from = IdentityFrom::Cn;
+  enum class Enforce { Off, Match, Rewrite } identity_enforce = Enforce::Off;
 };
 
 struct Listener {

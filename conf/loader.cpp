@@ -230,7 +230,7 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
     if (o.require("bind") && o.get_endpoint("bind", l.bind) && !binds.insert(l.bind.str()).second)
       e.add(o.at("bind"), "address " + l.bind.str() + " is already used by another listener");
     if (const json* t = o.find("tls")) {
-      Obj to(e, *t, o.at("tls"), {"cert", "key", "ca", "verify_client"});
+      Obj to(e, *t, o.at("tls"), {"cert", "key", "ca", "verify_client", "identity"});
       if (to.valid()) {
         ListenerTls tls;
         if (to.require("cert")) to.get_string("cert", tls.cert, true);
@@ -240,6 +240,21 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
                     {{"none", ListenerTls::Verify::None},
                      {"optional", ListenerTls::Verify::Optional},
                      {"required", ListenerTls::Verify::Required}});
+        if (const json* id = to.find("identity")) {
+          Obj io(e, *id, to.at("identity"), {"from", "enforce"});
+          io.get_enum("from", tls.identity_from,
+                      {{"cn", ListenerTls::IdentityFrom::Cn},
+                       {"san-dns", ListenerTls::IdentityFrom::SanDns},
+                       {"san-uri", ListenerTls::IdentityFrom::SanUri}});
+          io.get_enum("enforce", tls.identity_enforce,
+                      {{"off", ListenerTls::Enforce::Off},
+                       {"match", ListenerTls::Enforce::Match},
+                       {"rewrite", ListenerTls::Enforce::Rewrite}});
+          if (tls.identity_enforce != ListenerTls::Enforce::Off &&
+              tls.verify_client == ListenerTls::Verify::None)
+            e.add(io.at("enforce"),
+                  "needs client certificates (verify_client optional or required)");
+        }
         if (tls.verify_client != ListenerTls::Verify::None && tls.ca.empty())
           e.add(to.at("verify_client"),
                 "needs \"ca\" (the CA file client certificates are verified against)");

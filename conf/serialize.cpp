@@ -33,10 +33,18 @@ const char* name(Algorithm a) {
 json listener(const Listener& l) {
   json j = {{"name", l.name}, {"bind", l.bind.str()}};
   if (l.tls)
-    j["tls"] = {{"cert", l.tls->cert},
-                {"key", l.tls->key},
-                {"ca", l.tls->ca},
-                {"verify_client", name(l.tls->verify_client)}};
+    j["tls"] = {
+        {"cert", l.tls->cert},
+        {"key", l.tls->key},
+        {"ca", l.tls->ca},
+        {"verify_client", name(l.tls->verify_client)},
+        {"identity",
+         {{"from", l.tls->identity_from == ListenerTls::IdentityFrom::SanDns   ? "san-dns"
+                   : l.tls->identity_from == ListenerTls::IdentityFrom::SanUri ? "san-uri"
+                                                                               : "cn"},
+          {"enforce", l.tls->identity_enforce == ListenerTls::Enforce::Match     ? "match"
+                      : l.tls->identity_enforce == ListenerTls::Enforce::Rewrite ? "rewrite"
+                                                                                 : "off"}}}};
   return j;
 }
 

@@ -179,8 +179,12 @@ void PlaceStage::on_backend_connect(net::Transport* t, int status) {
   if (!rb.cfg.tls) {  // over TLS the header went first, as the preamble
     if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V1)
       proxy::append_v1(header, req_.peer, req_.local);
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2)
-      proxy::append_v2(header, req_.peer, req_.local);
+    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) {
+      if (req_.tls.version.empty())
+        proxy::append_v2(header, req_.peer, req_.local);
+      else
+        proxy::append_v2(header, req_.peer, req_.local, req_.tls);
+    }
   }
   // The client's bytes exactly as received: never re-encoded.
   if ((!header.empty() && t_->write(header.data(), header.size()) != 0) ||

@@ -43,6 +43,7 @@
 #include "mqtt/types.hpp"
 #include "net/budget.hpp"
 #include "net/transport.hpp"
+#include "proxy/proxy_protocol.hpp"
 
 namespace lb {
 
@@ -86,6 +87,9 @@ struct PlaceRequest {
   // The client's pool (routes): which snapshot backends may take it; null: all.
   // Points into the stage's snapshot.
   const std::vector<bool>* pool = nullptr;
+  // A TLS client: what a PROXY v2 header tells the broker (PP2_TYPE_SSL,
+  // with the CN of a verified client certificate). Empty version: plain.
+  proxy::SslInfo tls;
 };
 
 class PlaceStage final : private GateWaiter {

@@ -164,21 +164,51 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   m.keep_alive_seconds->Observe(info_->keep_alive);
   if (refuse_after_peek_ != Reject::Count) return refuse(refuse_after_peek_);
   if (srv.stopping()) return refuse(Reject::ShuttingDown);
-  if (!info_->client_id.empty()) {  // the flapping-client penalty box
+  if (client_tls_) {
+    tls_.version = client_tls_->engine().protocol();
+    tls_.cert_verified = client_tls_->engine().peer_verified();
+    if (tls_.cert_verified)
+      tls_.cn = client_tls_->engine().peer_identity(tls::Engine::IdentityFrom::Cn);
+    if (!check_identity()) return refuse(Reject::IdentityMismatch);
+  }
+  // The flapping-client penalty box, keyed by who the device is: its
+  // certificate's identity when the listener rewrites to it.
+  const std::string& who = identity_.empty() ? info_->client_id : identity_;
+  if (!who.empty()) {
     int64_t penalty_ms = 0;
-    auto f = srv.admission().flapping(client_key(info_->client_id), steady_ms(), penalty_ms);
+    auto f = srv.admission().flapping(client_key(who), steady_ms(), penalty_ms);
     if (f == Admission::Flap::JustPenalized) {
       uint64_t skipped = 0;
       if (g_flap_log.allow(steady_ms(), skipped))
         logf(LogLevel::Warn,
              "client id \"%s\" reconnects too often: refused for %lld s (%llu similar lines "
              "suppressed)",
-             log_escape(info_->client_id).c_str(), static_cast<long long>(penalty_ms / 1000),
+             log_escape(who).c_str(), static_cast<long long>(penalty_ms / 1000),
              static_cast<unsigned long long>(skipped));
     }
     if (f != Admission::Flap::Ok) return refuse(Reject::Flapping);
   }
   begin_place();
+}
+
+// Listener tls.identity: the device is who its certificate says. Sets
+// identity_ when the CONNECT must be rewritten to it.
+bool Session::check_identity() {
+  const conf::ListenerTls* lt = nullptr;
+  for (const auto& l : snap_->cfg.listeners)
+    if (listener_ && l.name == listener_->name() && l.tls) lt = &*l.tls;
+  if (!lt || lt->identity_enforce == conf::ListenerTls::Enforce::Off) return true;
+  auto from = lt->identity_from == conf::ListenerTls::IdentityFrom::SanDns
+                  ? tls::Engine::IdentityFrom::SanDns
+              : lt->identity_from == conf::ListenerTls::IdentityFrom::SanUri
+                  ? tls::Engine::IdentityFrom::SanUri
+                  : tls::Engine::IdentityFrom::Cn;
+  std::string id = client_tls_->engine().peer_identity(from);
+  // No verified certificate, no such field, or not an MQTT string: no identity.
+  if (id.empty() || id.size() > 0xFFFF || !mqtt::valid_mqtt_utf8(id)) return false;
+  if (lt->identity_enforce == conf::ListenerTls::Enforce::Match) return id == info_->client_id;
+  identity_ = std::move(id);  // rewrite (in begin_place, where the bytes are)
+  return true;
 }
 
 void Session::begin_place() {
@@ -198,6 +228,19 @@ void Session::begin_place() {
   req.peer = peer_;
   req.local = local_;
   req.bytes = peek_->take_bytes();
+  if (!identity_.empty() && identity_ != info_->client_id) {
+    // tls.identity "rewrite": the only place mqttlb re-encodes a CONNECT —
+    // the client id replaced, lengths recomputed, every other byte as sent.
+    std::vector<uint8_t> out = mqtt::rewrite_client_id(req.bytes, *info_, identity_);
+    if (out.empty()) return refuse(Reject::IdentityMismatch);
+    req.bytes.swap(out);
+    info_->client_id = identity_;
+    key_ = client_key(identity_);
+    req.key = key_;
+    req.client_id = info_->client_id;
+    has_key_ = true;
+  }
+  req.tls = tls_;
   req.budget = &srv.budget();
   req.workers = srv.worker_count();
   int route = match_route(snap_->cfg.routes, info_->client_id, info_->username,
@@ -369,7 +412,12 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     // The PROXY header goes first, in plaintext on TCP, before the handshake.
     std::vector<uint8_t> preamble;
     if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V1) proxy::append_v1(preamble, peer_, local_);
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) proxy::append_v2(preamble, peer_, local_);
+    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) {
+      if (tls_.version.empty())
+        proxy::append_v2(preamble, peer_, local_);
+      else
+        proxy::append_v2(preamble, peer_, local_, tls_);
+    }
     tls->set_preamble(std::move(preamble));
     t = tls;
   }

@@ -111,6 +111,7 @@ class Session final : public net::TransportSink,
   void on_tls_failure(net::TlsFail why, const std::string& detail, bool got_bytes) override;
 
   void on_peek_bytes(const uint8_t* data, size_t len);
+  bool check_identity();
   void begin_place();
   void accepted_by_broker();
   void reject(Reject why);                    // close now, counted
@@ -155,7 +156,11 @@ class Session final : public net::TransportSink,
   uint64_t idle_ms_ = 0;
   uint16_t keep_alive_ = 0;
   int64_t placed_wall_ms_ = 0;
-  uint64_t placed_ns_ = 0;        // when a broker accepted the client (0: not yet)
+  uint64_t placed_ns_ = 0;  // when a broker accepted the client (0: not yet)
+  // TLS listeners: the client's TLS version and certificate CN (PROXY v2 TLV),
+  // and the identity the CONNECT is rewritten to (tls.identity rewrite).
+  proxy::SslInfo tls_;  // the client's TLS, for PROXY v2 (empty version: plain)
+  std::string identity_;
   Listener* listener_ = nullptr;  // outlives its sessions (Listener::sessions counts them)
   uint64_t accepted_ns_ = 0;
   uint64_t connect_done_ns_ = 0;

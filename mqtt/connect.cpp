@@ -14,26 +14,46 @@ namespace mqtt {
 
 const char* to_string(ConnectError e) {
   switch (e) {
-    case ConnectError::None: return "none";
-    case ConnectError::NotConnect: return "not-connect";
-    case ConnectError::BadFixedHeaderFlags: return "bad-fixed-header-flags";
-    case ConnectError::MalformedLength: return "malformed-length";
-    case ConnectError::TooLarge: return "too-large";
-    case ConnectError::BadProtocolName: return "bad-protocol-name";
-    case ConnectError::UnsupportedLevel: return "unsupported-protocol-level";
-    case ConnectError::ReservedFlag: return "reserved-flag";
-    case ConnectError::WillQos: return "will-qos";
-    case ConnectError::WillRetain: return "will-retain";
-    case ConnectError::PasswordWithoutUsername: return "password-without-username";
-    case ConnectError::Truncated: return "truncated";
-    case ConnectError::TrailingBytes: return "trailing-bytes";
-    case ConnectError::InvalidUtf8: return "invalid-utf8";
-    case ConnectError::ClientIdRejected: return "client-id-rejected";
-    case ConnectError::EmptyClientIdNeedsClean: return "empty-client-id-needs-clean-session";
-    case ConnectError::BadProperty: return "bad-property";
-    case ConnectError::DuplicateProperty: return "duplicate-property";
-    case ConnectError::BadPropertyValue: return "bad-property-value";
-    case ConnectError::AuthDataWithoutMethod: return "auth-data-without-method";
+    case ConnectError::None:
+      return "none";
+    case ConnectError::NotConnect:
+      return "not-connect";
+    case ConnectError::BadFixedHeaderFlags:
+      return "bad-fixed-header-flags";
+    case ConnectError::MalformedLength:
+      return "malformed-length";
+    case ConnectError::TooLarge:
+      return "too-large";
+    case ConnectError::BadProtocolName:
+      return "bad-protocol-name";
+    case ConnectError::UnsupportedLevel:
+      return "unsupported-protocol-level";
+    case ConnectError::ReservedFlag:
+      return "reserved-flag";
+    case ConnectError::WillQos:
+      return "will-qos";
+    case ConnectError::WillRetain:
+      return "will-retain";
+    case ConnectError::PasswordWithoutUsername:
+      return "password-without-username";
+    case ConnectError::Truncated:
+      return "truncated";
+    case ConnectError::TrailingBytes:
+      return "trailing-bytes";
+    case ConnectError::InvalidUtf8:
+      return "invalid-utf8";
+    case ConnectError::ClientIdRejected:
+      return "client-id-rejected";
+    case ConnectError::EmptyClientIdNeedsClean:
+      return "empty-client-id-needs-clean-session";
+    case ConnectError::BadProperty:
+      return "bad-property";
+    case ConnectError::DuplicateProperty:
+      return "duplicate-property";
+    case ConnectError::BadPropertyValue:
+      return "bad-property-value";
+    case ConnectError::AuthDataWithoutMethod:
+      return "auth-data-without-method";
   }
   return "unknown";
 }
@@ -80,13 +100,20 @@ namespace {
 ConnectError map_props(detail::PropStatus st) {
   using detail::PropStatus;
   switch (st) {
-    case PropStatus::Ok: return ConnectError::None;
-    case PropStatus::Truncated: return ConnectError::Truncated;
-    case PropStatus::BadLength: return ConnectError::BadProperty;
-    case PropStatus::NotAllowed: return ConnectError::BadProperty;
-    case PropStatus::Duplicate: return ConnectError::DuplicateProperty;
-    case PropStatus::BadValue: return ConnectError::BadPropertyValue;
-    case PropStatus::InvalidUtf8: return ConnectError::InvalidUtf8;
+    case PropStatus::Ok:
+      return ConnectError::None;
+    case PropStatus::Truncated:
+      return ConnectError::Truncated;
+    case PropStatus::BadLength:
+      return ConnectError::BadProperty;
+    case PropStatus::NotAllowed:
+      return ConnectError::BadProperty;
+    case PropStatus::Duplicate:
+      return ConnectError::DuplicateProperty;
+    case PropStatus::BadValue:
+      return ConnectError::BadPropertyValue;
+    case PropStatus::InvalidUtf8:
+      return ConnectError::InvalidUtf8;
   }
   return ConnectError::BadProperty;
 }
@@ -159,10 +186,10 @@ ConnectResult parse_connect(std::span<const uint8_t> in, size_t max_bytes) {
   const bool will_retain = flags & 0x20;
   const bool has_password = flags & 0x40;
   const bool has_username = flags & 0x80;
-  if (will_qos == 3) return fail(res, ConnectError::WillQos);             // [MQTT-3.1.2-14]
-  if (!will && will_qos != 0) return fail(res, ConnectError::WillQos);    // [MQTT-3.1.2-13]
-  if (!will && will_retain) return fail(res, ConnectError::WillRetain);   // [MQTT-3.1.2-15]
-  if (has_password && !has_username && !v5)                               // [MQTT-3.1.2-22]
+  if (will_qos == 3) return fail(res, ConnectError::WillQos);            // [MQTT-3.1.2-14]
+  if (!will && will_qos != 0) return fail(res, ConnectError::WillQos);   // [MQTT-3.1.2-13]
+  if (!will && will_retain) return fail(res, ConnectError::WillRetain);  // [MQTT-3.1.2-15]
+  if (has_password && !has_username && !v5)                              // [MQTT-3.1.2-22]
     return fail(res, ConnectError::PasswordWithoutUsername);
 
   if (v5) {
@@ -174,6 +201,7 @@ ConnectResult parse_connect(std::span<const uint8_t> in, size_t max_bytes) {
   }
 
   // Payload: Client Identifier [MQTT-3.1.3-3/4].
+  info.client_id_offset = header_len + r.pos;
   auto cid = r.lp_bytes();
   if (r.short_read) return fail(res, ConnectError::Truncated);
   if (!valid_mqtt_utf8(cid)) return fail(res, ConnectError::InvalidUtf8);
@@ -220,6 +248,31 @@ ConnectResult parse_connect(std::span<const uint8_t> in, size_t max_bytes) {
   info.packet_length = total;
   res.status = ParseStatus::Done;
   return res;
+}
+
+std::vector<uint8_t> rewrite_client_id(std::span<const uint8_t> packet, const ConnectInfo& info,
+                                       std::string_view new_id) {
+  const size_t old_field = 2 + info.client_id.size();
+  if (new_id.size() > 0xFFFF || info.packet_length > packet.size() ||
+      info.client_id_offset + old_field > info.packet_length)
+    return {};
+  FrameResult f = peek_frame(packet);
+  if (f.status != DecodeStatus::Ok) return {};
+  const size_t body = f.header.remaining_length - old_field + 2 + new_id.size();
+  if (body > kMaxRemainingLength) return {};
+  std::vector<uint8_t> out;
+  out.reserve(packet.size() - old_field + 2 + new_id.size() + 4);
+  out.push_back(packet[0]);
+  append_varint(out, static_cast<uint32_t>(body));
+  out.insert(out.end(), packet.begin() + f.header.header_length,
+             packet.begin() + static_cast<std::ptrdiff_t>(info.client_id_offset));
+  out.push_back(static_cast<uint8_t>(new_id.size() >> 8));
+  out.push_back(static_cast<uint8_t>(new_id.size() & 0xFF));
+  out.insert(out.end(), new_id.begin(), new_id.end());
+  out.insert(out.end(),
+             packet.begin() + static_cast<std::ptrdiff_t>(info.client_id_offset + old_field),
+             packet.end());
+  return out;
 }
 
 }  // namespace mqtt

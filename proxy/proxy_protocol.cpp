@@ -226,6 +226,55 @@ void append_v2(std::vector<uint8_t>& out, const sockaddr_storage& src,
   }
 }
 
+void append_v2(std::vector<uint8_t>& out, const sockaddr_storage& src, const sockaddr_storage& dst,
+               const SslInfo& ssl) {
+  const size_t start = out.size();
+  append_v2(out, src, dst);
+  auto tlv = [&out](uint8_t type, const std::string& v) {
+    out.push_back(type);
+    out.push_back(static_cast<uint8_t>(v.size() >> 8));
+    out.push_back(static_cast<uint8_t>(v.size()));
+    out.insert(out.end(), v.begin(), v.end());
+  };
+  std::string cn = ssl.cn.substr(0, 4096), version = ssl.version.substr(0, 64);
+  const size_t value = 5 + 3 + version.size() + (cn.empty() ? 0 : 3 + cn.size());
+  out.push_back(0x20);  // PP2_TYPE_SSL
+  out.push_back(static_cast<uint8_t>(value >> 8));
+  out.push_back(static_cast<uint8_t>(value));
+  out.push_back(ssl.cert_verified ? 0x03 : 0x01);  // PP2_CLIENT_SSL (| PP2_CLIENT_CERT_CONN)
+  const uint8_t verify[4] = {0, 0, 0, 0};
+  out.insert(out.end(), verify, verify + 4);
+  tlv(0x21, version);
+  if (!cn.empty()) tlv(0x22, cn);
+  // The header's length field covers the addresses and the TLVs.
+  const size_t len = out.size() - start - 16;
+  out[start + 14] = static_cast<uint8_t>(len >> 8);
+  out[start + 15] = static_cast<uint8_t>(len);
+}
+
+std::string ssl_cn(std::span<const uint8_t> h) {
+  if (h.size() < 16 || h[12] >> 4 != 2) return {};
+  const size_t addr = (h[13] >> 4) == 1 ? 12 : (h[13] >> 4) == 2 ? 36 : 0;
+  size_t i = 16 + addr;
+  const size_t end = std::min(h.size(), 16 + (size_t{h[14]} << 8 | h[15]));
+  while (i + 3 <= end) {
+    const uint8_t type = h[i];
+    const size_t len = size_t{h[i + 1]} << 8 | h[i + 2];
+    if (i + 3 + len > end) return {};
+    if (type == 0x20 && len >= 5) {
+      size_t j = i + 3 + 5;
+      while (j + 3 <= i + 3 + len) {
+        const size_t sl = size_t{h[j + 1]} << 8 | h[j + 2];
+        if (j + 3 + sl > i + 3 + len) return {};
+        if (h[j] == 0x22) return std::string(reinterpret_cast<const char*>(&h[j + 3]), sl);
+        j += 3 + sl;
+      }
+    }
+    i += 3 + len;
+  }
+  return {};
+}
+
 Header parse(std::span<const uint8_t> in) {
   if (in.empty()) return fail(Status::NeedMore);
   if (in[0] == kSigV2[0]) {

@@ -19,6 +19,23 @@ namespace proxy {
 void append_v1(std::vector<uint8_t>& out, const sockaddr_storage& src, const sockaddr_storage& dst);
 void append_v2(std::vector<uint8_t>& out, const sockaddr_storage& src, const sockaddr_storage& dst);
 
+// v2 with a PP2_TYPE_SSL TLV (0x20): the client came over TLS
+// (PP2_CLIENT_SSL), with a verified certificate when `cert_verified`
+// (| PP2_CLIENT_CERT_CONN; verify = 0 either way: nothing unverified gets
+// through a listener that asks for certificates); sub-TLVs
+// PP2_SUBTYPE_SSL_VERSION (0x21) and, when not empty, PP2_SUBTYPE_SSL_CN
+// (0x22) — the identity brokers may authorize on.
+struct SslInfo {
+  std::string version;  // "TLSv1.3"
+  std::string cn;
+  bool cert_verified = false;
+};
+void append_v2(std::vector<uint8_t>& out, const sockaddr_storage& src, const sockaddr_storage& dst,
+               const SslInfo& ssl);
+// The CN a v2 header carries in its SSL TLV ("" when none); `header` is the
+// complete header parse() accepted.
+std::string ssl_cn(std::span<const uint8_t> header);
+
 enum class Status : uint8_t {
   NeedMore,  // a prefix of a valid header; read more (v1 is at most 107 bytes, v2 at most 16+65535)
   Done,      // header complete: `length` bytes to skip
@@ -28,8 +45,8 @@ enum class Status : uint8_t {
 
 struct Header {
   Status status = Status::NeedMore;
-  size_t length = 0;      // bytes of the header when Done
-  bool local = false;     // v2 LOCAL command or v1 "UNKNOWN": no address carried
+  size_t length = 0;       // bytes of the header when Done
+  bool local = false;      // v2 LOCAL command or v1 "UNKNOWN": no address carried
   sockaddr_storage src{};  // valid when Done && !local
   sockaddr_storage dst{};
 };

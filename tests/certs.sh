@@ -11,6 +11,8 @@
 #   client.crt client.key         client certificate (clientAuth) signed by the root
 #   other-ca.crt other-ca.key     an unrelated root CA (for "wrong CA" tests)
 #   other-client.crt/.key         client certificate signed by other-ca
+#   device1/device2.crt/.key      client certificates CN=device-N, SAN DNS:device-N.fleet.example,
+#                                 URI:urn:dev:device-N (device identity)
 #   rsa-server.crt/.key           like server.crt but with an RSA 2048 key
 # DIR itself is made world-traversable (mode 755) for the same reason as the
 # key modes at the end. Prints nothing on success; exits non-zero (with openssl's message) on failure.
@@ -64,6 +66,11 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa-server.key
 sign rsa-server ca "$server_ext" localhost
 sign client ca "$client_ext" "mqttlb test client"
 sign other-client other-ca "$client_ext" "mqttlb other client"
+# Two devices, each with a CN, a DNS SAN and a URI SAN (tls.identity tests).
+for d in 1 2; do
+  sign "device$d" ca "$client_ext
+subjectAltName=DNS:device-$d.fleet.example,URI:urn:dev:device-$d" "device-$d"
+done
 rm -f ./*.srl
 # Throwaway keys, readable by all: mosquitto started as root drops to the
 # "mosquitto" user before it loads its certificate and key.

@@ -420,6 +420,37 @@ std::string Engine::peer_subject() const {
   return cert ? name_string(X509_get_subject_name(cert)) : std::string();
 }
 
+std::string Engine::peer_identity(IdentityFrom from) const {
+  if (!peer_verified()) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (from == IdentityFrom::Cn) {
+    X509_NAME* n = X509_get_subject_name(cert);
+    int i = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
+    if (i < 0) return {};
+    ASN1_STRING* d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i));
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, d);
+    if (len < 0) return {};
+    std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
+    OPENSSL_free(utf8);
+    return out;
+  }
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (!names) return {};
+  std::string out;
+  const int want = from == IdentityFrom::SanDns ? GEN_DNS : GEN_URI;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names) && out.empty(); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    if (g->type != want) continue;
+    const ASN1_IA5STRING* s = want == GEN_DNS ? g->d.dNSName : g->d.uniformResourceIdentifier;
+    out.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+               static_cast<size_t>(ASN1_STRING_length(s)));
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
 bool Engine::peer_verified() const {
   return ssl_ && handshake_done_ && SSL_get0_peer_certificate(ssl_) != nullptr &&
          SSL_get_verify_result(ssl_) == X509_V_OK;

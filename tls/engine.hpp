@@ -133,6 +133,11 @@ class Engine {
   std::string cipher() const;
   std::string peer_subject() const;
   bool peer_verified() const;  // a peer certificate was presented and verified
+  // The verified peer certificate's identity: its subject CN, its first
+  // subjectAltName DNS name, or its first URI; empty when there is no
+  // verified certificate or no such field.
+  enum class IdentityFrom : uint8_t { Cn, SanDns, SanUri };
+  std::string peer_identity(IdentityFrom from) const;
 
   Role role() const { return role_; }
   SSL* native() const { return ssl_; }

@@ -7,6 +7,7 @@
 //    the same addresses (v1 and v2, IPv4 and IPv6).
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -74,6 +75,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(r.status == proxy::Status::Done && r.length == out.size() && !r.local);
       FUZZ_CHECK(same_addr(r.src, src) && same_addr(r.dst, dst));
     }
+    // v2 with the SSL TLV: still one complete header, the CN comes back out.
+    proxy::SslInfo ssl{
+        "TLSv1.3",
+        std::string(reinterpret_cast<const char*>(data) + 37, std::min<size_t>(size - 37, 300)),
+        (data[0] & 1) != 0};
+    std::vector<uint8_t> out;
+    proxy::append_v2(out, src, dst, ssl);
+    proxy::Header r = proxy::parse(out);
+    FUZZ_CHECK(r.status == proxy::Status::Done && r.length == out.size());
+    FUZZ_CHECK(same_addr(r.src, src) && same_addr(r.dst, dst));
+    FUZZ_CHECK(proxy::ssl_cn(out) == ssl.cn);
   }
   return 0;
 }

@@ -17,7 +17,7 @@ import subprocess
 
 CERTS_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "certs.sh")
 NAMES = ["ca", "other-ca", "server", "inter", "chain-server", "client", "other-client",
-         "rsa-server"]
+         "rsa-server", "device1", "device2"]
 
 
 def make_certs(directory):

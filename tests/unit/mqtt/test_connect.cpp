@@ -27,21 +27,54 @@ namespace {
 
 struct W {
   Bytes b;
-  W& u8(uint8_t v) { b.push_back(v); return *this; }
-  W& u16(uint16_t v) { b.push_back(uint8_t(v >> 8)); b.push_back(uint8_t(v)); return *this; }
-  W& u32(uint32_t v) { u16(uint16_t(v >> 16)); return u16(uint16_t(v)); }
-  W& var(uint32_t v) { mqtt::append_varint(b, v); return *this; }
-  W& raw(const Bytes& r) { b.insert(b.end(), r.begin(), r.end()); return *this; }
-  W& raw(std::string_view s) { b.insert(b.end(), s.begin(), s.end()); return *this; }
-  W& str(std::string_view s) { u16(uint16_t(s.size())); return raw(s); }
-  W& str(const Bytes& s) { u16(uint16_t(s.size())); return raw(s); }
+  W& u8(uint8_t v) {
+    b.push_back(v);
+    return *this;
+  }
+  W& u16(uint16_t v) {
+    b.push_back(uint8_t(v >> 8));
+    b.push_back(uint8_t(v));
+    return *this;
+  }
+  W& u32(uint32_t v) {
+    u16(uint16_t(v >> 16));
+    return u16(uint16_t(v));
+  }
+  W& var(uint32_t v) {
+    mqtt::append_varint(b, v);
+    return *this;
+  }
+  W& raw(const Bytes& r) {
+    b.insert(b.end(), r.begin(), r.end());
+    return *this;
+  }
+  W& raw(std::string_view s) {
+    b.insert(b.end(), s.begin(), s.end());
+    return *this;
+  }
+  W& str(std::string_view s) {
+    u16(uint16_t(s.size()));
+    return raw(s);
+  }
+  W& str(const Bytes& s) {
+    u16(uint16_t(s.size()));
+    return raw(s);
+  }
 };
 
 // MQTT 5 property helpers: each returns the bytes of one property.
-Bytes p8(uint8_t id, uint8_t v) { return W().u8(id).u8(v).b; }
-Bytes p16(uint8_t id, uint16_t v) { return W().u8(id).u16(v).b; }
-Bytes p32(uint8_t id, uint32_t v) { return W().u8(id).u32(v).b; }
-Bytes pstr(uint8_t id, std::string_view s) { return W().u8(id).str(s).b; }
+Bytes p8(uint8_t id, uint8_t v) {
+  return W().u8(id).u8(v).b;
+}
+Bytes p16(uint8_t id, uint16_t v) {
+  return W().u8(id).u16(v).b;
+}
+Bytes p32(uint8_t id, uint32_t v) {
+  return W().u8(id).u32(v).b;
+}
+Bytes pstr(uint8_t id, std::string_view s) {
+  return W().u8(id).str(s).b;
+}
 Bytes ppair(uint8_t id, std::string_view k, std::string_view v) {
   return W().u8(id).str(k).str(v).b;
 }
@@ -112,14 +145,18 @@ Conn v31() {
   c.level = 3;
   return c;
 }
-Conn v311() { return Conn(); }
+Conn v311() {
+  return Conn();
+}
 Conn v5() {
   Conn c;
   c.level = 5;
   return c;
 }
 
-std::string str_of(const Bytes& b) { return std::string(b.begin(), b.end()); }
+std::string str_of(const Bytes& b) {
+  return std::string(b.begin(), b.end());
+}
 
 // ---------- parsing and comparing ----------
 
@@ -131,8 +168,8 @@ std::string describe(const ConnectResult& r) {
   std::ostringstream o;
   o << "status=" << int(r.status) << " error=" << mqtt::to_string(r.error)
     << " level=" << int(r.info.protocol_level) << " version=" << int(r.info.version)
-    << " clean=" << r.info.clean_start << " ka=" << r.info.keep_alive << " id='"
-    << r.info.client_id << "' user=" << (r.info.username ? "'" + *r.info.username + "'" : "-")
+    << " clean=" << r.info.clean_start << " ka=" << r.info.keep_alive << " id='" << r.info.client_id
+    << "' user=" << (r.info.username ? "'" + *r.info.username + "'" : "-")
     << " pass=" << (r.info.password ? std::to_string(r.info.password->size()) : "-")
     << " len=" << r.info.packet_length;
   if (r.info.will) {
@@ -152,9 +189,9 @@ bool same(const ConnectResult& a, const ConnectResult& b) {
   }
   return a.status == b.status && a.error == b.error && x.version == y.version &&
          x.protocol_level == y.protocol_level && x.clean_start == y.clean_start &&
-         x.keep_alive == y.keep_alive && x.client_id == y.client_id &&
-         x.username == y.username && x.password == y.password && wills &&
-         x.properties == y.properties && x.packet_length == y.packet_length;
+         x.keep_alive == y.keep_alive && x.client_id == y.client_id && x.username == y.username &&
+         x.password == y.password && wills && x.properties == y.properties &&
+         x.packet_length == y.packet_length;
 }
 
 // Feeds growing prefixes (chunk sizes from `rng`, at most max_chunk) and
@@ -269,11 +306,11 @@ TEST_CASE("MQTT 5.0 CONNECT with properties and will properties") {
                  pstr(P::AuthenticationData, std::string("\x01\x02\x00", 3))});
   c.will = true;
   c.will_qos = 2;
-  c.will_props = cat({p32(P::WillDelayInterval, 5), p8(P::PayloadFormatIndicator, 1),
-                      p32(P::MessageExpiryInterval, 60), pstr(P::ContentType, "text/plain"),
-                      pstr(P::ResponseTopic, "replies/dev-1"),
-                      pstr(P::CorrelationData, std::string("\xAB\x00", 2)),
-                      ppair(P::UserProperty, "k", "v")});
+  c.will_props =
+      cat({p32(P::WillDelayInterval, 5), p8(P::PayloadFormatIndicator, 1),
+           p32(P::MessageExpiryInterval, 60), pstr(P::ContentType, "text/plain"),
+           pstr(P::ResponseTopic, "replies/dev-1"),
+           pstr(P::CorrelationData, std::string("\xAB\x00", 2)), ppair(P::UserProperty, "k", "v")});
   c.username = Conn::bytes_of("bob");
   auto r = expect_done(c.build());
   CHECK(r.info.version == Version::V5);
@@ -691,12 +728,12 @@ TEST_CASE("MQTT 5 CONNECT properties: only the allowed identifiers [MQTT-2.2.2-?
   namespace P = mqtt::prop;
   Conn c = v5();
   // Valid ids: see the full CONNECT above. Ids from other packets, and unknown ids:
-  for (Bytes bad : {p8(P::PayloadFormatIndicator, 1), p32(P::MessageExpiryInterval, 1),
-                    pstr(P::ContentType, "t"), p32(P::WillDelayInterval, 1),
-                    pstr(P::AssignedClientIdentifier, "x"), p16(P::ServerKeepAlive, 1),
-                    pstr(P::ReasonString, "r"), p8(P::MaximumQos, 1), p16(P::TopicAlias, 1),
-                    W().u8(P::SubscriptionIdentifier).var(1).b, p8(0x00, 0), p8(0x05, 0),
-                    p8(0x7F, 0)}) {
+  for (Bytes bad :
+       {p8(P::PayloadFormatIndicator, 1), p32(P::MessageExpiryInterval, 1),
+        pstr(P::ContentType, "t"), p32(P::WillDelayInterval, 1),
+        pstr(P::AssignedClientIdentifier, "x"), p16(P::ServerKeepAlive, 1),
+        pstr(P::ReasonString, "r"), p8(P::MaximumQos, 1), p16(P::TopicAlias, 1),
+        W().u8(P::SubscriptionIdentifier).var(1).b, p8(0x00, 0), p8(0x05, 0), p8(0x7F, 0)}) {
     CAPTURE(int(bad[0]));
     c.props = bad;
     expect_error(c.build(), ConnectError::BadProperty);
@@ -726,12 +763,11 @@ TEST_CASE("MQTT 5 CONNECT property values") {
   struct Case {
     Bytes ok, bad;
   };
-  for (const Case& k : {Case{p16(P::ReceiveMaximum, 1), p16(P::ReceiveMaximum, 0)},
-                        Case{p32(P::MaximumPacketSize, 1), p32(P::MaximumPacketSize, 0)},
-                        Case{p8(P::RequestProblemInformation, 1),
-                             p8(P::RequestProblemInformation, 2)},
-                        Case{p8(P::RequestResponseInformation, 1),
-                             p8(P::RequestResponseInformation, 2)}}) {
+  for (const Case& k :
+       {Case{p16(P::ReceiveMaximum, 1), p16(P::ReceiveMaximum, 0)},
+        Case{p32(P::MaximumPacketSize, 1), p32(P::MaximumPacketSize, 0)},
+        Case{p8(P::RequestProblemInformation, 1), p8(P::RequestProblemInformation, 2)},
+        Case{p8(P::RequestResponseInformation, 1), p8(P::RequestResponseInformation, 2)}}) {
     CAPTURE(int(k.ok[0]));
     c.props = k.ok;
     expect_done(c.build());
@@ -788,8 +824,7 @@ TEST_CASE("MQTT 5 will properties") {
   CHECK(r.info.properties.empty());  // will properties do not leak into CONNECT's
   // Not allowed in a will:
   for (Bytes bad : {p32(P::SessionExpiryInterval, 1), p16(P::ReceiveMaximum, 1),
-                    pstr(P::AuthenticationMethod, "m"), p16(P::TopicAlias, 1),
-                    p8(0x7F, 0)}) {
+                    pstr(P::AuthenticationMethod, "m"), p16(P::TopicAlias, 1), p8(0x7F, 0)}) {
     CAPTURE(int(bad[0]));
     c.will_props = bad;
     expect_error(c.build(), ConnectError::BadProperty);
@@ -903,7 +938,7 @@ TEST_CASE("split invariance: whole vs random chunks, valid and mutated inputs") 
       c.will_props = cat({p32(P::WillDelayInterval, 3), pstr(P::ContentType, "c")});
     }
     seeds.push_back(c.build());
-    c.client_id = Bytes(300, 'l');  // two-byte Remaining Length
+    c.client_id = Bytes(300, 'l');                 // two-byte Remaining Length
     if (c.level != 3) seeds.push_back(c.build());  // 3.1 caps ids at 23 bytes
   }
   std::mt19937 rng(424242);
@@ -915,10 +950,18 @@ TEST_CASE("split invariance: whole vs random chunks, valid and mutated inputs") 
     for (int e = 0; e < edits; ++e) {
       size_t at = rng() % m.size();
       switch (rng() % 4) {
-        case 0: m[at] = uint8_t(rng()); break;                       // replace
-        case 1: m[at] ^= uint8_t(1u << (rng() % 8)); break;          // flip a bit
-        case 2: m.resize(at + 1); break;                             // truncate
-        case 3: m.insert(m.begin() + long(at), uint8_t(rng())); break;  // insert
+        case 0:
+          m[at] = uint8_t(rng());
+          break;  // replace
+        case 1:
+          m[at] ^= uint8_t(1u << (rng() % 8));
+          break;  // flip a bit
+        case 2:
+          m.resize(at + 1);
+          break;  // truncate
+        case 3:
+          m.insert(m.begin() + long(at), uint8_t(rng()));
+          break;  // insert
       }
     }
     if (rng() % 4 == 0) m.push_back(0xC0);  // sometimes a byte after the packet
@@ -934,4 +977,59 @@ TEST_CASE("split invariance: whole vs random chunks, valid and mutated inputs") 
   CHECK(done > 0);
   CHECK(errors > 0);
   CHECK(needmore > 0);
+}
+
+// ======================= rewrite_client_id (tls.identity "rewrite") =======================
+// The expected packet is the same Conn built with the new id: everything but
+// the id (and the Remaining Length) must come out as the client sent it.
+
+TEST_CASE("rewrite_client_id: 3.1, 3.1.1 and 5.0 with will, credentials and properties") {
+  namespace P = mqtt::prop;
+  Conn c31 = v31(), c311 = v311(), c5 = v5();
+  c311.will = c5.will = true;
+  c311.username = c5.username = Conn::bytes_of("alice");
+  c311.password = c5.password = Bytes{0xFF, 0x00};
+  c5.props = cat({p32(P::SessionExpiryInterval, 60), ppair(P::UserProperty, "k", "v")});
+  c5.will_props = p32(P::WillDelayInterval, 5);
+  for (Conn c : {c31, c311, c5}) {
+    CAPTURE(int(c.level));
+    Bytes in = c.build();
+    const Bytes tail = {0xC0, 0x00};  // a PINGREQ pipelined after the CONNECT
+    Bytes with_tail = cat({in, tail});
+    auto r = mqtt::parse_connect(with_tail);
+    REQUIRE(r.status == ParseStatus::Done);
+    REQUIRE(r.info.packet_length == in.size());
+    for (std::string id :
+         {std::string("urn:dev:device-7"), std::string(""), std::string("\xc3\xa9t\xc3\xa9")}) {
+      Conn want = c;
+      want.client_id = Conn::bytes_of(id);
+      Bytes out = mqtt::rewrite_client_id(with_tail, r.info, id);
+      CHECK(out == cat({want.build(), tail}));
+    }
+  }
+}
+
+TEST_CASE("rewrite_client_id: the Remaining Length grows and shrinks across a varint boundary") {
+  Conn c = v311();
+  c.client_id = Conn::bytes_of("x");
+  c.username = Bytes(100, 'u');  // body just under 128 bytes
+  Bytes in = c.build();
+  REQUIRE(in.size() - 2 < 128);
+  auto r = expect_done(in);
+  Conn want = c;
+  want.client_id = Bytes(40, 'i');  // now over 127: a 2-byte Remaining Length
+  Bytes out = mqtt::rewrite_client_id(in, r.info, std::string(40, 'i'));
+  CHECK(out == want.build());
+  CHECK((out[1] & 0x80) != 0);
+  auto back = expect_done(out);
+  CHECK(mqtt::rewrite_client_id(out, back.info, "x") == in);
+}
+
+TEST_CASE("rewrite_client_id: an id over 65,535 bytes does not fit") {
+  Conn c = v5();
+  Bytes in = c.build();
+  auto r = expect_done(in);
+  CHECK(mqtt::rewrite_client_id(in, r.info, std::string(65536, 'a')).empty());
+  CHECK(mqtt::rewrite_client_id(in, r.info, std::string(65535, 'a')).size() ==
+        in.size() - 5 + 65535 + 2);
 }

@@ -28,7 +28,9 @@ sockaddr_storage v6(const char* ip, uint16_t port) {
   return ss;
 }
 
-std::string str(const sockaddr_storage& ss) { return proxy::format_address(ss); }
+std::string str(const sockaddr_storage& ss) {
+  return proxy::format_address(ss);
+}
 
 std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -195,4 +197,36 @@ TEST_CASE("streams that are not PROXY") {
   };
   for (auto& c : cases) CHECK(proxy::parse(c).status == proxy::Status::NotProxy);
   CHECK(proxy::parse({}).status == proxy::Status::NeedMore);
+}
+
+TEST_CASE("v2 with the SSL TLV: byte-exact, parsed, and the CN read back") {
+  std::vector<uint8_t> out;
+  proxy::append_v2(out, v4("192.0.2.1", 5000), v4("198.51.100.7", 8883),
+                   {"TLSv1.3", "device-1", true});
+  std::vector<uint8_t> want = {
+      0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A,        0x51,
+      0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00,        12 + 3 + 5 + 10 + 11,
+      192,  0,    2,    1,    198,  51,   100,         7,
+      0x13, 0x88, 0x22, 0xB3, 0x20, 0x00, 5 + 10 + 11,  // PP2_TYPE_SSL
+      0x03, 0,    0,    0,    0,                        // SSL | CERT_CONN, verified
+      0x21, 0x00, 7,    'T',  'L',  'S',  'v',         '1',
+      '.',  '3',  0x22, 0x00, 8,    'd',  'e',         'v',
+      'i',  'c',  'e',  '-',  '1'};
+  CHECK(out == want);
+  auto h = proxy::parse(out);
+  REQUIRE(h.status == proxy::Status::Done);
+  CHECK(h.length == out.size());
+  CHECK(str(h.src) == "192.0.2.1:5000");
+  CHECK(proxy::ssl_cn(out) == "device-1");
+  check_prefixes(out);
+
+  // TLS without a client certificate: no CERT_CONN, no CN.
+  std::vector<uint8_t> anon;
+  proxy::append_v2(anon, v4("192.0.2.1", 5000), v4("198.51.100.7", 8883), {"TLSv1.2", "", false});
+  REQUIRE(proxy::parse(anon).status == proxy::Status::Done);
+  CHECK(anon[16 + 12 + 3] == 0x01);
+  CHECK(proxy::ssl_cn(anon).empty());
+  std::vector<uint8_t> plain;
+  proxy::append_v2(plain, v4("192.0.2.1", 5000), v4("198.51.100.7", 1883));
+  CHECK(proxy::ssl_cn(plain).empty());
 }
