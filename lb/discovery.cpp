@@ -120,6 +120,7 @@ struct Entry {
   bool failing = false;   // the failure was logged; the recovery is logged once
   bool stopping = false;  // ares_destroy in progress: callbacks touch nothing
   size_t last_good = 0;
+  uint32_t retry_ms = kMinRequeryMs;  // after a failure
   // The lookup in flight.
   uint64_t generation = 0;
   int waiting = 0;  // SRV: target lookups outstanding
@@ -290,12 +291,18 @@ struct Entry {
     if (!failure && found.empty()) failure = "empty";
     uint32_t next = cfg.interval_ms;
     if (failure) {
-      (std::string(failure) == "empty" ? c_empty : c_error)->Increment();
+      const bool empty = std::string(failure) == "empty";
+      (empty ? c_empty : c_error)->Increment();
       if (!failing)
-        logf(LogLevel::Warn, "discovery %s (%s): %s answer; keeping the last %zu backends",
-             cfg.dns.c_str(), type_name(cfg.type), failure, last_good);
+        logf(LogLevel::Warn, "discovery %s (%s): %s%s; keeping the last %zu backends",
+             cfg.dns.c_str(), type_name(cfg.type), empty ? "empty answer" : "lookup failed: ",
+             empty ? "" : failure, last_good);
       failing = true;
+      // Asked again sooner than the interval: from 1 s, doubling up to it.
+      next = std::min(cfg.interval_ms, retry_ms);
+      retry_ms = std::min<uint32_t>(retry_ms * 2, cfg.interval_ms);
     } else {
+      retry_ms = kMinRequeryMs;
       c_ok->Increment();
       if (failing)
         logf(LogLevel::Info, "discovery %s (%s): answering again: %zu backends", cfg.dns.c_str(),
