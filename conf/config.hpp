@@ -166,11 +166,11 @@ struct Discovery {
   enum class Type { A, AAAA, SRV };
   std::string dns;
   Type type = Type::A;
-  uint16_t port = 1883;  // A / AAAA: the backends' port (SRV records carry their own)
-  uint32_t interval_ms = 5000;  // re-query period; shorter when the records' TTL is
-  uint32_t timeout_ms = 2000;   // one query, all tries
+  uint16_t port = 1883;             // A / AAAA: the backends' port (SRV records carry their own)
+  uint32_t interval_ms = 5000;      // re-query period; shorter when the records' TTL is
+  uint32_t timeout_ms = 2000;       // one query, all tries
   std::vector<Endpoint> resolvers;  // DNS servers (ip:port); empty: /etc/resolv.conf
-  Backend templ;  // "template": every backend key but name and address
+  Backend templ;                    // "template": every backend key but name and address
 };
 
 struct Config {

@@ -62,7 +62,8 @@ std::optional<RedisUrl> parse_redis_url(const std::string& s, std::string& err) 
     u.host = hostport.substr(0, colon);
     if (colon != std::string::npos) port = hostport.substr(colon + 1);
     if (u.host.empty() || u.host.size() > 253 ||
-        u.host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+        u.host.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
             std::string::npos) {
       err = "\"" + u.host + "\" is not an IP address or a host name";
       return std::nullopt;
@@ -172,8 +173,8 @@ void load_discovery(Errors& e, const json& arr, const std::string& ptr, Config& 
       Obj to(e, *t, o.at("template"), {"weight", "proxy_protocol", "tls", "admin"});
       if (to.valid()) load_backend_fields(e, to, d.templ);
     }
-    std::string id = d.dns + "/" + std::to_string(static_cast<int>(d.type)) + "/" +
-                     std::to_string(d.port);
+    std::string id =
+        d.dns + "/" + std::to_string(static_cast<int>(d.type)) + "/" + std::to_string(d.port);
     if (!seen.insert(id).second) e.add(o.at("dns"), "the same name, type and port twice");
     c.discovery.push_back(std::move(d));
   }

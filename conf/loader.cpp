@@ -1,7 +1,5 @@
 #include "conf/loader.hpp"
 
-#include "conf/reader.hpp"
-
 #include <arpa/inet.h>
 #include <netdb.h>
 
@@ -12,6 +10,8 @@
 #include <set>
 #include <sstream>
 #include <utility>
+
+#include "conf/reader.hpp"
 
 namespace conf {
 
@@ -29,9 +29,8 @@ void load_backend_fields(Errors& e, Obj& o, Backend& b) {
   b.weight_given = o.find("weight") != nullptr;
   b.admin_given = o.find("admin") != nullptr;
   o.get_uint("weight", b.weight, 1, 256);
-  o.get_enum(
-      "proxy_protocol", b.proxy_protocol,
-      {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
+  o.get_enum("proxy_protocol", b.proxy_protocol,
+             {{"none", ProxyProtocol::None}, {"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}});
   o.get_enum("admin", b.admin,
              {{"ready", BackendAdmin::Ready},
               {"drain", BackendAdmin::Drain},

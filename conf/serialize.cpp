@@ -177,9 +177,8 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
     for (const auto& [n, e] : x)
       if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
   }
-  for (const char* sec :
-       {"balance", "health", "limits", "metrics", "admin", "evacuation", "upgrade", "workers",
-        "affinity_store", "discovery"})
+  for (const char* sec : {"balance", "health", "limits", "metrics", "admin", "evacuation",
+                          "upgrade", "workers", "affinity_store", "discovery"})
     if (a.value(sec, json()) != b.value(sec, json()))
       out.push_back(std::string("/") + sec + ": changed");
   return out;

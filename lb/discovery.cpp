@@ -66,9 +66,8 @@ DiscoveryMetrics::DiscoveryMetrics(prometheus::Registry& reg)
                   .Register(reg)) {}
 
 std::string Discovery::source_id(const conf::Discovery& d) {
-  return d.dns + "/" + type_name(d.type) + (d.type == conf::Discovery::Type::SRV
-                                                ? std::string()
-                                                : "/" + std::to_string(d.port));
+  return d.dns + "/" + type_name(d.type) +
+         (d.type == conf::Discovery::Type::SRV ? std::string() : "/" + std::to_string(d.port));
 }
 
 std::string Discovery::backend_name(const conf::Discovery& d, const std::string& host,
@@ -138,7 +137,8 @@ struct Entry {
     o.sock_state_cb_data = this;
     o.timeout = static_cast<int>(std::max<uint32_t>(cfg.timeout_ms / 2, 50));
     o.tries = 2;
-    int rc = ares_init_options(&ch, &o, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    int rc =
+        ares_init_options(&ch, &o, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
     if (rc != ARES_SUCCESS) {
       err = std::string("discovery ") + cfg.dns + ": " + ares_strerror(rc);
       return false;
@@ -199,7 +199,8 @@ struct Entry {
       uv_timer_stop(&ares_tick);
       return;
     }
-    uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
+    uint64_t ms =
+        static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
     uv_timer_start(
         &ares_tick,
         [](uv_timer_t* t) {
@@ -228,9 +229,9 @@ struct Entry {
   static void on_answer(void* arg, int status, int, unsigned char* buf, int len) {
     auto* e = static_cast<Entry*>(arg);
     if (e->stopping || status == ARES_EDESTRUCTION) return;
-    if (status != ARES_SUCCESS) return e->done(status == ARES_ENODATA || status == ARES_ENOTFOUND
-                                                   ? "empty"
-                                                   : ares_strerror(status));
+    if (status != ARES_SUCCESS)
+      return e->done(status == ARES_ENODATA || status == ARES_ENOTFOUND ? "empty"
+                                                                        : ares_strerror(status));
     if (e->cfg.type != conf::Discovery::Type::SRV) {
       std::vector<Addr> addrs;
       if (!parse_addrs(e->cfg.type == conf::Discovery::Type::A ? kTypeA : kTypeAAAA, buf, len,
@@ -268,7 +269,8 @@ struct Entry {
     std::vector<Addr> addrs;
     if (status == ARES_SUCCESS && parse_addrs(kTypeA, buf, len, addrs)) {
       // One backend per target: its lowest address (stable when it has several).
-      std::sort(addrs.begin(), addrs.end(), [](const Addr& a, const Addr& b) { return a.host < b.host; });
+      std::sort(addrs.begin(), addrs.end(),
+                [](const Addr& a, const Addr& b) { return a.host < b.host; });
       e->add(addrs[0].host, t->port, addrs[0].ttl, t->host);
     } else if (status != ARES_SUCCESS && status != ARES_ENODATA && status != ARES_ENOTFOUND) {
       e->error = true;  // the set would be incomplete: keep the last good one
@@ -295,8 +297,8 @@ struct Entry {
       (empty ? c_empty : c_error)->Increment();
       if (!failing)
         logf(LogLevel::Warn, "discovery %s (%s): %s%s; keeping the last %zu backends",
-             cfg.dns.c_str(), type_name(cfg.type), empty ? "empty answer" : "lookup failed: ",
-             empty ? "" : failure, last_good);
+             cfg.dns.c_str(), type_name(cfg.type),
+             empty ? "empty answer" : "lookup failed: ", empty ? "" : failure, last_good);
       failing = true;
       // Asked again sooner than the interval: from 1 s, doubling up to it.
       next = std::min(cfg.interval_ms, retry_ms);

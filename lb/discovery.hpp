@@ -29,8 +29,8 @@ namespace lb {
 
 struct DiscoveryMetrics {
   explicit DiscoveryMetrics(prometheus::Registry& reg);
-  prometheus::Family<prometheus::Gauge>& backends;        // mqttlb_discovery_backends{discovery}
-  prometheus::Family<prometheus::Counter>& lookups;       // mqttlb_discovery_lookups_total
+  prometheus::Family<prometheus::Gauge>& backends;   // mqttlb_discovery_backends{discovery}
+  prometheus::Family<prometheus::Counter>& lookups;  // mqttlb_discovery_lookups_total
 };
 
 class Discovery {
@@ -51,8 +51,7 @@ class Discovery {
   // The identity of an entry's backends across reloads (Server::set_discovered).
   static std::string source_id(const conf::Discovery& d);
   // The backend name for an address record (pure; tests use it).
-  static std::string backend_name(const conf::Discovery& d, const std::string& host,
-                                  uint16_t port);
+  static std::string backend_name(const conf::Discovery& d, const std::string& host, uint16_t port);
 
   struct Impl;
 

@@ -125,9 +125,8 @@ int main(int argc, char** argv) {
       },
       [](const std::string& line) { lb::logf(lb::LogLevel::Info, "%s", line.c_str()); });
   // Discovery changes (applied on the main thread) are checked at once.
-  server.on_backends_changed([&server, &monitor] {
-    monitor.update(monitored(server), server.snapshot()->cfg.health);
-  });
+  server.on_backends_changed(
+      [&server, &monitor] { monitor.update(monitored(server), server.snapshot()->cfg.health); });
   if (!monitor.start(err)) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;

@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 
 #include <array>
-#include <functional>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -225,7 +225,7 @@ class Server final : public StoreSink {
   std::map<std::string, std::vector<conf::Backend>> discovered_;
   std::mutex disc_mu_;  // guards pending_ (written by the discovery thread)
   std::map<std::string, std::optional<std::vector<conf::Backend>>> pending_;  // nullopt: drop
-  std::function<void()> backends_changed_;  // main thread
+  std::function<void()> backends_changed_;                                    // main thread
   void evacuate_removed(const std::string& backend, const conf::Config& cfg);
 
   std::atomic<bool> started_{false};

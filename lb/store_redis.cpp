@@ -452,7 +452,8 @@ struct RedisStore::Impl {
 
   void scan_step() {
     resync_waiting = true;
-    command(Op::Scan, {"SCAN", cursor, "MATCH", pattern, "COUNT", std::to_string(cfg.resync_batch)});
+    command(Op::Scan,
+            {"SCAN", cursor, "MATCH", pattern, "COUNT", std::to_string(cfg.resync_batch)});
   }
 
   void on_scan(redisReply* reply) {

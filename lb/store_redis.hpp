@@ -66,7 +66,7 @@ class RedisStore final : public AffinityStore {
   // it drops silently.
   void stop();
   void placed(const ClientKey& key, uint64_t backend) override;  // any thread
-  void set_ttl(uint32_t ttl_s);                                   // any thread (reload)
+  void set_ttl(uint32_t ttl_s);                                  // any thread (reload)
   uint64_t replica_id() const;
 
   struct Impl;  // loop-thread state (store_redis.cpp)

@@ -21,8 +21,9 @@ std::string dump(const conf::LoadResult& r) {
   return s;
 }
 
-conf::LoadResult load(const std::string& extra, const std::string& backends =
-                                                    R"("backends": [{"name": "b1", "address": "127.0.0.1:1884"}])") {
+conf::LoadResult load(
+    const std::string& extra,
+    const std::string& backends = R"("backends": [{"name": "b1", "address": "127.0.0.1:1884"}])") {
   std::string text = R"({"listeners": [{"name": "mqtt", "bind": "127.0.0.1:1883"}])";
   if (!backends.empty()) text += ", " + backends;
   if (!extra.empty()) text += ", " + extra;
@@ -56,9 +57,9 @@ TEST_CASE("redis URLs: host, port, database, credentials") {
   CHECK(u->password == "pw");
   for (const char* bad :
        {"http://127.0.0.1", "redis://", "redis://127.0.0.1:", "redis://127.0.0.1:0",
-        "redis://127.0.0.1:65536", "redis://127.0.0.1/x", "redis://127.0.0.1/-1",
-        "redis://h o/0", "redis://pw@127.0.0.1", "redis://user:@127.0.0.1", "redis://[::1",
-        "redis://[zz]:1", "redis://[::1]x", "redis://127.0.0.1:99999999999999"}) {
+        "redis://127.0.0.1:65536", "redis://127.0.0.1/x", "redis://127.0.0.1/-1", "redis://h o/0",
+        "redis://pw@127.0.0.1", "redis://user:@127.0.0.1", "redis://[::1", "redis://[zz]:1",
+        "redis://[::1]x", "redis://127.0.0.1:99999999999999"}) {
     INFO(bad);
     CHECK_FALSE(conf::parse_redis_url(bad, err));
   }
@@ -81,8 +82,9 @@ TEST_CASE("affinity_store: defaults, ranges, and the password is redacted in to_
              "queue": 0, "bogus": 1})");
   INFO(dump(r));
   CHECK(has(r, "/affinity_store/redis: \"tcp://x\" does not start with redis://"));
-  CHECK(has(r, "/affinity_store/key_prefix: at most 64 bytes, without spaces or SCAN pattern "
-               "characters *?[]\\"));
+  CHECK(has(r,
+            "/affinity_store/key_prefix: at most 64 bytes, without spaces or SCAN pattern "
+            "characters *?[]\\"));
   CHECK(has(r, "/affinity_store/timeout_ms: 1 out of range 50..60000"));
   CHECK(has(r, "/affinity_store/queue: 0 out of range 1..1000000"));
   CHECK(has(r, "/affinity_store/bogus: unknown key"));

@@ -1,15 +1,16 @@
 // The shared store's encodings (lb/store_codec) and the DNS TTL walker
 // (lb/dns_answer): pure functions, tested at their boundaries.
+#include "lb/store_codec.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstring>
 #include <random>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "lb/dns_answer.hpp"
-#include "lb/store_codec.hpp"
 
 using namespace lb::store;
 
@@ -81,8 +82,8 @@ namespace {
 // A DNS response: header, one question, then answers (type, ttl, rdata len).
 std::vector<uint8_t> response(std::vector<std::tuple<uint16_t, uint32_t, uint16_t>> answers,
                               bool compressed = true) {
-  std::vector<uint8_t> m = {0x12, 0x34, 0x81, 0x80, 0, 1, 0,
-                            static_cast<uint8_t>(answers.size()), 0, 0, 0, 0};
+  std::vector<uint8_t> m = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, static_cast<uint8_t>(answers.size()),
+                            0,    0,    0,    0};
   for (const char* label : {"brokers", "test"}) {
     m.push_back(static_cast<uint8_t>(strlen(label)));
     m.insert(m.end(), label, label + strlen(label));
