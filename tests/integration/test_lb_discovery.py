@@ -5,6 +5,7 @@ a record removed -> the backend drains (its sessions are moved off, no new
 ones); an empty answer keeps the pool; SIGHUP to mqttlb keeps discovered
 backends; the records' TTL (1 s) is respected although interval_ms is a
 minute; SRV records give one backend per target and port."""
+import json
 import os
 import signal
 import unittest
@@ -118,6 +119,32 @@ class DiscoveryTest(harness.TestCase):
         lb.wait_for_line(r"discovery brokers.test \(A\): answering again: 2 backends", timeout=8)
         for s in held.values():
             s.close()
+
+    def test_a_reload_without_the_entry_drains_its_backends(self):
+        dns = Dnsmasq(self, ttl=1)
+        port, _ = self.brokers(["127.0.0.1"])
+        static_port = self.start_our_broker()[1]
+        dns.set_hosts([("127.0.0.1", NAME)])
+        lb, lport, mport, path = start_mqttlb(
+            self, [],
+            discovery=[{"dns": NAME, "port": port, "resolvers": [f"127.0.0.1:{dns.port}"]}],
+            health={"interval_ms": 200, "timeout_ms": 150, "rise": 1},
+            evacuation={"rate_per_s": 1000, "deadline_s": 5})
+        wait_until(lambda: up(mport, f"{NAME}-127.0.0.1-{port}"), 10, what="discovered up")
+        s, _ = mqtt_connect(lport, "dev-r")
+        with open(path) as f:
+            cfg = json.load(f)
+        del cfg["discovery"]
+        cfg["backends"] = [{"name": "static", "address": f"127.0.0.1:{static_port}"}]
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        lb.signal(signal.SIGHUP)
+        self.assertTrue(is_closed(s, 8), "the discovered backend's session is moved off")
+        s.close()
+        wait_until(lambda: up(mport, "static"), 10, what="static backend up")
+        s, _ = mqtt_connect(lport, "dev-r")
+        self.assertEqual({k: v for k, v in discovered(mport).items() if v}, {"static": 1})
+        s.close()
 
     def test_srv_records_give_one_backend_per_target(self):
         p1, p2 = free_port(), free_port()

@@ -8,6 +8,7 @@ leastconn sharing one real Redis (Debian's redis-server on a loopback port).
 - Redis killed mid-run (SIGKILL, by PID): no client refused or delayed, the
   degradation counted and logged once; Redis back: the shared table is used
   again."""
+import json
 import random
 import signal
 import time
@@ -18,7 +19,7 @@ from harness import wait_until
 from lb_helpers import PINGREQ, Probes, grep_lines, is_closed, metric, mqtt_connect, \
     read_packet, start_backends, start_mqttlb
 import scale_helpers
-from scale_helpers import start_redis
+from scale_helpers import redis_cmd, start_redis
 
 RECEIVED = 'mqttlb_affinity_store_messages_total{direction="received"}'
 UP = "mqttlb_affinity_store_up"
@@ -108,6 +109,27 @@ class ReplicasTest(harness.TestCase):
         new.sendall(PINGREQ)
         self.assertEqual(read_packet(new)[0], 0xD0, "the new session is untouched")
         new.close()
+
+    def test_a_reload_applies_new_store_settings(self):
+        backends = start_backends(self, 1)
+        _, rport = start_redis(self)
+        store = {"redis": f"redis://127.0.0.1:{rport}/0", "timeout_ms": 300}
+        p, port, mport, path = start_mqttlb(self, backends, affinity_store=store)
+        wait_until(lambda: metric(mport, UP) == 1, 10, what="store connected")
+        with open(path) as f:
+            cfg = json.load(f)
+        cfg["affinity_store"]["key_prefix"] = "fleet2:"
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        start = len(p.lines)
+        p.signal(signal.SIGHUP)
+        p.wait_for_line(r"affinity store: restarted with the new settings", timeout=10, start=start)
+        wait_until(lambda: metric(mport, UP) == 1, 10, what="store reconnected")
+        s, _ = mqtt_connect(port, "reloaded-1")
+        s.close()
+        wait_until(lambda: b"fleet2:a:" in redis_cmd(rport, "KEYS", "*"), 5,
+                   what="written under the new prefix")
+        self.assertNotIn(b"mqttlb:a:", redis_cmd(rport, "KEYS", "*"))
 
     def test_redis_killed_mid_run_refuses_no_client_and_comes_back(self):
         backends = start_backends(self, 3)
