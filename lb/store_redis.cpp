@@ -126,8 +126,17 @@ struct RedisStore::Impl {
   redisAsyncContext* cmd = nullptr;
   redisAsyncContext* sub = nullptr;
   bool cmd_ready = false, sub_ready = false;
-  bool teardown_due = false;       // free the contexts outside hiredis callbacks
-  std::deque<int64_t> sent_ms;     // cmd replies outstanding, oldest first
+  bool teardown_due = false;  // free the contexts outside hiredis callbacks
+  // Commands on `cmd` whose replies are outstanding, oldest first (Redis
+  // answers in order). A SET not acknowledged when Redis is declared down
+  // goes back to `outage`, to be written again.
+  struct Sent {
+    int64_t ms;
+    bool set = false;
+    ClientKey key;
+    uint64_t backend = 0;
+  };
+  std::deque<Sent> sent;
   int64_t connect_started_ms = 0;  // Connecting
   int64_t next_attempt_ms = 0;     // Down
   int64_t last_ping_ms = 0;
@@ -207,11 +216,11 @@ struct RedisStore::Impl {
         if (now - connect_started_ms > cfg.timeout_ms) fail(metrics.err_connect, "no connection");
         break;
       case State::Up:
-        if (!sent_ms.empty() && now - sent_ms.front() > cfg.timeout_ms) {
+        if (!sent.empty() && now - sent.front().ms > cfg.timeout_ms) {
           fail(metrics.err_timeout, "no reply in time");
           break;
         }
-        if (sent_ms.empty() && now - last_ping_ms >= kPingEveryMs) {
+        if (sent.empty() && now - last_ping_ms >= kPingEveryMs) {
           last_ping_ms = now;
           command(Op::Ping, {"PING"});
         }
@@ -246,7 +255,7 @@ struct RedisStore::Impl {
 
   void connect() {
     state = State::Connecting;
-    sent_ms.clear();
+    sent.clear();
     connect_started_ms = steady_ms();
     cmd = open_context();
     sub = cmd ? open_context() : nullptr;
@@ -296,7 +305,9 @@ struct RedisStore::Impl {
     next_attempt_ms = steady_ms() + backoff_ms;
     backoff_ms = std::min<uint32_t>(backoff_ms * 2, cfg.reconnect_max_ms);
     teardown_due = true;
-    sent_ms.clear();
+    for (const auto& x : sent)
+      if (x.set) keep(x.key, x.backend);
+    sent.clear();
     cmd_ready = sub_ready = false;
     resyncing = resync_waiting = false;
     mget_keys.clear();
@@ -304,7 +315,7 @@ struct RedisStore::Impl {
 
   void free_contexts() {
     teardown_due = false;
-    sent_ms.clear();
+    sent.clear();
     redisAsyncContext* c = cmd;
     redisAsyncContext* s = sub;
     cmd = sub = nullptr;  // their NULL-reply callbacks and on_disconnect see strangers
@@ -335,7 +346,8 @@ struct RedisStore::Impl {
 
   // ---- commands ----
 
-  void argv(redisAsyncContext* ac, Op o, std::initializer_list<std::string> args,
+  // True when the command was queued on `cmd` (and recorded in `sent`).
+  bool argv(redisAsyncContext* ac, Op o, std::initializer_list<std::string> args,
             redisCallbackFn* fn = on_reply) {
     std::vector<const char*> v;
     std::vector<size_t> len;
@@ -343,18 +355,27 @@ struct RedisStore::Impl {
       v.push_back(a.data());
       len.push_back(a.size());
     }
-    if (redisAsyncCommandArgv(ac, fn, op(o), static_cast<int>(v.size()), v.data(), len.data()) ==
-            REDIS_OK &&
-        ac == cmd)
-      sent_ms.push_back(steady_ms());
+    if (redisAsyncCommandArgv(ac, fn, op(o), static_cast<int>(v.size()), v.data(), len.data()) !=
+            REDIS_OK ||
+        ac != cmd)
+      return false;
+    sent.push_back({steady_ms(), false, {}, 0});
+    return true;
   }
-  void command(Op o, std::initializer_list<std::string> args) {
-    if (cmd) argv(cmd, o, args);
+  bool command(Op o, std::initializer_list<std::string> args) { return cmd && argv(cmd, o, args); }
+
+  // A placement for later (Redis away): one per client id, at most cfg.queue.
+  void keep(const ClientKey& key, uint64_t backend) {
+    if (outage.size() < cfg.queue || outage.count(key))
+      outage[key] = backend;
+    else
+      metrics.dropped_outage->Increment();
   }
 
   void write(const ClientKey& key, uint64_t backend) {
-    command(Op::Set, {"SET", store::redis_key(cfg.key_prefix, key), store::hex64(backend), "EX",
-                      std::to_string(ttl_s.load())});
+    if (command(Op::Set, {"SET", store::redis_key(cfg.key_prefix, key), store::hex64(backend), "EX",
+                          std::to_string(ttl_s.load())}))
+      sent.back() = {sent.back().ms, true, key, backend};
     store::Message m;
     m.replica = replica;
     m.key = key;
@@ -369,15 +390,12 @@ struct RedisStore::Impl {
       batch.swap(inbox);
     }
     for (const auto& p : batch) {
-      if (state == State::Up && sent_ms.size() < 2 * size_t{cfg.queue}) {
+      if (state == State::Up && sent.size() < 2 * size_t{cfg.queue})
         write(p.key, p.backend);
-      } else if (state == State::Up) {
+      else if (state == State::Up)
         metrics.dropped_queue->Increment();  // Redis is slow: do not pile up
-      } else if (outage.size() < cfg.queue || outage.count(p.key)) {
-        outage[p.key] = p.backend;
-      } else {
-        metrics.dropped_outage->Increment();
-      }
+      else
+        keep(p.key, p.backend);
     }
   }
 
@@ -385,7 +403,7 @@ struct RedisStore::Impl {
     Impl* self = of(ac);
     if (!r || ac != self->cmd || self->teardown_due) return;  // a context on its way out
     auto* reply = static_cast<redisReply*>(r);
-    if (!self->sent_ms.empty()) self->sent_ms.pop_front();
+    if (!self->sent.empty()) self->sent.pop_front();
     if (reply->type == REDIS_REPLY_ERROR) {
       logf(LogLevel::Warn, "affinity store: redis answered: %.*s", static_cast<int>(reply->len),
            reply->str);
@@ -483,7 +501,7 @@ struct RedisStore::Impl {
     }
     if (redisAsyncCommandArgv(cmd, on_reply, op(Op::Mget), static_cast<int>(v.size()), v.data(),
                               len.data()) == REDIS_OK)
-      sent_ms.push_back(steady_ms());
+      sent.push_back({steady_ms(), false, {}, 0});
   }
 
   void on_mget(redisReply* reply) {

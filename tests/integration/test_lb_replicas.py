@@ -131,6 +131,27 @@ class ReplicasTest(harness.TestCase):
                    what="written under the new prefix")
         self.assertNotIn(b"mqttlb:a:", redis_cmd(rport, "KEYS", "*"))
 
+    def test_a_frozen_redis_is_detected_by_its_silence(self):
+        backends = start_backends(self, 1)
+        rproc, rport = start_redis(self)
+        a = self.replica(backends, rport)
+        # SIGSTOP: Redis still accepts TCP, but answers nothing.
+        rproc.signal(signal.SIGSTOP)
+        self.addCleanup(lambda: rproc.signal(signal.SIGCONT))
+        for i in range(10):
+            t0 = time.monotonic()
+            s, _ = mqtt_connect(a[1], f"frozen-{i}")
+            self.assertLess(time.monotonic() - t0, 1.0, "a CONNECT waited on Redis")
+            s.close()
+        wait_until(lambda: metric(a[2], UP) == 0, 5, what="frozen Redis detected")
+        self.assertGreaterEqual(
+            metric(a[2], 'mqttlb_affinity_store_errors_total{kind="timeout"}'), 1)
+        rproc.signal(signal.SIGCONT)
+        wait_until(lambda: metric(a[2], UP) == 1, 10, what="store back")
+        # The placements made meanwhile are written once it answers again.
+        wait_until(lambda: redis_cmd(rport, "DBSIZE").strip() == b":10", 5,
+                   what="outage placements written")
+
     def test_redis_killed_mid_run_refuses_no_client_and_comes_back(self):
         backends = start_backends(self, 3)
         rproc, rport = start_redis(self)
