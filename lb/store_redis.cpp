@@ -244,13 +244,18 @@ struct RedisStore::Impl {
     ac->data = this;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (!cfg.url.password.empty()) {
-      if (cfg.url.user.empty())
-        argv(ac, Op::Setup, {"AUTH", cfg.url.password});
-      else
-        argv(ac, Op::Setup, {"AUTH", cfg.url.user, cfg.url.password});
-    }
     return ac;
+  }
+
+  // First command of each connection (once `cmd`/`sub` hold it, so that its
+  // reply is accounted for in `sent`).
+  void auth(redisAsyncContext* ac) {
+    if (cfg.url.password.empty()) return;
+    redisCallbackFn* fn = ac == sub ? on_sub : on_reply;  // a refusal counts on either
+    if (cfg.url.user.empty())
+      argv(ac, Op::Setup, {"AUTH", cfg.url.password}, fn);
+    else
+      argv(ac, Op::Setup, {"AUTH", cfg.url.user, cfg.url.password}, fn);
   }
 
   void connect() {
@@ -260,6 +265,8 @@ struct RedisStore::Impl {
     cmd = open_context();
     sub = cmd ? open_context() : nullptr;
     if (!cmd || !sub) return fail(metrics.err_connect, "cannot create a connection");
+    auth(cmd);
+    auth(sub);
     if (cfg.url.db != 0) command(Op::Setup, {"SELECT", std::to_string(cfg.url.db)});
     command(Op::Ping, {"PING"});  // its PONG: the command connection is usable
     // (SELECT does not apply to pub/sub: channels are global to the server.)
@@ -404,11 +411,9 @@ struct RedisStore::Impl {
     if (!r || ac != self->cmd || self->teardown_due) return;  // a context on its way out
     auto* reply = static_cast<redisReply*>(r);
     if (!self->sent.empty()) self->sent.pop_front();
-    if (reply->type == REDIS_REPLY_ERROR) {
-      logf(LogLevel::Warn, "affinity store: redis answered: %.*s", static_cast<int>(reply->len),
-           reply->str);
-      return self->fail(self->metrics.err_reply, "error reply");
-    }
+    // An error reply (a wrong password, a read-only replica, ...): Redis is
+    // not usable; the text goes into the one outage line.
+    if (reply->type == REDIS_REPLY_ERROR) return self->fail(self->metrics.err_reply, reply->str);
     switch (static_cast<Op>(reinterpret_cast<uintptr_t>(priv))) {
       case Op::Ping:
         self->cmd_ready = true;
@@ -431,8 +436,7 @@ struct RedisStore::Impl {
     Impl* self = of(ac);
     if (!r || ac != self->sub || self->teardown_due) return;
     auto* reply = static_cast<redisReply*>(r);
-    if (reply->type == REDIS_REPLY_ERROR)
-      return self->fail(self->metrics.err_reply, "SUBSCRIBE refused");
+    if (reply->type == REDIS_REPLY_ERROR) return self->fail(self->metrics.err_reply, reply->str);
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
         reply->element[0]->type != REDIS_REPLY_STRING)
       return;

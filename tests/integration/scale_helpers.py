@@ -18,25 +18,31 @@ def have(path):
     return os.path.exists(path)
 
 
-def start_redis(tc, port=None):
+def start_redis(tc, port=None, extra=()):
     """redis-server on 127.0.0.1:port without persistence. Returns (proc, port)."""
     port = port or free_port()
     p = tc.spawn([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--protected-mode", "no", "--dir", tc.tmpdir()],
-                 name=f"redis:{port}")
+                  "--appendonly", "no", "--protected-mode", "no", "--dir", tc.tmpdir()] +
+                 list(extra), name=f"redis:{port}")
     wait_until(lambda: port_open(port) or not p.alive(), 10, what=f"redis on {port}")
     tc.assertTrue(p.alive(), p.output())
     return p, port
 
 
-def redis_cmd(port, *args, timeout=5.0):
-    """One command over RESP; returns the raw reply bytes (enough for tests)."""
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
+def redis_cmd(port, *args, timeout=5.0, password=None):
+    """One command over RESP (after AUTH when `password`); returns the raw
+    reply bytes of that command (enough for tests)."""
+    def resp(cmd):
+        out = b"*%d\r\n" % len(cmd)
+        for a in cmd:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        return out
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(out)
+        if password:
+            s.sendall(resp(["AUTH", password]))
+            assert s.recv(65536).startswith(b"+OK")
+        s.sendall(resp(args))
         return s.recv(65536)
 
 

@@ -131,6 +131,32 @@ class ReplicasTest(harness.TestCase):
                    what="written under the new prefix")
         self.assertNotIn(b"mqttlb:a:", redis_cmd(rport, "KEYS", "*"))
 
+    def test_a_password_protected_redis(self):
+        backends = start_backends(self, 1)
+        _, rport = start_redis(self, extra=["--requirepass", "s3cret"])
+        p, port, mport, _ = start_mqttlb(
+            self, backends, affinity_store={"redis": f"redis://:s3cret@127.0.0.1:{rport}/2"})
+        wait_until(lambda: metric(mport, UP) == 1, 10, what="authenticated")
+        s, _ = mqtt_connect(port, "authed-1")
+        s.close()
+        wait_until(lambda: redis_cmd(rport, "DBSIZE", password="s3cret").strip() == b":0", 1)
+        wait_until(lambda: b"mqttlb:a:" in redis_cmd(rport, "EVAL",
+                                                    "redis.call('SELECT', 2) "
+                                                    "return redis.call('KEYS', '*')", 0,
+                                                    password="s3cret"), 5,
+                   what="written in database 2")
+        # A wrong password: counted, never a refused client.
+        q, qport, qmport, _ = start_mqttlb(
+            self, backends, affinity_store={"redis": f"redis://:wrong@127.0.0.1:{rport}/0"})
+        wait_until(lambda: metric(qmport, 'mqttlb_affinity_store_errors_total{kind="error_reply"}')
+                   >= 1, 10, what="AUTH refusal counted")
+        self.assertEqual(metric(qmport, UP), 0)
+        wait_until(lambda: metric(qmport, 'mqttlb_affinity_store_errors_total{kind="error_reply"}')
+                   >= 3, 10, what="retried")
+        self.assertEqual(len(grep_lines(q, r"affinity store: .* unavailable .*WRONGPASS")), 1)
+        s, _ = mqtt_connect(qport, "authed-2")
+        s.close()
+
     def test_a_frozen_redis_is_detected_by_its_silence(self):
         backends = start_backends(self, 1)
         rproc, rport = start_redis(self)
