@@ -358,14 +358,14 @@ bool Discovery::start(std::string& err) {
     err = "discovery: cannot create its loop";
     return false;
   }
+  for (auto& e : d.entries) {  // channels first: nothing of the loop exists yet
+    if (e->init(err)) continue;
+    for (auto& x : d.entries)
+      if (x->ch) ares_destroy(x->ch);  // no socket was opened: no poll to close
+    uv_loop_close(&d.loop);
+    return false;
+  }
   for (auto& e : d.entries) {
-    if (!e->init(err)) {
-      for (auto& x : d.entries)
-        if (x->ch) ares_destroy(x->ch);
-      uv_run(&d.loop, UV_RUN_DEFAULT);  // closes the polls ares_destroy released
-      uv_loop_close(&d.loop);
-      return false;
-    }
     uv_timer_init(&d.loop, &e->requery);
     e->requery.data = e.get();
     uv_timer_init(&d.loop, &e->ares_tick);
