@@ -8,6 +8,7 @@ minute; SRV records give one backend per target and port."""
 import json
 import os
 import signal
+import subprocess
 import unittest
 
 import harness
@@ -145,6 +146,17 @@ class DiscoveryTest(harness.TestCase):
         s, _ = mqtt_connect(lport, "dev-r")
         self.assertEqual({k: v for k, v in discovered(mport).items() if v}, {"static": 1})
         s.close()
+
+    def test_check_reads_the_template_files(self):
+        path = os.path.join(self.tmpdir(), "c.json")
+        with open(path, "w") as f:
+            json.dump({"listeners": [{"name": "m", "bind": "127.0.0.1:1883"}],
+                       "discovery": [{"dns": NAME, "template": {"tls": {"ca": "/nonexistent.pem"}}}]},
+                      f)
+        r = subprocess.run([harness.binary("mqttlb"), "--check", "-c", path], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"^/discovery/0/template/tls/ca: CA '/nonexistent.pem'")
 
     def test_srv_records_give_one_backend_per_target(self):
         p1, p2 = free_port(), free_port()
