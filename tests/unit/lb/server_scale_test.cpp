@@ -80,8 +80,8 @@ TEST_CASE("discovered backends join the snapshot, drain when they leave, stop dr
     CHECK_FALSE(server.apply_discovered());  // nothing pending
 
     // A name the file uses itself stays the file's.
-    server.set_discovered("dns/A/1883", {backend("d1", 1001), backend("d2", 1002),
-                                         backend("b1", 9)});
+    server.set_discovered("dns/A/1883",
+                          {backend("d1", 1001), backend("d2", 1002), backend("b1", 9)});
     CHECK(server.apply_discovered());
     CHECK(changed == 1);
     CHECK(names(server) == std::set<std::string>{"b1", "d1", "d2"});
@@ -89,8 +89,8 @@ TEST_CASE("discovered backends join the snapshot, drain when they leave, stop dr
     CHECK(server.file_config().backends.size() == 1);  // the file's own config is untouched
 
     // The same answer again changes nothing.
-    server.set_discovered("dns/A/1883", {backend("d1", 1001), backend("d2", 1002),
-                                         backend("b1", 9)});
+    server.set_discovered("dns/A/1883",
+                          {backend("d1", 1001), backend("d2", 1002), backend("b1", 9)});
     CHECK_FALSE(server.apply_discovered());
     CHECK(changed == 1);
 
@@ -144,8 +144,8 @@ TEST_CASE("apply_remote: local table always; live placements elsewhere take over
     a.sin_port = htons(port);
     REQUIRE(connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     std::string id = "device-1";
-    std::string body = std::string("\x00\x04MQTT\x04\x02\x00\x3c\x00", 11) +
-                       static_cast<char>(id.size()) + id;
+    std::string body =
+        std::string("\x00\x04MQTT\x04\x02\x00\x3c\x00", 11) + static_cast<char>(id.size()) + id;
     std::string pkt = std::string("\x10", 1) + static_cast<char>(body.size()) + body;
     REQUIRE(send(c, pkt.data(), pkt.size(), 0) == static_cast<ssize_t>(pkt.size()));
     pollfd p{lfd, POLLIN, 0};
