@@ -175,9 +175,44 @@ struct Upgrade {
   uint32_t deadline_s = 120;        // then closes what is left and exits
 };
 
+// Scale-out (docs/scale-out.md): the client -> backend table shared by every
+// replica through Redis. Absent (redis empty): each replica keeps its own.
+struct RedisUrl {
+  std::string host;  // IP address or host name (resolved by the store's own thread)
+  uint16_t port = 6379;
+  uint32_t db = 0;
+  std::string user, password;  // AUTH [user] password when password is set
+};
+
+struct AffinityStore {
+  std::string redis;                   // "redis://[[user]:password@]host[:port][/db]" as given
+  RedisUrl url;                        // parsed from `redis`
+  std::string key_prefix = "mqttlb:";  // keys and the pub/sub channel start with it
+  uint32_t timeout_ms = 1000;          // connect, or a reply later than this: Redis is down
+  uint32_t reconnect_max_ms = 5000;    // reconnect back-off doubles from 100 ms up to this
+  uint32_t queue = 10'000;             // placements waiting for Redis (then dropped, counted)
+  uint32_t resync_batch = 500;         // keys per SCAN step when (re)synchronising
+  uint32_t resync_interval_ms = 10;    // pause between two SCAN steps
+  bool enabled() const { return !redis.empty(); }
+};
+
+// A DNS name whose records are backends (docs/scale-out.md "Discovery").
+struct Discovery {
+  enum class Type { A, AAAA, SRV };
+  std::string dns;
+  Type type = Type::A;
+  uint16_t port = 1883;             // A / AAAA: the backends' port (SRV records carry their own)
+  uint32_t interval_ms = 5000;      // re-query period; shorter when the records' TTL is
+  uint32_t timeout_ms = 2000;       // one query, all tries
+  std::vector<Endpoint> resolvers;  // DNS servers (ip:port); empty: /etc/resolv.conf
+  Backend templ;                    // "template": every backend key but name and address
+};
+
 struct Config {
   std::vector<Listener> listeners;
-  std::vector<Backend> backends;
+  std::vector<Backend> backends;  // may be empty when discovery is given
+  AffinityStore affinity_store;
+  std::vector<Discovery> discovery;
   Balance balance;
   Health health;
   Limits limits;

@@ -37,4 +37,8 @@ LoadResult load_file(const std::string& path, const LoadOptions& opts = {});
 // sets `err`.
 std::optional<Endpoint> parse_endpoint(const std::string& s, std::string& err, bool resolve = true);
 
+// Parses "redis://[[user]:password@]host[:port][/db]" (affinity_store.redis).
+// Pure. On failure returns nullopt and sets `err`.
+std::optional<RedisUrl> parse_redis_url(const std::string& s, std::string& err);
+
 }  // namespace conf

@@ -63,6 +63,48 @@ json backend(const Backend& b) {
   return j;
 }
 
+const char* name(Discovery::Type t) {
+  return t == Discovery::Type::AAAA ? "AAAA" : t == Discovery::Type::SRV ? "SRV" : "A";
+}
+
+// The URL with its password replaced (redact) or as given.
+std::string redis_url(const AffinityStore& a, bool redact) {
+  if (!redact || a.url.password.empty()) return a.redis;
+  auto at = a.redis.rfind('@');
+  return "redis://" + a.url.user + ":<redacted>" + a.redis.substr(at);
+}
+
+json scale_out(const Config& c, json& j, bool redact) {
+  if (c.affinity_store.enabled()) {
+    const AffinityStore& a = c.affinity_store;
+    j["affinity_store"] = {{"redis", redis_url(a, redact)},
+                           {"key_prefix", a.key_prefix},
+                           {"timeout_ms", a.timeout_ms},
+                           {"reconnect_max_ms", a.reconnect_max_ms},
+                           {"queue", a.queue},
+                           {"resync_batch", a.resync_batch},
+                           {"resync_interval_ms", a.resync_interval_ms}};
+  }
+  if (!c.discovery.empty()) {
+    j["discovery"] = json::array();
+    for (const auto& d : c.discovery) {
+      json t = backend(d.templ);
+      t.erase("name");
+      t.erase("address");
+      json e = {{"dns", d.dns},
+                {"type", name(d.type)},
+                {"interval_ms", d.interval_ms},
+                {"timeout_ms", d.timeout_ms},
+                {"template", t}};
+      if (d.type != Discovery::Type::SRV) e["port"] = d.port;
+      e["resolvers"] = json::array();
+      for (const auto& r : d.resolvers) e["resolvers"].push_back(r.str());
+      j["discovery"].push_back(e);
+    }
+  }
+  return j;
+}
+
 }  // namespace
 
 json to_json(const Config& c, bool redact) {
@@ -143,6 +185,7 @@ json to_json(const Config& c, bool redact) {
   j["upgrade"] = {{"evict_rate_per_s", c.upgrade.evict_rate_per_s},
                   {"deadline_s", c.upgrade.deadline_s}};
   j["workers"] = c.workers;
+  scale_out(c, j, redact);
   return j;
 }
 
@@ -164,7 +207,7 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
       if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
   }
   for (const char* sec : {"balance", "health", "limits", "routes", "metrics", "admin", "evacuation",
-                          "upgrade", "workers"})
+                          "upgrade", "workers", "affinity_store", "discovery"})
     if (a.value(sec, json()) != b.value(sec, json()))
       out.push_back(std::string("/") + sec + ": changed");
   return out;

@@ -1,9 +1,9 @@
 # Sourced by deploy/quickstart.sh and tests/run.sh: installs the Debian 12
 # packages mqttlb needs that are not installed yet (apt-get, as root).
-MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl"
-MQTTLB_RUN_DEPS="mosquitto-clients python3"
+MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev"
+MQTTLB_RUN_DEPS="mosquitto-clients python3 libhiredis0.14 libc-ares2"
 # Peers used by the integration tests and the benchmark comparison.
-MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream"
+MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream redis-server dnsmasq"
 
 mqttlb_install_deps() {
   local missing=() p
@@ -20,7 +20,7 @@ mqttlb_install_deps() {
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts these daemons on install; our tests start their own on free ports.
-  for svc in mosquitto haproxy nginx; do
+  for svc in mosquitto haproxy nginx redis-server dnsmasq; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
   done
 }

@@ -29,7 +29,9 @@ int LeastConn::pick(std::span<const Candidate> c, std::string_view key) {
     double load = static_cast<double>(c[i].active) / c[i].weight;
     if (best >= 0 && load > best_load) continue;
     uint64_t tie = hash64(c[i].name, kh);
-    if (best < 0 || load < best_load || tie > best_tie) {
+    // Equal hashes (a 64-bit collision) fall back to the name: never list order.
+    if (best < 0 || load < best_load || tie > best_tie ||
+        (tie == best_tie && c[i].name < c[best].name)) {
       best = static_cast<int>(i);
       best_load = load;
       best_tie = tie;
@@ -62,8 +64,10 @@ ConsistentHash::ConsistentHash(const std::vector<Node>& nodes, double epsilon,
     for (uint32_t v = 0; v < count; ++v)
       ring_.push_back({hash64(nodes[n].name + "#" + std::to_string(v)), static_cast<uint32_t>(n)});
   }
-  std::sort(ring_.begin(), ring_.end(), [](const Point& a, const Point& b) {
-    return a.h != b.h ? a.h < b.h : a.node < b.node;
+  // Equal points are ordered by name, so the ring does not depend on the
+  // order of the backend list (replicas with shuffled configs agree).
+  std::sort(ring_.begin(), ring_.end(), [this](const Point& a, const Point& b) {
+    return a.h != b.h ? a.h < b.h : names_[a.node] < names_[b.node];
   });
 }
 

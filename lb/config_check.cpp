@@ -22,6 +22,15 @@ void check_files(const conf::Config& cfg, std::vector<std::string>& errors) {
     std::string at = "/backends/" + std::to_string(i) + "/tls/";
     errors.push_back(at + (err.rfind("CA ", 0) == 0 ? "ca" : "cert") + ": " + err);
   }
+  // Discovered backends connect with their entry's template (docs/scale-out.md).
+  for (size_t i = 0; i < cfg.discovery.size(); ++i) {
+    const auto& t = cfg.discovery[i].templ.tls;
+    if (!t || t->cert.empty() != t->key.empty()) continue;
+    std::string err;
+    if (tls::Context::client(tls::client_options(*t), err)) continue;
+    std::string at = "/discovery/" + std::to_string(i) + "/template/tls/";
+    errors.push_back(at + (err.rfind("CA ", 0) == 0 ? "ca" : "cert") + ": " + err);
+  }
 }
 
 conf::LoadResult load_config(const std::string& path) {

@@ -17,6 +17,7 @@
 #include "lb/config_check.hpp"
 #include "lb/control.hpp"
 #include "lb/log.hpp"
+#include "lb/scale_out.hpp"
 #include "lb/server.hpp"
 #include "lb/upgrade.hpp"
 #include "net/limits.hpp"
@@ -155,6 +156,16 @@ int main(int argc, char** argv) {
   lb::Server server(*r.config, *registry);
   if (!handoff.affinity.empty()) server.affinity().load(handoff.affinity, lb::steady_ms());
   std::string err;
+  // --- scale-out (docs/scale-out.md): the shared affinity store and DNS
+  // discovery. Started before the health monitor so that it checks the first
+  // discovered backends in its first round; stopped (destroyed) before the
+  // server, after run_until_signalled has joined the workers.
+  lb::ScaleOut scale(server, *registry);
+  if (!scale.start(*r.config, 2 * uint32_t{r.config->health.timeout_ms} + 1000, err)) {
+    lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
+  // --- end scale-out
   // Health: one thread checks every backend; backends start Down, the first
   // checks run now, and listening starts once their verdicts are in (bounded),
   // so a fresh mqttlb does not refuse clients while a healthy backend is
@@ -170,6 +181,9 @@ int main(int argc, char** argv) {
           server.shutdown_backend_sessions(name, hc.shutdown_spread_ms);
       },
       [](const std::string& line) { lb::logf(lb::LogLevel::Info, "%s", line.c_str()); });
+  // Discovery changes (applied on the main thread) are checked at once.
+  server.on_backends_changed(
+      [&server, &monitor] { monitor.update(monitored(server), server.snapshot()->cfg.health); });
   if (!monitor.start(err)) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;
@@ -209,7 +223,8 @@ int main(int argc, char** argv) {
   lb::Control control(server, monitor, *registry);
   lb::AppHooks hooks;
   hooks.on_ready = ready;
-  hooks.on_reload = [&server, &monitor, &endpoints](const conf::Config& c) {
+  hooks.on_reload = [&server, &monitor, &endpoints, &scale](const conf::Config& c) {
+    scale.reload(c);  // scale-out: store and discovery follow the file
     monitor.update(monitored(server), c.health);
     endpoints.bring_up(c, /*quiet=*/false);
   };

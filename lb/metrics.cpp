@@ -187,12 +187,15 @@ Metrics::Metrics(prometheus::Registry& reg)
       BuildCounter().Name("mqttlb_bytes_total").Help("Bytes forwarded, by direction").Register(reg);
   bytes_c2b = &bytes.Add({{"direction", "client_to_backend"}});
   bytes_b2c = &bytes.Add({{"direction", "backend_to_client"}});
-  takeovers =
-      &BuildCounter()
-           .Name("mqttlb_takeovers_total")
-           .Help("Older sessions closed because their client id connected to another backend")
-           .Register(reg)
-           .Add({});
+  // cause: where the newer connection came in (docs/metrics.md); sum over
+  // cause is the family's meaning before replicas shared a store.
+  auto& takeover_fam =
+      BuildCounter()
+          .Name("mqttlb_takeovers_total")
+          .Help("Older sessions closed because their client id connected to another backend")
+          .Register(reg);
+  takeovers = &takeover_fam.Add({{"cause", "same_replica"}});
+  takeovers_cross = &takeover_fam.Add({{"cause", "cross_replica"}});
   peek_seconds = &BuildHistogram()
                       .Name("mqttlb_connect_peek_duration_seconds")
                       .Help("Time from accept to a complete, valid CONNECT")

@@ -97,7 +97,8 @@ class Metrics {
   prometheus::Gauge* connections_active = nullptr;
   prometheus::Counter* bytes_c2b = nullptr;
   prometheus::Counter* bytes_b2c = nullptr;
-  prometheus::Counter* takeovers = nullptr;
+  prometheus::Counter* takeovers = nullptr;        // cause="same_replica"
+  prometheus::Counter* takeovers_cross = nullptr;  // cause="cross_replica" (lb/server_scale.cpp)
   prometheus::Histogram* peek_seconds = nullptr;
   prometheus::Histogram* place_seconds = nullptr;  // CONNECT complete -> CONNACK to the client
   prometheus::Counter* reloads_ok = nullptr;

@@ -12,6 +12,15 @@ std::optional<SessionRef> ClientRegistry::add(const ClientKey& key, const Sessio
   return std::nullopt;
 }
 
+std::optional<SessionRef> ClientRegistry::displace(const ClientKey& key, uint64_t backend) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end() || it->second.backend == backend) return std::nullopt;
+  SessionRef old = it->second;
+  map_.erase(it);
+  return old;
+}
+
 void ClientRegistry::remove(const ClientKey& key, uint64_t session) {
   std::lock_guard<std::mutex> g(mu_);
   auto it = map_.find(key);

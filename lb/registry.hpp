@@ -28,6 +28,10 @@ class ClientRegistry {
   // brokers cannot see each other); on the same broker the broker takes over
   // itself [MQTT-3.1.4-3].
   std::optional<SessionRef> add(const ClientKey& key, const SessionRef& ref);
+  // Another replica placed the client on `backend`: forgets and returns the
+  // session forwarded here to a different backend (the caller closes it),
+  // exactly once per entry.
+  std::optional<SessionRef> displace(const ClientKey& key, uint64_t backend);
   // Forgets the entry if it still is `session`.
   void remove(const ClientKey& key, uint64_t session);
   std::optional<SessionRef> find(const ClientKey& key) const;

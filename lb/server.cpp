@@ -64,11 +64,19 @@ std::vector<Worker*> Server::all_workers() const {
   return v;
 }
 
-std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
+std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg, bool keep_listener_tls) {
   // Called with snap_mu_ held.
   auto s = std::make_shared<Snapshot>();
   cfg_ = cfg;
   s->cfg = cfg;
+  // Discovered backends join the file's (lb/server_scale.cpp); a name the file
+  // uses itself is the file's.
+  for (const auto& [source, list] : discovered_)
+    for (const auto& b : list) {
+      bool clash = false;
+      for (const auto& f : s->cfg.backends) clash |= f.name == b.name;
+      if (!clash) s->cfg.backends.push_back(b);
+    }
   for (auto& b : s->cfg.backends) {  // operator overrides (admin API)
     if (auto it = weight_override_.find(b.name); it != weight_override_.end())
       b.weight = it->second;
@@ -93,7 +101,10 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
     }
     s->backends.push_back({b, st, std::move(ctx)});
   }
-  build_listener_tls(s->cfg, *s);
+  if (keep_listener_tls && snap_)
+    s->listener_tls = snap_->listener_tls;
+  else
+    build_listener_tls(s->cfg, *s);
   s->balancer = make_balancer(cfg.balance, s->cfg.backends);
   s->routes = plan_routes(s->cfg);
   s->max_connections = cfg.limits.max_connections

@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,7 @@
 #include "lb/registry.hpp"
 #include "lb/runtime.hpp"
 #include "lb/session.hpp"
+#include "lb/store.hpp"
 #include "net/budget.hpp"
 
 namespace prometheus {
@@ -48,7 +50,7 @@ class Worker;
 // session, a reserve for listeners, metrics and health checks.
 uint32_t default_max_connections(uint64_t nofile);
 
-class Server {
+class Server final : public StoreSink {
  public:
   static constexpr size_t kMaxWorkers = 256;
 
@@ -155,11 +157,33 @@ class Server {
   // Every listening socket, by listener name (binary upgrade hands them over).
   std::map<std::string, std::vector<int>> listening_fds();
 
+  // --- scale-out (lb/server_scale.cpp, docs/scale-out.md) ---
+  // The shared affinity store, or null. Set before start() and cleared only
+  // after the workers are joined (they call placed() on it).
+  void set_store(AffinityStore* s) { store_.store(s, std::memory_order_release); }
+  AffinityStore* store() const { return store_.load(std::memory_order_acquire); }
+  bool apply_remote(const ClientKey& key, uint64_t backend, bool live) override;  // any thread
+  // DNS discovery. set_discovered (any thread): the backends a source resolves
+  // to now; they replace its previous set at the next apply_discovered().
+  // retain_discovered (any thread): sources not in `keep` lose their backends
+  // (a reload removed their discovery entry).
+  void set_discovered(const std::string& source, std::vector<conf::Backend> backends);
+  void retain_discovered(const std::vector<std::string>& keep);
+  // Main thread (reap() calls it every second; main.cpp once before start):
+  // pending discovery results become a new snapshot (file backends win a name
+  // clash; reloads keep discovered ones); a backend that left is drained like
+  // one a reload removed; then on_backends_changed runs (health checks).
+  // Returns true when the snapshot changed.
+  bool apply_discovered();
+  void on_backends_changed(std::function<void()> fn) { backends_changed_ = std::move(fn); }
+
  private:
   // A new snapshot for new connections (backends, balance, limits, TLS);
   // commit() calls it first.
   void swap(const conf::Config& cfg);
-  std::shared_ptr<Snapshot> build(const conf::Config& cfg);       // snap_mu_ held
+  // snap_mu_ held. keep_listener_tls: reuse the current listener contexts
+  // (a discovery change rebuilds backends only).
+  std::shared_ptr<Snapshot> build(const conf::Config& cfg, bool keep_listener_tls = false);
   void build_listener_tls(const conf::Config& cfg, Snapshot& s);  // snap_mu_ held
   Worker* worker(int slot) const;                                 // null when the slot is free
   std::vector<Worker*> all_workers() const;
@@ -201,6 +225,15 @@ class Server {
 
   mutable std::mutex evac_mu_;
   std::map<std::string, std::shared_ptr<Evacuation>> evacuations_;  // by backend ("" = all)
+
+  // Scale-out: the store (set_store) and discovered backends by source
+  // (guarded by snap_mu_; merged into every snapshot by build()).
+  std::atomic<AffinityStore*> store_{nullptr};
+  std::map<std::string, std::vector<conf::Backend>> discovered_;
+  std::mutex disc_mu_;  // guards pending_ (written by the discovery thread)
+  std::map<std::string, std::optional<std::vector<conf::Backend>>> pending_;  // nullopt: drop
+  std::function<void()> backends_changed_;                                    // main thread
+  void evacuate_removed(const std::string& backend, const conf::Config& cfg);
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};

@@ -179,6 +179,7 @@ void Server::commit(std::unique_ptr<Prepared> p) {
 
 void Server::reap() {
   bool reaped = false;
+  apply_discovered();  // DNS discovery results (lb/server_scale.cpp)
   for (auto it = retiring_.begin(); it != retiring_.end();) {
     Worker* w = owned_[*it].get();
     if (!w || !w->finished()) {
@@ -202,6 +203,8 @@ void Server::reap() {
     for (auto it = states_.begin(); it != states_.end();) {
       bool configured = false;
       for (const auto& b : cfg_.backends) configured |= b.name == it->first;
+      for (const auto& [source, list] : discovered_)  // DNS discovery
+        for (const auto& b : list) configured |= b.name == it->first;
       if (!configured && it->second.use_count() == 1) {
         gone.push_back(std::move(it->second));
         it = states_.erase(it);

@@ -304,6 +304,8 @@ void Session::accepted_by_broker() {
   srv.metrics().place_seconds->Observe(static_cast<double>(uv_hrtime() - connect_done_ns_) / 1e9);
   if (!has_key_) return;
   if (affinity_) srv.affinity().put(key_, b.name_hash, steady_ms());
+  // Other replicas learn of it through the shared store (written behind).
+  if (AffinityStore* st = srv.store()) st->placed(key_, b.name_hash);
   auto older = srv.registry().add(key_, {w_.index(), id_, b.name_hash});
   registered_ = true;
   if (!older) return;

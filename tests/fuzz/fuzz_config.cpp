@@ -20,7 +20,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!r.config) return 0;
   const conf::Config& c = *r.config;
-  FUZZ_CHECK(!c.listeners.empty() && !c.backends.empty());
+  // Backends come from the file or from DNS discovery (or both).
+  FUZZ_CHECK(!c.listeners.empty() && (!c.backends.empty() || !c.discovery.empty()));
+  for (const auto& d : c.discovery) {
+    FUZZ_CHECK(!d.dns.empty() && d.port >= 1 && d.interval_ms >= 100);
+    FUZZ_CHECK(d.templ.name.empty() && d.templ.weight >= 1 && d.templ.weight <= 256);
+  }
+  if (c.affinity_store.enabled())
+    FUZZ_CHECK(!c.affinity_store.url.host.empty() && c.affinity_store.url.port >= 1);
   std::set<std::string> names;
   for (const auto& b : c.backends) {
     FUZZ_CHECK(!b.name.empty() && names.insert(b.name).second);

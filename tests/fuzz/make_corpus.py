@@ -257,7 +257,38 @@ def peer_seeds():
     return seeds
 
 
+def dns_response(answers, qname=b"\x07brokers\x04test\x00", qtype=33):
+    """A DNS response: one question, answers [(type, ttl, rdata)] named by a pointer."""
+    m = struct.pack(">HHHHHH", 0x1234, 0x8180, 1, len(answers), 0, 0) + qname
+    m += struct.pack(">HH", qtype, 1)
+    for t, ttl, rdata in answers:
+        m += b"\xc0\x0c" + struct.pack(">HHIH", t, 1, ttl, len(rdata)) + rdata
+    return m
+
+
+def store_seeds():
+    """The shared store's channel messages and keys (lb/store_codec.hpp) and
+    DNS answers (lb/dns_answer.hpp), written out by hand here."""
+    rep, key, be = "1122334455667788", "00112233445566778899aabbccddeeff", "deadbeefcafef00d"
+    srv = struct.pack(">HHH", 0, 10, 1883) + b"\x02b1\x07brokers\x04test\x00"
+    return {
+        "placed": f"P1 {rep} {key} {be}".encode(),
+        "took-over": f"T1 {rep} {be} {key}".encode(),
+        "upper-hex": f"P1 {rep.upper()} {key} {be}".encode(),
+        "version-2": f"P2 {rep} {key} {be}".encode(),
+        "truncated": f"P1 {rep} {key} {be}"[:-1].encode(),
+        "redis-key": f"mqttlb:a:{key}".encode(),
+        "redis-key-bare": f"a:{key}".encode(),
+        "dns-srv": dns_response([(33, 30, srv), (33, 300, srv)]),
+        "dns-a": dns_response([(1, 5, b"\x0a\x00\x00\x07"), (1, 9, b"\x0a\x00\x00\x08")],
+                              qtype=1),
+        "dns-loop-pointer": dns_response([]) [:12] + b"\xc0\x0c" + b"\x00" * 8,
+        "dns-truncated": dns_response([(33, 30, srv)])[:-3],
+    }
+
+
 if __name__ == "__main__":
+    write("store", store_seeds())
     write("connect", connect_seeds())
     write("frame", frame_seeds())
     write("peer", peer_seeds())

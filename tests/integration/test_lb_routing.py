@@ -136,7 +136,8 @@ class Routing(harness.TestCase):
         old.close()
         new.sendall(PINGREQ)
         self.assertEqual(read_packet(new)[0], 0xD0)
-        wait_until(lambda: metric(mport, "mqttlb_takeovers_total") == 1, 5, what="takeover counted")
+        wait_until(lambda: metric(mport, 'mqttlb_takeovers_total{cause="same_replica"}') == 1, 5,
+                   what="takeover counted")
         new.close()
 
     def test_round_robin_and_consistent_hash(self):

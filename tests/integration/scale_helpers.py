@@ -1,0 +1,76 @@
+"""Helpers for the scale-out tests (test_lb_replicas.py, test_lb_discovery.py):
+a real Redis (Debian's redis-server) and a real DNS server (Debian's dnsmasq),
+each started on a free loopback port and stopped by PID. Built on harness.py
+and lb_helpers.py; same rules (loopback only, bounded waits)."""
+import os
+import signal
+import socket
+import time
+
+import harness
+from harness import free_port, port_open, wait_until
+
+REDIS = "/usr/bin/redis-server"
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+def have(path):
+    return os.path.exists(path)
+
+
+def start_redis(tc, port=None, extra=()):
+    """redis-server on 127.0.0.1:port without persistence. Returns (proc, port)."""
+    port = port or free_port()
+    p = tc.spawn([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--protected-mode", "no", "--dir", tc.tmpdir()] +
+                 list(extra), name=f"redis:{port}")
+    wait_until(lambda: port_open(port) or not p.alive(), 10, what=f"redis on {port}")
+    tc.assertTrue(p.alive(), p.output())
+    return p, port
+
+
+def redis_cmd(port, *args, timeout=5.0, password=None):
+    """One command over RESP (after AUTH when `password`); returns the raw
+    reply bytes of that command (enough for tests)."""
+    def resp(cmd):
+        out = b"*%d\r\n" % len(cmd)
+        for a in cmd:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        return out
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if password:
+            s.sendall(resp(["AUTH", password]))
+            assert s.recv(65536).startswith(b"+OK")
+        s.sendall(resp(args))
+        return s.recv(65536)
+
+
+class Dnsmasq:
+    """dnsmasq answering for *.test from a hosts file on 127.0.0.1:port
+    (names it does not hold get NXDOMAIN: --local=/test/). Records change with
+    set_hosts(), which rewrites the file and sends SIGHUP to this dnsmasq (by
+    PID). TTL of every answer: `ttl` seconds."""
+
+    def __init__(self, tc, ttl=1, extra=()):
+        self.tc = tc
+        self.port = free_port()
+        d = tc.tmpdir()
+        self.hosts = os.path.join(d, "hosts")
+        open(self.hosts, "w").close()
+        self.proc = tc.spawn([DNSMASQ, f"--port={self.port}", "--listen-address=127.0.0.1",
+                              "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts",
+                              "--local=/test/", f"--addn-hosts={self.hosts}",
+                              f"--local-ttl={ttl}", "--log-queries", "--pid-file=",
+                              "--user=root"] + list(extra), name=f"dnsmasq:{self.port}")
+        self.proc.wait_for_line(r"started, version", timeout=10)
+        self.reloads = 0
+
+    def set_hosts(self, records):
+        """records: [(ip, name)]. Waits until dnsmasq has read the new file."""
+        with open(self.hosts, "w") as f:
+            for ip, name in records:
+                f.write(f"{ip} {name}\n")
+        start = len(self.proc.lines)
+        self.proc.signal(signal.SIGHUP)
+        self.proc.wait_for_line(r"read .*hosts", timeout=10, start=start)
