@@ -206,6 +206,7 @@ bool Session::check_identity() {
   std::string id = client_tls_->engine().peer_identity(from);
   // No verified certificate, no such field, or not an MQTT string: no identity.
   if (id.empty() || id.size() > 0xFFFF || !mqtt::valid_mqtt_utf8(id)) return false;
+  tls_.cn = id;  // PROXY v2 tells brokers the identity (PP2_SUBTYPE_SSL_CN), whichever field
   if (lt->identity_enforce == conf::ListenerTls::Enforce::Match) return id == info_->client_id;
   identity_ = std::move(id);  // rewrite (in begin_place, where the bytes are)
   return true;

@@ -91,6 +91,10 @@ class DiscoveryTest(harness.TestCase):
             held[cid], _ = mqtt_connect(lport, cid)  # they come back elsewhere
         self.assertNotIn(name("127.0.0.2"), [k for k, v in discovered(mport).items() if v])
         self.assertEqual(sum(discovered(mport).values()), 6)
+        # Once nothing refers to it, every series of the removed backend goes
+        # (balancer and health alike), none left frozen at its last value.
+        wait_until(lambda: not [k for k in metrics(mport) if name("127.0.0.2") in k], 8,
+                   what="the removed backend's series gone")
 
         # An empty answer (NXDOMAIN) keeps the last good set, logged once.
         empty0 = metric(mport, f'mqttlb_discovery_lookups_total{{discovery="{NAME}/A/{port}",'

@@ -69,14 +69,14 @@ class Identity(harness.TestCase):
     def setUp(self):
         self.pki = make_certs(self.tmpdir())
 
-    def lb(self, backend_port, identity, proxy="none"):
+    def lb(self, backend_port, identity, proxy="none", verify="required"):
         ports = backend_port if isinstance(backend_port, list) else [backend_port]
         pki = self.pki
         tport = free_port()
         listeners = [{"name": "mqtt", "bind": f"127.0.0.1:{free_port()}"},
                      {"name": "mqtts", "bind": f"127.0.0.1:{tport}",
                       "tls": {"cert": pki["server.crt"], "key": pki["server.key"],
-                              "ca": pki["ca.crt"], "verify_client": "required",
+                              "ca": pki["ca.crt"], "verify_client": verify,
                               "identity": identity}}]
         _, _, mport, _ = start_mqttlb(
             self, [{"name": f"b{i + 1}", "address": f"127.0.0.1:{p}", "proxy_protocol": proxy}
@@ -86,7 +86,8 @@ class Identity(harness.TestCase):
 
     def connect(self, tport, device, client_id, level=4):
         ctx = ssl.create_default_context(cafile=self.pki["ca.crt"])
-        ctx.load_cert_chain(self.pki[f"{device}.crt"], self.pki[f"{device}.key"])
+        if device:
+            ctx.load_cert_chain(self.pki[f"{device}.crt"], self.pki[f"{device}.key"])
         raw = socket.create_connection(("127.0.0.1", tport), timeout=10)
         s = ctx.wrap_socket(raw, server_hostname="localhost")
         s.sendall(connect_packet(client_id, level))
@@ -107,6 +108,14 @@ class Identity(harness.TestCase):
         self.assertEqual(broker.connections, 1, "a refused CONNECT reached a broker")
         self.assertEqual(
             metric(mport, 'mqttlb_connections_rejected_total{reason="identity_mismatch"}'), 2)
+
+    def test_no_certificate_means_no_identity(self):
+        broker = ScriptedBroker(self)
+        tport, mport = self.lb(broker.port, {"from": "cn", "enforce": "rewrite"}, verify="optional")
+        s, code = self.connect(tport, None, "device-1")  # claims an id, shows no certificate
+        self.assertEqual(code, 0x02)
+        s.close()
+        self.assertEqual(broker.connections, 0)
 
     def test_rewrite_replaces_the_client_id_and_nothing_else(self):
         broker = ScriptedBroker(self)
@@ -143,7 +152,18 @@ class Identity(harness.TestCase):
         self.assertEqual(code, 0)
         s.close()
         wait_until(lambda: broker.seen, 10, what="the broker's view")
-        self.assertEqual(broker.seen[0], ("device-1", "device-1.fleet.example"))
+        # The SSL_CN sub-TLV carries the identity the listener enforces (here
+        # the DNS SAN), not necessarily the subject CN.
+        self.assertEqual(broker.seen[0], ("device-1.fleet.example", "device-1.fleet.example"))
+
+    def test_proxy_v2_carries_the_subject_cn_without_identity(self):
+        broker = ProxyV2Broker(self)
+        tport, _ = self.lb(broker.port, {"from": "cn", "enforce": "off"}, proxy="v2")
+        s, code = self.connect(tport, "device2", "whatever-id")
+        self.assertEqual(code, 0)
+        s.close()
+        wait_until(lambda: broker.seen, 10, what="the broker's view")
+        self.assertEqual(broker.seen[0], ("device-2", "whatever-id"))
 
 
 if __name__ == "__main__":
