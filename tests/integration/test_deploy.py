@@ -1,5 +1,6 @@
 """The files in deploy/ stay true: the example config validates with the
 binary under test, and the shell scripts parse."""
+import glob
 import os
 import subprocess
 
@@ -14,6 +15,27 @@ class DeployFiles(harness.TestCase):
         r = subprocess.run([harness.binary("mqttlb"), "--check", "-c", path],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_every_example_config_is_valid_and_documented(self):
+        """deploy/examples/*.json validate (their TLS paths pointed at test
+        certificates), and docs/config.md shows each one as it is."""
+        from tls_certs import make_certs
+        pki_dir = self.tmpdir()
+        make_certs(pki_dir)
+        with open(os.path.join(ROOT, "docs", "config.md")) as f:
+            doc = f.read()
+        examples = sorted(glob.glob(os.path.join(ROOT, "deploy", "examples", "*.json")))
+        self.assertTrue(examples)
+        for path in examples:
+            with open(path) as f:
+                text = f.read()
+            self.assertIn(text, doc, f"docs/config.md does not show {path} as it is")
+            check = os.path.join(self.tmpdir(), os.path.basename(path))
+            with open(check, "w") as f:
+                f.write(text.replace("/etc/mqttlb/tls/", pki_dir + "/"))
+            r = subprocess.run([harness.binary("mqttlb"), "--check", "-c", check],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, f"{path}: {r.stderr}")
 
     def test_systemd_unit_uses_documented_cli(self):
         with open(os.path.join(ROOT, "deploy", "mqttlb.service")) as f:
