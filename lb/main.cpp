@@ -12,9 +12,11 @@
 
 #include "health/monitor.hpp"
 #include "import/haproxy_import.hpp"
+#include "lb/admin_http.hpp"
 #include "lb/app.hpp"
 #include "lb/config_check.hpp"
 #include "lb/control.hpp"
+#include "lb/ctl.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
 #include "net/limits.hpp"
@@ -25,6 +27,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
                "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
+               "       mqttlb ctl [-c FILE] COMMAND  talk to the admin API (mqttlb ctl --help)\n"
                "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
                "                               translate an HAProxy config "
                "(docs/migrating-from-haproxy.md)\n"
@@ -44,6 +47,7 @@ std::vector<health::MonitoredBackend> monitored(const lb::Server& server) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
     return importer::run(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "ctl") == 0) return lb::ctl::run(argc - 1, argv + 1);
   std::string path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
@@ -137,8 +141,17 @@ int main(int argc, char** argv) {
       lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", cfg.metrics.bind->str().c_str());
   };
   lb::Control control(server, monitor, *registry);
+  // The admin API (declared after `control`: stopped before it goes away).
+  lb::AdminHost admin(control);
+  if (cfg.admin.enabled() && !admin.start(cfg.admin, err)) {
+    lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
   return lb::run_until_signalled(
       server, path, ready,
-      [&server, &monitor](const conf::Config& c) { monitor.update(monitored(server), c.health); },
+      [&server, &monitor, &admin](const conf::Config& c) {
+        monitor.update(monitored(server), c.health);
+        admin.apply(c.admin);
+      },
       &control);
 }
