@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstring>
 #include <fstream>
@@ -172,6 +173,10 @@ struct AdminGlue {
     if (!req) {
       req = new AdminServer::Request;
       *ctx = req;
+      {
+        std::lock_guard<std::mutex> g(self->flight_mu_);
+        ++self->in_flight_;
+      }
       req->method = method;
       req->path = url;
       AdminServer::Answer early;
@@ -217,9 +222,14 @@ struct AdminGlue {
     return ok;
   }
 
-  static void completed(void*, MHD_Connection*, void** ctx, MHD_RequestTerminationCode) {
+  static void completed(void* cls, MHD_Connection*, void** ctx, MHD_RequestTerminationCode) {
+    if (!*ctx) return;
     delete static_cast<AdminServer::Request*>(*ctx);
     *ctx = nullptr;
+    auto* self = static_cast<AdminServer*>(cls);
+    std::lock_guard<std::mutex> g(self->flight_mu_);
+    --self->in_flight_;
+    self->flight_cv_.notify_all();
   }
 
   // Paths and query values reach us as sent: admin_route.hpp decodes them
@@ -274,7 +284,7 @@ std::unique_ptr<AdminServer> AdminServer::start(const conf::Admin& cfg, AdminOps
       flags, 0, nullptr, nullptr, &AdminGlue::request, s.get(), MHD_OPTION_EXTERNAL_LOGGER,
       &AdminGlue::log, nullptr, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
       kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutS, MHD_OPTION_NOTIFY_COMPLETED,
-      &AdminGlue::completed, nullptr, MHD_OPTION_UNESCAPE_CALLBACK, &AdminGlue::keep_escaped,
+      &AdminGlue::completed, s.get(), MHD_OPTION_UNESCAPE_CALLBACK, &AdminGlue::keep_escaped,
       nullptr, MHD_OPTION_END);
   if (!s->daemon_) {
     err = "admin: cannot start the HTTP server on " + s->where_;
@@ -288,11 +298,26 @@ std::unique_ptr<AdminServer> AdminServer::start(const conf::Admin& cfg, AdminOps
   return s;
 }
 
-AdminServer::~AdminServer() {
-  if (daemon_) MHD_stop_daemon(daemon_);  // joins its threads, closes the socket
+void AdminServer::stop(uint32_t max_wait_ms) {
+  if (!daemon_) return;
+  // No new connections from here on; the socket is ours again to close.
+  MHD_socket fd = MHD_quiesce_daemon(daemon_);
+  if (fd != MHD_INVALID_SOCKET) ::close(fd);
   struct stat st;
   if (!unix_path_.empty() && ::stat(unix_path_.c_str(), &st) == 0 && st.st_ino == unix_ino_)
     ::unlink(unix_path_.c_str());
+  {
+    // A request in progress (a reload asked over this very server) gets its answer.
+    std::unique_lock<std::mutex> lk(flight_mu_);
+    flight_cv_.wait_for(lk, std::chrono::milliseconds(max_wait_ms),
+                        [this] { return in_flight_ == 0; });
+  }
+  MHD_stop_daemon(daemon_);  // closes the connections left, joins its threads
+  daemon_ = nullptr;
+}
+
+AdminServer::~AdminServer() {
+  stop(5000);
 }
 
 bool AdminServer::reload_token(const std::string& token_file, std::string& err) {
@@ -448,6 +473,7 @@ void AdminHost::retire(std::unique_ptr<AdminServer> s) {
   }
   auto done = std::make_shared<std::atomic<bool>>(false);
   std::thread t([s = std::move(s), done]() mutable {
+    s->stop(65'000);  // a reload asked over it waits up to 60 s for the main loop
     s.reset();
     done->store(true);
   });

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,8 +36,12 @@ class AdminServer {
   // instead of binding (binary upgrade).
   static std::unique_ptr<AdminServer> start(const conf::Admin& cfg, AdminOps& ops, std::string& err,
                                             int inherited_fd = -1);
-  // Stops accepting, waits for the requests in progress, closes the socket
-  // (and removes the unix socket file, unless another server replaced it).
+  // Stops accepting and closes the listening socket at once, lets the
+  // requests in progress finish (up to max_wait_ms), then stops the threads
+  // (idle keep-alive connections are closed) and removes the unix socket file
+  // unless another server replaced it. Idempotent; the destructor calls it
+  // with 5 s.
+  void stop(uint32_t max_wait_ms);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -69,6 +75,9 @@ class AdminServer {
   std::string where_;
   std::string unix_path_;  // removed at stop when still ours (same inode)
   uint64_t unix_ino_ = 0;
+  std::mutex flight_mu_;  // guards in_flight_
+  std::condition_variable flight_cv_;
+  int in_flight_ = 0;  // requests from their headers to their completion
   mutable std::mutex token_mu_;
   std::string token_;  // empty: no token required
 };
