@@ -133,6 +133,7 @@ function evacNode(ev) {
   return span;
 }
 
+let renders = 0;
 function render(s) {
   $("version").textContent = s.version;
   $("uptime").textContent = duration(s.uptime_s);
@@ -178,6 +179,7 @@ function render(s) {
     r.time, r.trigger, {node: badge(r.ok ? "ok" : "failed", r.ok ? "up" : "down")},
     {text: (r.ok ? r.changed : r.errors).join("; ") || "nothing changed", cls: "wrap"},
   ]), "no reload since the start", 4);
+  document.body.dataset.renders = ++renders;  // how many refreshes landed (tests read it)
 }
 
 async function refresh() {
