@@ -15,9 +15,8 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "lb/config_check.hpp"
 #include "lb/log.hpp"
 #include "net/address.hpp"
 
@@ -167,7 +166,18 @@ struct AdminGlue {
   // Called for the headers (ctx null), then once per body chunk, then once
   // with *upload_size == 0 when the request is complete.
   static MHD_Result request(void* cls, MHD_Connection* c, const char* url, const char* method,
-                            const char*, const char* upload, size_t* upload_size, void** ctx) {
+                            const char* version, const char* upload, size_t* upload_size,
+                            void** ctx) {
+    try {
+      return handle(cls, c, url, method, version, upload, upload_size, ctx);
+    } catch (const std::exception& e) {  // nothing may unwind into libmicrohttpd
+      logf(LogLevel::Error, "admin: %s", e.what());
+      return MHD_NO;  // the connection is closed
+    }
+  }
+
+  static MHD_Result handle(void* cls, MHD_Connection* c, const char* url, const char* method,
+                           const char*, const char* upload, size_t* upload_size, void** ctx) {
     auto* self = static_cast<AdminServer*>(cls);
     auto* req = static_cast<AdminServer::Request*>(*ctx);
     if (!req) {
@@ -247,26 +257,15 @@ struct AdminGlue {
 
 // ---- the server ------------------------------------------------------------------------
 
-std::string AdminServer::read_token(const std::string& path, std::string& err) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
-    err = "admin: cannot read token_file " + path + ": " + std::strerror(errno);
-    return "";
-  }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string t = ss.str();
-  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
-  if (t.empty()) err = "admin: token_file " + path + " is empty";
-  return t;
-}
-
 std::unique_ptr<AdminServer> AdminServer::start(const conf::Admin& cfg, AdminOps& ops,
                                                 std::string& err, int inherited_fd) {
   std::unique_ptr<AdminServer> s(new AdminServer(ops));
   if (!cfg.token_file.empty()) {
-    s->token_ = read_token(cfg.token_file, err);
-    if (s->token_.empty()) return nullptr;
+    s->token_ = read_token_file(cfg.token_file, err);
+    if (s->token_.empty()) {
+      err = "admin: " + err;
+      return nullptr;
+    }
   }
   s->where_ = where_of(cfg);
   int fd = inherited_fd;
@@ -323,8 +322,11 @@ AdminServer::~AdminServer() {
 bool AdminServer::reload_token(const std::string& token_file, std::string& err) {
   std::string t;
   if (!token_file.empty()) {
-    t = read_token(token_file, err);
-    if (t.empty()) return false;
+    t = read_token_file(token_file, err);
+    if (t.empty()) {
+      err = "admin: " + err;
+      return false;
+    }
   }
   std::lock_guard<std::mutex> g(token_mu_);
   token_ = std::move(t);

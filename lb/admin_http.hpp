@@ -52,10 +52,6 @@ class AdminServer {
   // "http://127.0.0.1:9101" or "unix:/run/mqttlb/admin.sock".
   const std::string& where() const { return where_; }
 
-  // Reads a token file: its content without trailing whitespace; "" with
-  // `err` set when the file cannot be read or is empty.
-  static std::string read_token(const std::string& path, std::string& err);
-
   struct Request;  // one request in progress (admin_http.cpp)
   struct Answer;   // status, headers, body
 

@@ -142,7 +142,7 @@ class AdminApi(harness.TestCase):
         empty = os.path.join(d, "empty")
         with open(empty, "w") as f:
             f.write("\n")
-        for token_file, msg in [(os.path.join(d, "missing"), "cannot read token_file"),
+        for token_file, msg in [(os.path.join(d, "missing"), "cannot read token file"),
                                 (empty, "is empty")]:
             cfg = {"listeners": [{"name": "mqtt", "bind": f"127.0.0.1:{free_port()}"}],
                    "backends": [{"name": "b1", "address": f"127.0.0.1:{bport}"}],
@@ -152,7 +152,13 @@ class AdminApi(harness.TestCase):
                 json.dump(cfg, f)
             r = subprocess.run([binary("mqttlb"), "-c", path], capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 1, r)
-            self.assertIn(msg, r.stderr.decode() + r.stdout.decode())
+            out = r.stderr.decode() + r.stdout.decode()
+            self.assertRegex(out, "/admin/token_file: .*" + msg)
+            self.assertNotIn("listening:", out, "it listened before failing")
+            r = subprocess.run([binary("mqttlb"), "--check", "-c", path], capture_output=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertRegex(r.stderr.decode(), "^/admin/token_file: .*" + msg)
 
     def test_unix_socket(self):
         _, bport = self.start_mosquitto()
@@ -404,6 +410,15 @@ class AdminApi(harness.TestCase):
         self.assertEqual(b.get("/api/v1/status", token=old).status, 401)
         self.assertEqual(b.get("/api/v1/status", token="rotated-token").status, 200)
         b.token = "rotated-token"
+        # An emptied token file fails the reload whole; the token stays.
+        with open(cfg["admin"]["token_file"], "w") as f:
+            f.write("\n")
+        r = b.post("/api/v1/reload")
+        self.assertEqual(r.status, 400, r)
+        self.assertRegex(r.json["errors"][0], r"^/admin/token_file: token file .* is empty$")
+        self.assertEqual(b.get("/api/v1/status").status, 200)
+        with open(cfg["admin"]["token_file"], "w") as f:
+            f.write("rotated-token\n")
         # An address someone else holds: the reload is refused whole.
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
