@@ -4,6 +4,7 @@
 // snapshot of it and swaps whole snapshots on reload.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -110,6 +111,25 @@ struct Limits {
   // Bytes held for CONNECT buffers and queued writes, all sessions together;
   // when spent, new connections are refused. 0 = no budget.
   uint64_t memory_budget_bytes = 512ull << 20;
+  // Admission before the expensive part (docs/operations.md "Admission"):
+  // token buckets for new connections at accept, globally and per source
+  // prefix; 0 = off.
+  struct ConnectRate {
+    uint32_t global_per_s = 0;
+    uint32_t per_ip_per_s = 0;
+    uint32_t burst = 0;  // bucket size; 0 = one second's worth
+    uint8_t ip_prefix_v4 = 32;
+    uint8_t ip_prefix_v6 = 64;
+  } connect_rate;
+  // A client id that connects more than max_connects times in window_s goes
+  // to a penalty box: penalty_s, doubling each time, at most max_penalty_s. 0 = off.
+  struct Flap {
+    uint32_t max_connects = 0;
+    uint32_t window_s = 60;
+    uint32_t penalty_s = 30;
+    uint32_t max_penalty_s = 3600;
+  } flap;
+  uint32_t tls_handshake_rate = 0;  // per worker per second; 0 = unlimited
   // A listener removed by a reload stops accepting; its sessions may go on
   // this long, then they are closed.
   uint32_t drain_timeout_ms = 600'000;
@@ -117,6 +137,18 @@ struct Limits {
 
 struct Metrics {
   std::optional<Endpoint> bind;  // absent: no metrics endpoint
+};
+
+// A routing rule (docs/config.md "routes"): clients that match every given
+// condition are placed only on `backends`.
+struct Route {
+  std::optional<std::string> client_id_prefix;
+  std::optional<std::string> username;
+  std::optional<std::string> listener;
+  // source CIDR: address (16 bytes, IPv4 as v4-mapped) and prefix length (0..128)
+  std::optional<std::pair<std::array<uint8_t, 16>, uint8_t>> source;
+  std::string source_text;  // as written, for logs and to_json
+  std::vector<std::string> backends;
 };
 
 // The admin API (docs/admin-api.md). Absent: off.
@@ -146,6 +178,7 @@ struct Config {
   Balance balance;
   Health health;
   Limits limits;
+  std::vector<Route> routes;  // in order; the first that matches wins
   Metrics metrics;
   Admin admin;
   Evacuation evacuation;

@@ -4,6 +4,7 @@
 #include <netdb.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -349,11 +350,12 @@ void load_health(Errors& e, const json& j, const std::string& ptr, Health& h) {
 }
 
 void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
-  Obj o(e, j, ptr,
-        {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
-         "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms",
-         "backend_connack_timeout_ms", "backend_max_connecting", "backend_queue",
-         "backend_queue_timeout_ms", "memory_budget_bytes", "drain_timeout_ms"});
+  Obj o(
+      e, j, ptr,
+      {"max_connections", "max_connections_per_ip", "max_connect_bytes", "connect_timeout_ms",
+       "idle_grace_ms", "keepalive0_idle_cap_s", "shutdown_grace_ms", "backend_connack_timeout_ms",
+       "backend_max_connecting", "backend_queue", "backend_queue_timeout_ms", "memory_budget_bytes",
+       "drain_timeout_ms", "connect_rate", "flap", "tls_handshake_rate"});
   if (!o.valid()) return;
   o.get_uint("max_connections", l.max_connections, 0, 10'000'000);
   o.get_uint("max_connections_per_ip", l.max_connections_per_ip, 0, 10'000'000);
@@ -368,9 +370,126 @@ void load_limits(Errors& e, const json& j, const std::string& ptr, Limits& l) {
   o.get_uint("backend_queue_timeout_ms", l.backend_queue_timeout_ms, 10, 600'000);
   o.get_uint("memory_budget_bytes", l.memory_budget_bytes, 0, 1ull << 44);
   o.get_uint("drain_timeout_ms", l.drain_timeout_ms, 0, 86'400'000);
+  o.get_uint("tls_handshake_rate", l.tls_handshake_rate, 0, 10'000'000);
+  if (const json* j = o.find("connect_rate")) {
+    Obj r(e, *j, o.at("connect_rate"),
+          {"global_per_s", "per_ip_per_s", "burst", "ip_prefix_v4", "ip_prefix_v6"});
+    r.get_uint("global_per_s", l.connect_rate.global_per_s, 0, 10'000'000);
+    r.get_uint("per_ip_per_s", l.connect_rate.per_ip_per_s, 0, 10'000'000);
+    r.get_uint("burst", l.connect_rate.burst, 0, 10'000'000);
+    r.get_uint("ip_prefix_v4", l.connect_rate.ip_prefix_v4, 8, 32);
+    r.get_uint("ip_prefix_v6", l.connect_rate.ip_prefix_v6, 16, 128);
+  }
+  if (const json* j = o.find("flap")) {
+    Obj f(e, *j, o.at("flap"), {"max_connects", "window_s", "penalty_s", "max_penalty_s"});
+    f.get_uint("max_connects", l.flap.max_connects, 0, 1'000'000);
+    f.get_uint("window_s", l.flap.window_s, 1, 86'400);
+    f.get_uint("penalty_s", l.flap.penalty_s, 1, 86'400);
+    f.get_uint("max_penalty_s", l.flap.max_penalty_s, 1, 604'800);
+  }
   if (l.memory_budget_bytes != 0 && l.memory_budget_bytes < (1ull << 20))
     e.add(o.at("memory_budget_bytes"),
           std::to_string(l.memory_budget_bytes) + " is below 1 MiB (0 disables the budget)");
+}
+
+// "10.0.0.0/8", "2001:db8::/32", "192.0.2.7" (a single address).
+bool parse_cidr(const std::string& text, std::array<uint8_t, 16>& addr, uint8_t& bits,
+                std::string& err) {
+  std::string host = text;
+  int len = -1;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    host = text.substr(0, slash);
+    std::string n = text.substr(slash + 1);
+    if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos) {
+      err = "\"" + text + "\": bad prefix length";
+      return false;
+    }
+    len = std::stoi(n);
+  }
+  in_addr a4;
+  in6_addr a6;
+  addr.fill(0);
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) {
+    if (len > 32) {
+      err = "\"" + text + "\": prefix length above 32";
+      return false;
+    }
+    addr[10] = addr[11] = 0xff;  // v4-mapped
+    std::memcpy(addr.data() + 12, &a4, 4);
+    bits = static_cast<uint8_t>(96 + (len < 0 ? 32 : len));
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) {
+    if (len > 128) {
+      err = "\"" + text + "\": prefix length above 128";
+      return false;
+    }
+    std::memcpy(addr.data(), &a6, 16);
+    bits = static_cast<uint8_t>(len < 0 ? 128 : len);
+    return true;
+  }
+  err = "\"" + text + "\" is not an IP address or CIDR";
+  return false;
+}
+
+void load_routes(Errors& e, const json& arr, const std::string& ptr, Config& c) {
+  if (!arr.is_array()) {
+    e.add(ptr, std::string("expected an array, got ") + type_name(arr));
+    return;
+  }
+  std::set<std::string> names;
+  for (const auto& b : c.backends) names.insert(b.name);
+  for (size_t i = 0; i < arr.size(); ++i) {
+    Obj o(e, arr[i], child(ptr, i), {"match", "backends"});
+    if (!o.valid()) continue;
+    Route r;
+    if (o.require("match")) {
+      Obj m(e, *o.find("match"), o.at("match"),
+            {"client_id_prefix", "username", "listener", "source"});
+      if (m.valid()) {
+        m.get_opt_string("client_id_prefix", r.client_id_prefix);
+        m.get_opt_string("username", r.username);
+        m.get_opt_string("listener", r.listener);
+        std::string src;
+        if (m.get_string("source", src)) {
+          std::array<uint8_t, 16> a;
+          uint8_t bits = 0;
+          std::string err;
+          if (parse_cidr(src, a, bits, err)) {
+            r.source = std::make_pair(a, bits);
+            r.source_text = src;
+          } else {
+            e.add(m.at("source"), err);
+          }
+        }
+        if (r.listener) {
+          bool known = false;
+          for (const auto& l : c.listeners) known |= l.name == *r.listener;
+          if (!known) e.add(m.at("listener"), "no listener named \"" + *r.listener + "\"");
+        }
+        if (!r.client_id_prefix && !r.username && !r.listener && !m.find("source"))
+          e.add(o.at("match"),
+                "needs at least one of client_id_prefix, username, listener, source");
+      }
+    }
+    if (o.require("backends")) {
+      const json& b = *o.find("backends");
+      if (!b.is_array() || b.empty()) {
+        e.add(o.at("backends"), "expected a non-empty array of backend names");
+      } else {
+        for (size_t k = 0; k < b.size(); ++k) {
+          if (!b[k].is_string()) {
+            e.add(child(o.at("backends"), k), "expected a backend name");
+            continue;
+          }
+          std::string n = b[k].get<std::string>();
+          if (!names.count(n)) e.add(child(o.at("backends"), k), "no backend named \"" + n + "\"");
+          r.backends.push_back(n);
+        }
+      }
+    }
+    c.routes.push_back(std::move(r));
+  }
 }
 
 bool loopback(const std::string& host) {
@@ -529,7 +648,7 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
   Config c;
   Obj root(e, doc, "",
            {"listeners", "backends", "balance", "health", "limits", "metrics", "admin",
-            "evacuation", "upgrade", "workers"});
+            "evacuation", "upgrade", "routes", "workers"});
   if (!root.valid()) return r;
   if (root.require("listeners")) load_listeners(e, *root.find("listeners"), "/listeners", c);
   if (root.require("backends")) load_backends(e, *root.find("backends"), "/backends", c);
@@ -552,6 +671,7 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
     o.get_uint("evict_rate_per_s", c.upgrade.evict_rate_per_s, 1, 1'000'000);
     o.get_uint("deadline_s", c.upgrade.deadline_s, 1, 86'400);
   }
+  if (const json* j = root.find("routes")) load_routes(e, *j, "/routes", c);
   root.get_uint("workers", c.workers, 0, 256);
   r.parsed = c;
   if (r.errors.empty()) r.config = std::move(c);

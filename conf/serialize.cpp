@@ -102,7 +102,28 @@ json to_json(const Config& c, bool redact) {
                  {"backend_queue", l.backend_queue},
                  {"backend_queue_timeout_ms", l.backend_queue_timeout_ms},
                  {"memory_budget_bytes", l.memory_budget_bytes},
-                 {"drain_timeout_ms", l.drain_timeout_ms}};
+                 {"drain_timeout_ms", l.drain_timeout_ms},
+                 {"tls_handshake_rate", l.tls_handshake_rate},
+                 {"connect_rate",
+                  {{"global_per_s", l.connect_rate.global_per_s},
+                   {"per_ip_per_s", l.connect_rate.per_ip_per_s},
+                   {"burst", l.connect_rate.burst},
+                   {"ip_prefix_v4", l.connect_rate.ip_prefix_v4},
+                   {"ip_prefix_v6", l.connect_rate.ip_prefix_v6}}},
+                 {"flap",
+                  {{"max_connects", l.flap.max_connects},
+                   {"window_s", l.flap.window_s},
+                   {"penalty_s", l.flap.penalty_s},
+                   {"max_penalty_s", l.flap.max_penalty_s}}}};
+  j["routes"] = json::array();
+  for (const auto& r : c.routes) {
+    json m = json::object();
+    if (r.client_id_prefix) m["client_id_prefix"] = *r.client_id_prefix;
+    if (r.username) m["username"] = *r.username;
+    if (r.listener) m["listener"] = *r.listener;
+    if (r.source) m["source"] = r.source_text;
+    j["routes"].push_back({{"match", m}, {"backends", r.backends}});
+  }
   j["metrics"] = json::object();
   if (c.metrics.bind) j["metrics"]["bind"] = c.metrics.bind->str();
   if (c.admin.enabled()) {
@@ -134,8 +155,8 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
     for (const auto& [n, e] : x)
       if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
   }
-  for (const char* sec :
-       {"balance", "health", "limits", "metrics", "admin", "evacuation", "upgrade", "workers"})
+  for (const char* sec : {"balance", "health", "limits", "routes", "metrics", "admin", "evacuation",
+                          "upgrade", "workers"})
     if (a.value(sec, json()) != b.value(sec, json()))
       out.push_back(std::string("/") + sec + ": changed");
   return out;

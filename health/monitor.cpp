@@ -252,6 +252,17 @@ struct Monitor::Impl {
     if (t) publish(e, *t);
   }
 
+  void remove_series(const BackendMetrics& m) {
+    f_up->Remove(m.up);
+    for (auto* g : m.state) f_state->Remove(g);
+    for (auto* c : m.transitions) f_transitions->Remove(c);
+    f_duration->Remove(m.duration);
+    for (auto* c : m.failures)
+      if (c) f_failures->Remove(c);
+    f_checks->Remove(m.passes);
+    f_checks->Remove(m.fails);
+  }
+
   void apply_update(std::vector<MonitoredBackend> backends, const conf::Health& nhc) {
     bool restart = !same_checks(hc, nhc);
     bool toggled = hc.enabled != nhc.enabled;  // rebuild every entry
@@ -293,8 +304,11 @@ struct Monitor::Impl {
       first_verdict(*old);  // removed before its first verdict: nothing to wait for
       bool replaced = false;
       for (auto& n : next) replaced |= n->mb.backend.name == old->mb.backend.name;
-      if (!replaced) logf("health: backend " + old->mb.backend.name + " removed");
       stop_checker(old.get());
+      if (!replaced) {
+        logf("health: backend " + old->mb.backend.name + " removed");
+        remove_series(old->m);  // not frozen at their last value
+      }
     }
     entries = std::move(next);
     publish_ids();

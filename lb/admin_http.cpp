@@ -458,11 +458,6 @@ AdminHost::~AdminHost() {
   for (auto& r : retiring_) r.thread.join();
 }
 
-bool AdminHost::start(const conf::Admin& cfg, std::string& err) {
-  server_ = AdminServer::start(cfg, ops_, err);
-  return server_ != nullptr;
-}
-
 void AdminHost::retire(std::unique_ptr<AdminServer> s) {
   if (!s) return;
   for (auto it = retiring_.begin(); it != retiring_.end();) {  // the ones done by now
@@ -482,30 +477,39 @@ void AdminHost::retire(std::unique_ptr<AdminServer> s) {
   retiring_.push_back({std::move(t), done});
 }
 
-void AdminHost::apply(const conf::Admin& cfg) {
+bool AdminHost::apply(const conf::Admin& cfg, bool quiet, std::string* err_out) {
+  if (released_) return true;
   std::string err;
   if (!cfg.enabled()) {
     if (server_)
       logf(LogLevel::Info, "admin: %s stopped (no admin section)", server_->where().c_str());
     retire(std::move(server_));
-    return;
+    return true;
   }
   if (server_ && where_of(cfg) == server_->where()) {  // same address: maybe a new token
-    if (!server_->reload_token(cfg.token_file, err)) {
+    // The token file was checked with the config; a failure here is a race
+    // with someone editing it: the previous token stays.
+    if (!server_->reload_token(cfg.token_file, err))
       logf(LogLevel::Error, "%s; keeping the previous token", err.c_str());
-      return;
-    }
-    return;
+    return true;
   }
   auto next = AdminServer::start(cfg, ops_, err);
   if (!next) {
     std::string stays = server_ ? "on " + server_->where() : "off";
-    logf(LogLevel::Error, "%s; the admin API stays %s", err.c_str(), stays.c_str());
-    return;
+    if (!quiet) logf(LogLevel::Error, "%s; the admin API stays %s", err.c_str(), stays.c_str());
+    if (err_out) *err_out = err;
+    return false;
   }
   if (server_) logf(LogLevel::Info, "admin: %s stopped (moved)", server_->where().c_str());
   retire(std::move(server_));
   server_ = std::move(next);
+  return true;
+}
+
+void AdminHost::release() {
+  released_ = true;
+  if (server_) logf(LogLevel::Info, "admin: %s handed over", server_->where().c_str());
+  retire(std::move(server_));
 }
 
 }  // namespace lb

@@ -78,26 +78,30 @@ class AdminServer {
   std::string token_;  // empty: no token required
 };
 
-// The admin server of the running process across reloads (main thread).
-// A reload that changes the admin address starts a new server and only then
-// retires the old one; if the new one cannot start, the old one stays. A
-// retired server is stopped on a helper thread: the reload itself may have
-// been asked over it (POST /api/v1/reload), and stopping waits for that
-// request to finish.
+// The admin server of the running process across reloads and binary
+// upgrades (main thread). A new address gets a new server first; only when it
+// runs is the old one retired; if it cannot start, the old one stays. A
+// retired server is stopped on a helper thread: the reload or upgrade may
+// have been asked over it, and stopping waits for that request to finish.
 class AdminHost {
  public:
   explicit AdminHost(AdminOps& ops) : ops_(ops) {}
   ~AdminHost();  // stops every server, joins the helper threads
 
-  bool start(const conf::Admin& cfg, std::string& err);
-  // After a reload was committed: start, stop, move or re-token the server.
-  // Failures are logged; the running server then stays as it was.
-  void apply(const conf::Admin& cfg);
+  // Brings the API to what cfg asks for: starts it, moves it, re-reads the
+  // token (same address), or stops it (no admin section). True when it now
+  // runs as asked (or is off as asked); false when a server could not start
+  // (`err` set if given; logged unless quiet; the previous server stays).
+  bool apply(const conf::Admin& cfg, bool quiet, std::string* err = nullptr);
+  // The old generation of a binary upgrade hands over: the server stops (the
+  // new generation takes the address) and apply() does nothing any more.
+  void release();
 
  private:
   void retire(std::unique_ptr<AdminServer> s);
 
   AdminOps& ops_;
+  bool released_ = false;
   std::unique_ptr<AdminServer> server_;
   struct Retiring {
     std::thread thread;

@@ -56,6 +56,21 @@ void AffinityTable::set_limits(uint64_t max_entries, uint64_t max_bytes, int64_t
   evict_locked(INT64_MIN);
 }
 
+std::vector<AffinityTable::Entry> AffinityTable::dump() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return std::vector<Entry>(lru_.begin(), lru_.end());
+}
+
+void AffinityTable::load(const std::vector<Entry>& entries, int64_t now_ms) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    if (map_.count(it->key) || now_ms - it->last_used_ms > ttl_ms_) continue;
+    lru_.push_front(*it);
+    map_.emplace(it->key, lru_.begin());
+  }
+  evict_locked(now_ms);
+}
+
 size_t AffinityTable::size() const {
   std::lock_guard<std::mutex> g(mu_);
   return map_.size();

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "lb/client_key.hpp"
 
@@ -25,6 +26,16 @@ class AffinityTable {
 
   AffinityTable(uint64_t max_entries, uint64_t max_bytes, int64_t ttl_ms);
 
+  struct Entry {
+    ClientKey key;
+    uint64_t backend;      // name hash
+    int64_t last_used_ms;  // steady clock (CLOCK_MONOTONIC: the same in every process of a host)
+  };
+  // Every live entry, most recently used first (binary upgrade hands them over).
+  std::vector<Entry> dump() const;
+  // Adds entries (those already present are kept), least recently used first.
+  void load(const std::vector<Entry>& entries, int64_t now_ms);
+
   // The backend (name hash) last used by `key`, if the entry is alive at now_ms.
   std::optional<uint64_t> get(const ClientKey& key, int64_t now_ms);
   void put(const ClientKey& key, uint64_t backend, int64_t now_ms);
@@ -35,11 +46,6 @@ class AffinityTable {
   uint64_t capacity() const;  // entries allowed by both bounds
 
  private:
-  struct Entry {
-    ClientKey key;
-    uint64_t backend;
-    int64_t last_used_ms;
-  };
   void evict_locked(int64_t now_ms);
 
   mutable std::mutex mu_;

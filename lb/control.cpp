@@ -130,6 +130,8 @@ AdminReply Control::healthz() {
 AdminReply Control::readyz() {
   if (!server_.started()) return {503, {{"ready", false}, {"reason", "not listening yet"}}};
   if (server_.stopping()) return {503, {{"ready", false}, {"reason", "draining: shutting down"}}};
+  if (server_.handing_over())
+    return {503, {{"ready", false}, {"reason", "draining: a new generation took over (upgrade)"}}};
   for (const auto& b : server_.snapshot()->backends)
     if (b.state->status->accepts_new()) return {200, {{"ready", true}}};
   return {503, {{"ready", false}, {"reason", "no backend is up"}}};

@@ -116,6 +116,9 @@ void Listener::poll_cb(uv_poll_t* p, int status, int) {
 
 void Listener::accept_some() {
   for (int i = 0; i < kAcceptsPerWakeup && !closing_; ++i) {
+    if (tls_ && pace_) {
+      if (uint32_t ms = pace_()) return wait(ms);
+    }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
     int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -149,6 +152,15 @@ void Listener::pause(int err) {
     polling_ = false;
   }
   uv_timer_start(&pause_timer_, pause_cb, pause_ms_, 0);
+}
+
+void Listener::wait(uint32_t ms) {
+  metrics_.tls_paced->Increment();
+  if (polling_) {
+    uv_poll_stop(&poll_);
+    polling_ = false;
+  }
+  uv_timer_start(&pause_timer_, pause_cb, ms, 0);
 }
 
 void Listener::pause_cb(uv_timer_t* t) {

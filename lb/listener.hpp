@@ -28,6 +28,10 @@ class Listener {
  public:
   // Called for every accepted connection (a non-blocking, close-on-exec socket).
   using AcceptFn = std::function<void(Listener& l, int fd, const sockaddr_storage& peer)>;
+  // TLS listeners: may one more handshake start now? 0: yes; else wait this
+  // many ms (limits.tls_handshake_rate: the connections wait in the backlog).
+  using PaceFn = std::function<uint32_t()>;
+  void set_pace(PaceFn fn) { pace_ = std::move(fn); }
 
   Listener(uv_loop_t* loop, std::string name, size_t index, bool tls, Metrics& m, AcceptFn fn);
   ~Listener();
@@ -64,6 +68,7 @@ class Listener {
   static void close_cb(uv_handle_t* h);
   void accept_some();
   void pause(int err);
+  void wait(uint32_t ms);  // paced, not an error
 
   uv_loop_t* loop_;
   uv_poll_t poll_{};
@@ -77,6 +82,7 @@ class Listener {
   prometheus::Counter* accepted_;
   TlsListenerMetrics tls_metrics_;
   AcceptFn on_accept_;
+  PaceFn pace_;
   uint32_t pause_ms_ = 0;
   bool polling_ = false;
   bool closing_ = false;

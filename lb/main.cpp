@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "health/monitor.hpp"
 #include "import/haproxy_import.hpp"
@@ -19,6 +20,7 @@
 #include "lb/ctl.hpp"
 #include "lb/log.hpp"
 #include "lb/server.hpp"
+#include "lb/upgrade.hpp"
 #include "net/limits.hpp"
 
 namespace {
@@ -42,16 +44,62 @@ std::vector<health::MonitoredBackend> monitored(const lb::Server& server) {
   return v;
 }
 
+// The metrics endpoint (and what else listens beside the data path). Main
+// thread only. bring_up() (re)creates what the config asks for and is not up
+// yet; a new generation retries it until the old one releases the ports.
+class Endpoints {
+ public:
+  explicit Endpoints(std::shared_ptr<prometheus::Registry> r) : registry_(std::move(r)) {}
+  bool bring_up(const conf::Config& c, bool quiet) {
+    if (released_) return true;  // an old generation that handed over
+    std::string want = c.metrics.bind ? c.metrics.bind->str() : "";
+    if (want == bound_ && (exposer_ || want.empty())) return true;
+    exposer_.reset();
+    bound_.clear();
+    if (want.empty()) return true;
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(want);
+      exposer_->RegisterCollectable(registry_);
+      bound_ = want;
+      lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", want.c_str());
+      return true;
+    } catch (const std::exception& e) {
+      if (!quiet)
+        lb::logf(lb::LogLevel::Error, "metrics: cannot listen on %s: %s", want.c_str(), e.what());
+      return false;
+    }
+  }
+  void release() {
+    exposer_.reset();
+    released_ = true;  // never brought up again in this process
+  }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string bound_;
+  bool released_ = false;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
     return importer::run(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "ctl") == 0) return lb::ctl::run(argc - 1, argv + 1);
+  lb::upgrade::self_exe();  // resolved now: a package upgrade may replace the file later
   std::string path;
   bool check = false;
+  int upgrade_fd = -1;            // started by an older generation (binary upgrade)
+  std::vector<std::string> args;  // to start the next generation with
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--upgrade-fd" && i + 1 < argc) {
+      upgrade_fd = std::atoi(argv[++i]);
+      continue;
+    }
+    args.push_back(a);
+    if ((a == "-c" || a == "--config") && i + 1 < argc) args.push_back(argv[i + 1]);
     if (a == "--version") {
       std::printf("mqttlb %s\n", MQTTLB_VERSION);
       return 0;
@@ -87,20 +135,29 @@ int main(int argc, char** argv) {
   lb::logf(lb::LogLevel::Info, "mqttlb %s starting (pid %d), config %s", MQTTLB_VERSION,
            static_cast<int>(getpid()), path.c_str());
 
-  auto registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (r.config->metrics.bind) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(r.config->metrics.bind->str());
-      exposer->RegisterCollectable(registry);
-    } catch (const std::exception& e) {
-      lb::logf(lb::LogLevel::Error, "metrics: cannot listen on %s: %s",
-               r.config->metrics.bind->str().c_str(), e.what());
+  // A new generation: take over the old one's listening sockets and affinity.
+  lb::upgrade::Handoff handoff;
+  if (upgrade_fd >= 0) {
+    std::string err;
+    if (!lb::upgrade::recv_handoff(upgrade_fd, handoff, 10'000, err)) {
+      lb::logf(lb::LogLevel::Error, "upgrade: no handoff from the previous generation: %s",
+               err.c_str());
       return 1;
     }
+    size_t n = 0;
+    for (const auto& [name, fds] : handoff.listeners) n += fds.size();
+    lb::logf(lb::LogLevel::Info,
+             "upgrade: took over %zu listening sockets and %zu affinity entries from pid %d", n,
+             handoff.affinity.size(), static_cast<int>(getppid()));
   }
 
+  auto registry = std::make_shared<prometheus::Registry>();
+  Endpoints endpoints(registry);
+  // The old generation holds these ports until it hands over: keep retrying.
+  if (!endpoints.bring_up(*r.config, /*quiet=*/upgrade_fd >= 0) && upgrade_fd < 0) return 1;
+
   lb::Server server(*r.config, *registry);
+  if (!handoff.affinity.empty()) server.affinity().load(handoff.affinity, lb::steady_ms());
   std::string err;
   // Health: one thread checks every backend; backends start Down, the first
   // checks run now, and listening starts once their verdicts are in (bounded),
@@ -129,29 +186,57 @@ int main(int argc, char** argv) {
     lb::logf(lb::LogLevel::Info, "signal %d during startup: stopping", lb::early_signals().term);
     return 0;
   }
-  if (!server.start(err)) {
+  // Inherited sockets of listeners the new config no longer has are closed.
+  for (auto it = handoff.listeners.begin(); it != handoff.listeners.end();) {
+    bool kept = false;
+    for (const auto& l : r.config->listeners) kept |= l.name == it->first;
+    if (kept) {
+      ++it;
+      continue;
+    }
+    for (int fd : it->second) close(fd);
+    it = handoff.listeners.erase(it);
+  }
+  if (!server.start(err, handoff.listeners)) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
+  if (upgrade_fd >= 0 && !lb::upgrade::send_ready(upgrade_fd, err)) {
+    lb::logf(lb::LogLevel::Error, "upgrade: cannot tell the previous generation: %s", err.c_str());
     return 1;
   }
   const conf::Config& cfg = *r.config;
   auto ready = [&cfg] {
     for (const auto& l : cfg.listeners)
       lb::logf(lb::LogLevel::Info, "listening: %s on %s", l.name.c_str(), l.bind.str().c_str());
-    if (cfg.metrics.bind)
-      lb::logf(lb::LogLevel::Info, "metrics: http://%s/metrics", cfg.metrics.bind->str().c_str());
   };
   lb::Control control(server, monitor, *registry);
-  // The admin API (declared after `control`: stopped before it goes away).
+  // The admin API (declared after `control`: stopped before it goes away). A
+  // new generation brings it up with the other endpoints, once the old one
+  // released the address.
   lb::AdminHost admin(control);
-  if (cfg.admin.enabled() && !admin.start(cfg.admin, err)) {
+  if (!admin.apply(cfg.admin, /*quiet=*/true, &err) && upgrade_fd < 0) {
     lb::logf(lb::LogLevel::Error, "%s", err.c_str());
     return 1;
   }
-  return lb::run_until_signalled(
-      server, path, ready,
-      [&server, &monitor, &admin](const conf::Config& c) {
-        monitor.update(monitored(server), c.health);
-        admin.apply(c.admin);
-      },
-      &control);
+  lb::AppHooks hooks;
+  hooks.on_ready = ready;
+  hooks.on_reload = [&server, &monitor, &endpoints, &admin](const conf::Config& c) {
+    monitor.update(monitored(server), c.health);
+    endpoints.bring_up(c, /*quiet=*/false);
+    admin.apply(c.admin, /*quiet=*/false);
+  };
+  hooks.control = &control;
+  hooks.endpoints_up = [&endpoints, &server, &admin] {
+    const conf::Config c = server.file_config();
+    const bool metrics = endpoints.bring_up(c, /*quiet=*/true);
+    return admin.apply(c.admin, /*quiet=*/true) && metrics;
+  };
+  hooks.endpoints_release = [&endpoints, &admin] {
+    endpoints.release();
+    admin.release();
+  };
+  hooks.args = args;
+  hooks.old_generation_fd = upgrade_fd;
+  return lb::run_until_signalled(server, path, std::move(hooks));
 }

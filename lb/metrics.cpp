@@ -34,10 +34,12 @@ const char* to_string(CloseReason r) {
 
 const char* to_string(Reject r) {
   static const char* const names[] = {
-      "max_connections",   "max_connections_per_ip", "shutting_down",
-      "connect_timeout",   "client_closed",          "no_backend",
-      "unsupported_level", "tls_handshake",          "invalid_connect",
-      "memory_budget",     "backend_busy",           "local_resources"};
+      "max_connections",     "max_connections_per_ip", "shutting_down",
+      "connect_timeout",     "client_closed",          "no_backend",
+      "unsupported_level",   "tls_handshake",          "invalid_connect",
+      "memory_budget",       "backend_busy",           "local_resources",
+      "connect_rate_global", "connect_rate_per_ip",    "flapping",
+      "identity_mismatch"};
   static_assert(std::size(names) == static_cast<size_t>(Reject::Count));
   return names[static_cast<size_t>(r) % std::size(names)];
 }
@@ -230,6 +232,57 @@ Metrics::Metrics(prometheus::Registry& reg)
                       .Register(reg);
   workers_accepting = &workers.Add({{"state", "accepting"}});
   workers_retiring = &workers.Add({{"state", "retiring"}});
+  auto& connects = BuildCounter()
+                       .Name("mqttlb_connects_total")
+                       .Help("Valid CONNECTs read, by protocol version")
+                       .Register(reg);
+  connects_by_version = {&connects.Add({{"version", "3.1"}}), &connects.Add({{"version", "3.1.1"}}),
+                         &connects.Add({{"version", "5.0"}})};
+  auto& clean = BuildCounter()
+                    .Name("mqttlb_connects_clean_start_total")
+                    .Help("Valid CONNECTs by clean start (3.x clean session) flag")
+                    .Register(reg);
+  connects_clean = {&clean.Add({{"clean_start", "false"}}), &clean.Add({{"clean_start", "true"}})};
+  keep_alive_seconds = &BuildHistogram()
+                            .Name("mqttlb_connect_keep_alive_seconds")
+                            .Help("Keep alive asked for in CONNECT (0: none)")
+                            .Register(reg)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{
+                                         0, 10, 30, 60, 120, 300, 600, 1200, 3600, 65535});
+  session_seconds =
+      &BuildHistogram()
+           .Name("mqttlb_session_duration_seconds")
+           .Help("From a broker's accepting CONNACK to the end of the session")
+           .Register(reg)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1, 10, 60, 300, 900, 3600, 4 * 3600,
+                                                            12 * 3600, 86400, 7 * 86400});
+  auto& aff = BuildCounter()
+                  .Name("mqttlb_affinity_lookups_total")
+                  .Help("Placements by affinity outcome")
+                  .Register(reg);
+  affinity_hit = &aff.Add({{"result", "hit"}});
+  affinity_miss = &aff.Add({{"result", "miss"}});
+  affinity_moved = &aff.Add({{"result", "replaced"}});
+  evacuated = &BuildCounter()
+                   .Name("mqttlb_evacuated_sessions_total")
+                   .Help("Sessions moved off their backend (evacuation, removed backend, upgrade)")
+                   .Register(reg)
+                   .Add({});
+  BuildGauge()
+      .Name("mqttlb_build_info")
+      .Help("Always 1; the labels say which mqttlb this is")
+      .Register(reg)
+      .Add({{"version", MQTTLB_VERSION}})
+      .Set(1);
+  cert_expiry = &BuildGauge()
+                     .Name("mqttlb_tls_certificate_expiry_timestamp_seconds")
+                     .Help("When each TLS listener's certificate expires (Unix time)")
+                     .Register(reg);
+  tls_paced = &BuildCounter()
+                   .Name("mqttlb_tls_accepts_paced_total")
+                   .Help("Times a TLS listener waited for limits.tls_handshake_rate")
+                   .Register(reg)
+                   .Add({});
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")

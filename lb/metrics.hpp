@@ -106,6 +106,17 @@ class Metrics {
   prometheus::Gauge* budget_limit = nullptr;
   prometheus::Gauge* affinity_entries = nullptr;
   prometheus::Gauge* registry_entries = nullptr;
+  // MQTT-level (issue 14): what the devices send and how they are placed.
+  std::array<prometheus::Counter*, 3> connects_by_version{};  // 3.1, 3.1.1, 5.0
+  std::array<prometheus::Counter*, 2> connects_clean{};       // [0] persistent, [1] clean start
+  prometheus::Histogram* keep_alive_seconds = nullptr;
+  prometheus::Histogram* session_seconds = nullptr;  // placed -> closed
+  prometheus::Counter* affinity_hit = nullptr;       // went back to its backend
+  prometheus::Counter* affinity_miss = nullptr;      // no entry: placed by the algorithm
+  prometheus::Counter* affinity_moved = nullptr;     // had an entry, placed elsewhere
+  prometheus::Counter* evacuated = nullptr;          // sessions moved off by an evacuation/upgrade
+  prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
+  prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate
   prometheus::Gauge* workers_accepting = nullptr;  // main thread
   prometheus::Gauge* workers_retiring = nullptr;
   prometheus::Family<prometheus::Counter>* connacks_family() { return &connacks_fam_; }

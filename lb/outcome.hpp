@@ -23,6 +23,10 @@ enum class Reject : uint8_t {
   MemoryBudget,      // limits.memory_budget_bytes spent
   BackendBusy,       // the backends' connect queues were full or too slow (CONNACK 0x03/0x97)
   LocalResources,    // no local file descriptor (or memory) for the backend socket
+  RateGlobal,        // limits.connect_rate.global_per_s (CONNACK 0x03/0x9F on plain listeners)
+  RatePerIp,         // limits.connect_rate.per_ip_per_s, per source prefix
+  Flapping,          // limits.flap: the client id is in the penalty box (CONNACK 0x03/0x9F)
+  IdentityMismatch,  // listener tls.identity: the client id is not the certificate's (0x02/0x85)
   Count
 };
 const char* to_string(Reject r);

@@ -55,7 +55,7 @@ int PlaceStage::choose(bool& retry_same) {
     c[i].name = b.cfg.name;
     c[i].weight = b.cfg.weight * b.state->status->weight_factor(now);
     c[i].active = b.state->active.load(std::memory_order_relaxed);
-    c[i].eligible = b.state->status->accepts_new();
+    c[i].eligible = b.state->status->accepts_new() && (!req_.pool || (*req_.pool)[i]);
     untried |= c[i].eligible && tried_[i] == 0;
   }
   // Untried backends first; when every healthy one was tried, the same ones
@@ -65,9 +65,12 @@ int PlaceStage::choose(bool& retry_same) {
   if (untried)
     for (size_t i = 0; i < c.size(); ++i) c[i].eligible = c[i].eligible && tried_[i] == 0;
   if (attempts_ == 0 && req_.affinity && !req_.client_id.empty()) {
-    if (auto last = req_.affinity->get(req_.key, now)) {
+    affinity_looked_ = true;
+    affinity_backend_ = req_.affinity->get(req_.key, now);
+    if (affinity_backend_) {
       for (size_t i = 0; i < c.size(); ++i)
-        if (c[i].eligible && s.backends[i].state->name_hash == *last) return static_cast<int>(i);
+        if (c[i].eligible && s.backends[i].state->name_hash == *affinity_backend_)
+          return static_cast<int>(i);
     }
   }
   // An empty client id has no affinity; the session id spreads consistent-hash keys.
@@ -284,6 +287,11 @@ void PlaceStage::answered(Placement::Answer a, uint8_t code) {
   p.code = code;
   p.attempts = attempts_;
   p.forwarded = req_.bytes.size();
+  using A = Placement::Affinity;
+  if (affinity_looked_)
+    p.affinity = !affinity_backend_                          ? A::Miss
+                 : *affinity_backend_ == rb.state->name_hash ? A::Hit
+                                                             : A::Replaced;
   t_ = nullptr;
   st_ = State::Done;
   host_.placed(std::move(p));  // last action: the host may destroy this stage

@@ -56,6 +56,7 @@ struct Placement {
   uint8_t code = 0;  // CONNACK return/reason code (Accepted, Refused)
   int attempts = 0;
   size_t forwarded = 0;  // client bytes the answering broker got (the CONNECT and what followed)
+  enum class Affinity : uint8_t { Off, Hit, Miss, Replaced } affinity = Affinity::Off;
 };
 
 class PlaceHost : public StageTimer {
@@ -82,6 +83,9 @@ struct PlaceRequest {
   std::vector<uint8_t> bytes;           // CONNECT + everything after it, as received
   net::MemoryBudget* budget = nullptr;  // charged with `bytes` while placing
   size_t workers = 1;  // accepting workers: each lane gets this share of slots and queue
+  // The client's pool (routes): which snapshot backends may take it; null: all.
+  // Points into the stage's snapshot.
+  const std::vector<bool>* pool = nullptr;
 };
 
 class PlaceStage final : private GateWaiter {
@@ -123,6 +127,9 @@ class PlaceStage final : private GateWaiter {
   int attempts_ = 0;
   std::vector<uint8_t> tried_;  // attempts per snapshot backend
   bool only_busy_ = true;       // every failure so far was a full or slow queue
+  // The affinity entry found on the first choice: where the client "belongs".
+  std::optional<uint64_t> affinity_backend_;
+  bool affinity_looked_ = false;
   uint64_t rng_;
 
   // The attempt in flight.

@@ -26,6 +26,15 @@ RefusalCode refusal_code(Reject why) {
       return c(C3::ServerUnavailable, R::QuotaExceeded, "too many connections from this address");
     case Reject::MaxConnections:
       return c(C3::ServerUnavailable, R::QuotaExceeded, "connection limit reached");
+    case Reject::RateGlobal:
+    case Reject::RatePerIp:
+      return c(C3::ServerUnavailable, R::ConnectionRateExceeded, "connection rate exceeded");
+    case Reject::Flapping:
+      return c(C3::ServerUnavailable, R::ConnectionRateExceeded,
+               "client id reconnects too often: penalty box");
+    case Reject::IdentityMismatch:
+      return c(C3::IdentifierRejected, R::ClientIdentifierNotValid,
+               "client id differs from the certificate's identity");
     case Reject::MemoryBudget:
     case Reject::LocalResources:
       return c(C3::ServerUnavailable, R::QuotaExceeded, "balancer out of resources");

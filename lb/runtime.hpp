@@ -18,6 +18,7 @@
 #include "lb/balancer.hpp"
 #include "lb/gate.hpp"
 #include "lb/metrics.hpp"
+#include "lb/routes.hpp"
 #include "tls/context.hpp"
 #include "tls/engine.hpp"
 
@@ -62,6 +63,7 @@ struct Snapshot {
   // reload builds new ones (inheriting the ticket keys) for new connections
   // while live engines keep a reference on the SSL_CTX they started with.
   std::map<std::string, std::shared_ptr<tls::Context>> listener_tls;  // by listener name
+  RoutePlan routes;  // pools over `backends` (lb/routes.hpp)
 };
 
 }  // namespace lb

@@ -95,11 +95,13 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg) {
   }
   build_listener_tls(s->cfg, *s);
   s->balancer = make_balancer(cfg.balance, s->cfg.backends);
+  s->routes = plan_routes(s->cfg);
   s->max_connections = cfg.limits.max_connections
                            ? cfg.limits.max_connections
                            : default_max_connections(net::raise_nofile_limit());
   max_conn_.store(s->max_connections);
   max_per_ip_.store(cfg.limits.max_connections_per_ip);
+  admission_.configure(cfg.limits, steady_ms());
   return s;
 }
 
@@ -130,6 +132,7 @@ void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
            "listener %s: TLS identity or client verification changed: sessions made before "
            "this reload will not resume",
            l.name.c_str());
+    metrics_.cert_expiry->Add({{"listener", l.name}}).Set(static_cast<double>(ctx->not_after()));
     s.listener_tls[l.name] = std::move(ctx);
   }
 }
@@ -171,6 +174,11 @@ bool Server::start(std::string& err, std::map<std::string, std::vector<int>> inh
 
 void Server::stop_accepting() {
   stopping_.store(true);
+  each_worker([](Worker& w) { w.post([](Worker& w) { w.stop_accepting(); }); });
+}
+
+void Server::hand_over() {
+  handing_over_.store(true);
   each_worker([](Worker& w) { w.post([](Worker& w) { w.stop_accepting(); }); });
 }
 

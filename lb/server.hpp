@@ -26,6 +26,7 @@
 
 #include "conf/config.hpp"
 #include "health/status.hpp"
+#include "lb/admission.hpp"
 #include "lb/affinity.hpp"
 #include "lb/clock.hpp"
 #include "lb/evacuation.hpp"
@@ -58,7 +59,11 @@ class Server {
   // inherited (binary upgrade): listening sockets to adopt instead of
   // binding, by listener name, any number per listener.
   bool start(std::string& err, std::map<std::string, std::vector<int>> inherited = {});
-  void stop_accepting();      // SIGTERM step 1: close listeners
+  void stop_accepting();  // SIGTERM step 1: close listeners
+  // Binary upgrade: the new generation accepts on the same sockets; this one
+  // stops accepting, but connections it already has are placed as usual.
+  void hand_over();
+  bool handing_over() const { return handing_over_.load(); }
   void close_all_sessions();  // SIGTERM step 2 (after the grace period)
   void join();                // waits for every worker thread to end
 
@@ -111,6 +116,7 @@ class Server {
   AffinityTable& affinity() { return affinity_; }
   ClientRegistry& registry() { return registry_; }
   net::MemoryBudget& budget() { return budget_; }
+  Admission& admission() { return admission_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   // Workers that accept connections now (rates and connect slots are shared
   // out over them).
@@ -169,6 +175,7 @@ class Server {
   AffinityTable affinity_;
   ClientRegistry registry_;
   net::MemoryBudget budget_;
+  Admission admission_;
 
   // Worker slots. slots_ is read by any thread; owned_/active_ only by the
   // main thread (construction, start, commit, reap, destruction).
@@ -200,6 +207,7 @@ class Server {
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> handing_over_{false};
   std::atomic<uint64_t> next_id_{1};
 };
 

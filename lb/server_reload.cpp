@@ -1,6 +1,7 @@
 // Server: reloads that change everything (listeners, workers, backends)
 // without touching an established session, in two steps: prepare (all that
 // can fail) and commit. See server.hpp.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,6 +178,7 @@ void Server::commit(std::unique_ptr<Prepared> p) {
 }
 
 void Server::reap() {
+  bool reaped = false;
   for (auto it = retiring_.begin(); it != retiring_.end();) {
     Worker* w = owned_[*it].get();
     if (!w || !w->finished()) {
@@ -187,7 +189,11 @@ void Server::reap() {
     slots_[*it].store(nullptr, std::memory_order_release);
     owned_[*it].reset();  // its sessions are all gone: nothing refers to the slot
     it = retiring_.erase(it);
+    reaped = true;
   }
+  // What the retired threads allocated goes back to the kernel, not only to
+  // glibc's arenas: many reloads must not leave the process bigger.
+  if (reaped) malloc_trim(0);
   // A removed backend's series go once nothing refers to its state any more
   // (no session, no snapshot): until then they still count.
   std::vector<std::shared_ptr<BackendState>> gone;

@@ -27,6 +27,7 @@ LogLimiter g_takeover_log(1000);
 LogLimiter g_refuse_log(1000);
 LogLimiter g_tls_fail_log(1000);
 LogLimiter g_bug_log(1000);
+LogLimiter g_flap_log(1000);
 
 }  // namespace
 
@@ -85,11 +86,23 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   if (!srv.admit_global()) return reject(Reject::MaxConnections);
   admitted_ = true;
   srv.metrics().connections_active->Increment();
+  switch (srv.admission().admit(peer_, steady_ms())) {  // connect rate, before any TLS
+    case Admission::Verdict::Admit:
+      break;
+    case Admission::Verdict::GlobalRate:
+      if (listener.tls()) return reject(Reject::RateGlobal);
+      refuse_after_peek_ = Reject::RateGlobal;  // a CONNACK 0x9F/0x03 makes devices back off
+      break;
+    case Admission::Verdict::IpRate:
+      if (listener.tls()) return reject(Reject::RatePerIp);
+      refuse_after_peek_ = Reject::RatePerIp;
+      break;
+  }
   if (srv.admit_ip(peer_ip_)) {
     ip_counted_ = true;
   } else if (listener.tls()) {
     return reject(Reject::MaxConnectionsPerIp);  // the handshake is the expensive part
-  } else {
+  } else if (refuse_after_peek_ == Reject::Count) {
     refuse_after_peek_ = Reject::MaxConnectionsPerIp;  // cheap to read: answer with a CONNACK
   }
   uv_tcp_nodelay(tcp->tcp(), 1);
@@ -142,8 +155,29 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   const conf::Limits& lim = snap_->cfg.limits;
   idle_ms_ = info_->keep_alive == 0 ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
                                     : uint64_t{info_->keep_alive} * 1500 + lim.idle_grace_ms;
+  Metrics& m = srv.metrics();
+  m.connects_by_version[version_ == mqtt::Version::V5    ? 2
+                        : version_ == mqtt::Version::V31 ? 0
+                                                         : 1]
+      ->Increment();
+  m.connects_clean[info_->clean_start ? 1 : 0]->Increment();
+  m.keep_alive_seconds->Observe(info_->keep_alive);
   if (refuse_after_peek_ != Reject::Count) return refuse(refuse_after_peek_);
   if (srv.stopping()) return refuse(Reject::ShuttingDown);
+  if (!info_->client_id.empty()) {  // the flapping-client penalty box
+    int64_t penalty_ms = 0;
+    auto f = srv.admission().flapping(client_key(info_->client_id), steady_ms(), penalty_ms);
+    if (f == Admission::Flap::JustPenalized) {
+      uint64_t skipped = 0;
+      if (g_flap_log.allow(steady_ms(), skipped))
+        logf(LogLevel::Warn,
+             "client id \"%s\" reconnects too often: refused for %lld s (%llu similar lines "
+             "suppressed)",
+             log_escape(info_->client_id).c_str(), static_cast<long long>(penalty_ms / 1000),
+             static_cast<unsigned long long>(skipped));
+    }
+    if (f != Admission::Flap::Ok) return refuse(Reject::Flapping);
+  }
   begin_place();
 }
 
@@ -166,6 +200,9 @@ void Session::begin_place() {
   req.bytes = peek_->take_bytes();
   req.budget = &srv.budget();
   req.workers = srv.worker_count();
+  int route = match_route(snap_->cfg.routes, info_->client_id, info_->username,
+                          listener_ ? listener_->name() : "", peer_);
+  req.pool = pool_for(snap_->routes, route);
   peek_.reset();
   phase_ = Phase::Place;
   PlaceHost& host = *this;
@@ -178,7 +215,14 @@ void Session::placed(Placement p) {
   backend_ = p.backend;
   count_ = std::move(p.count);
   Server& srv = w_.server();
-  if (p.answer == Placement::Answer::Accepted) accepted_by_broker();
+  if (p.answer == Placement::Answer::Accepted) {
+    accepted_by_broker();
+    using A = Placement::Affinity;
+    Metrics& m = srv.metrics();
+    if (p.affinity == A::Hit) m.affinity_hit->Increment();
+    if (p.affinity == A::Miss) m.affinity_miss->Increment();
+    if (p.affinity == A::Replaced) m.affinity_moved->Increment();
+  }
   if (p.answer == Placement::Answer::Refused)
     logf(LogLevel::Debug, "session=%llu backend %s refused the client: CONNACK 0x%02x",
          static_cast<unsigned long long>(id_), count_.get()->name.c_str(), p.code);
@@ -209,6 +253,7 @@ void Session::placed(Placement p) {
 void Session::accepted_by_broker() {
   Server& srv = w_.server();
   BackendState& b = *count_.get();
+  placed_ns_ = uv_hrtime();
   placed_wall_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
@@ -531,7 +576,12 @@ void Session::timer_cb(uv_timer_t* t) {
 
 void Session::close(CloseReason why, bool reset) {
   if (phase_ == Phase::Closing) return;
-  if (phase_ == Phase::Pump) w_.server().metrics().closed(why).Increment();
+  if (phase_ == Phase::Pump) {
+    Metrics& m = w_.server().metrics();
+    m.closed(why).Increment();
+    if (why == CloseReason::Evacuated) m.evacuated->Increment();
+    if (placed_ns_) m.session_seconds->Observe(static_cast<double>(uv_hrtime() - placed_ns_) / 1e9);
+  }
   phase_ = Phase::Closing;
   if (!timer_closed_) {
     timer_closed_ = true;

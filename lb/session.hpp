@@ -155,6 +155,7 @@ class Session final : public net::TransportSink,
   uint64_t idle_ms_ = 0;
   uint16_t keep_alive_ = 0;
   int64_t placed_wall_ms_ = 0;
+  uint64_t placed_ns_ = 0;        // when a broker accepted the client (0: not yet)
   Listener* listener_ = nullptr;  // outlives its sessions (Listener::sessions counts them)
   uint64_t accepted_ns_ = 0;
   uint64_t connect_done_ns_ = 0;

@@ -64,7 +64,7 @@ bool Worker::listen(const std::vector<conf::Listener>& listeners, std::string& e
         &loop_, cfg.name, i, cfg.tls.has_value(), server_.metrics(),
         [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
     bool ok = l->open(cfg.bind, kListenBacklog, err);
-    listeners_.push_back(std::move(l));  // closed in stop_accepting() even on failure
+    add(std::move(l));  // closed in stop_accepting() even on failure
     if (!ok) return false;
   }
   return true;
@@ -75,7 +75,24 @@ void Worker::adopt_listener(const conf::Listener& cfg, int fd) {
       &loop_, cfg.name, listeners_.size(), cfg.tls.has_value(), server_.metrics(),
       [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
   l->adopt(fd);
+  add(std::move(l));
+}
+
+void Worker::add(std::unique_ptr<Listener> l) {
+  if (l->tls()) l->set_pace([this] { return pace_tls(); });
   listeners_.push_back(std::move(l));
+}
+
+uint32_t Worker::pace_tls() {
+  uint32_t rate = server_.snapshot()->cfg.limits.tls_handshake_rate;
+  if (rate == 0) return 0;
+  int64_t now = static_cast<int64_t>(uv_now(&loop_));
+  if (rate != tls_rate_) {  // configured, or changed by a reload
+    tls_rate_ = rate;
+    tls_bucket_ = TokenBucket(rate, rate, now);
+  }
+  if (tls_bucket_.take(now)) return 0;
+  return std::max<uint32_t>(1, 1000 / rate);
 }
 
 void Worker::start() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "lb/admission.hpp"
 #include "lb/evacuation.hpp"
 #include "lb/listener.hpp"
 #include "lb/session.hpp"
@@ -86,6 +87,8 @@ class Worker {
 
  private:
   void on_accept(Listener& l, int fd, const sockaddr_storage& peer);
+  uint32_t pace_tls();  // limits.tls_handshake_rate, for this worker's TLS listeners
+  void add(std::unique_ptr<Listener> l);
   static void drain_timer_cb(uv_timer_t* t);
   void run_drain();
 
@@ -101,6 +104,8 @@ class Worker {
   bool accepting_ = true;
   bool stopping_ = false;
   bool retiring_ = false;
+  TokenBucket tls_bucket_;
+  uint32_t tls_rate_ = 0;
   std::atomic<bool> finished_{false};
   void free_closed_listeners();
 

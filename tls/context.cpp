@@ -328,6 +328,14 @@ bool Context::inherit_ticket_keys(const Context& previous) {
   return keys && set_keys(ctx_, std::move(keys));
 }
 
+int64_t Context::not_after() const {
+  X509* leaf = SSL_CTX_get0_certificate(ctx_);
+  if (!leaf) return 0;
+  tm t{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &t) != 1) return 0;
+  return static_cast<int64_t>(timegm(&t));
+}
+
 void Context::rotate_ticket_keys() {
   if (auto keys = keys_of(ctx_)) keys->rotate(static_cast<int64_t>(std::time(nullptr)));
 }

@@ -68,6 +68,8 @@ class Context {
   // mode. OpenSSL refuses to resume a session made under another one. A new
   // certificate for the same names keeps it (rotation keeps resumption).
   const std::string& session_id_context() const { return sid_; }
+  // Server only: when the leaf certificate expires (Unix seconds), 0 if unknown.
+  int64_t not_after() const;
   // Server only: begins a new ticket-key period now (tls/tickets.hpp).
   void rotate_ticket_keys();
 

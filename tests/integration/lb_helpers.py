@@ -96,10 +96,13 @@ class Sock(socket.socket):
 
 
 def mqtt_connect(port, client_id, level=4, keepalive=60, timeout=5.0, expect_ok=True,
-                 username=None, password=None, host="127.0.0.1"):
-    """Opens a raw MQTT session; returns (sock, connack_code)."""
+                 username=None, password=None, host="127.0.0.1", source=None):
+    """Opens a raw MQTT session (from the local address `source`, if given);
+    returns (sock, connack_code)."""
     s = Sock(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
     s.connect((host, port))
     s.sendall(connect_packet(client_id, level, keepalive, username=username, password=password))
     first, body = read_packet(s, timeout)

@@ -442,6 +442,44 @@ class AdminApi(harness.TestCase):
         p.signal(signal.SIGHUP)
         wait_until(lambda: refused(b), 10, what="admin API stopped")
 
+    def test_a_binary_upgrade_over_the_api_hands_the_admin_api_over(self):
+        _, bport = self.start_mosquitto()
+        for unix in (False, True):
+            p, port, a, path, cfg = start_lb_admin(self, [("b1", bport)], unix=unix, token=True,
+                                                   upgrade={"deadline_s": 5})
+            self.assertEqual(a.post("/api/v1/reload").status, 200)  # the old one's history
+            r = a.post("/api/v1/upgrade")
+            self.assertEqual(r.status, 202, r)
+            new_pid = r.json["pid"]
+
+            def stop_new(pid=new_pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    return
+                wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+                           open(f"/proc/{pid}/stat").read().split()[2] == "Z", 20,
+                           what="new generation stopped")
+
+            self.addCleanup(stop_new)
+            wait_until(lambda: not p.alive(), 20, what="the old generation exits")
+            self.assertEqual(p.p.returncode, 0)
+
+            # The same address, now served by the new generation (no reload behind it).
+            def new_one_answers():
+                try:
+                    r = a.get("/api/v1/status")
+                except OSError:
+                    return False
+                return r.status == 200 and r.json["reloads"] == []
+
+            wait_until(new_one_answers, 10, what="the new generation's admin API")
+            self.assertEqual(a.get("/readyz").status, 200)
+            self.assertEqual(a.get("/api/v1/status", auth=False).status, 401)
+            if unix:
+                self.assertEqual(stat.S_IMODE(os.stat(a.addr[5:]).st_mode), 0o660)
+            stop_new()
+
 
 if __name__ == "__main__":
     harness.main()

@@ -19,7 +19,34 @@ class DeployFiles(harness.TestCase):
         with open(os.path.join(ROOT, "deploy", "mqttlb.service")) as f:
             unit = f.read()
         self.assertIn("mqttlb --check -c /etc/mqttlb/mqttlb.json", unit)
-        self.assertIn("kill -HUP $MAINPID", unit)
+        self.assertIn("kill -HUP $MAINPID", unit)   # config reload
+        self.assertIn("kill -USR2 $MAINPID", unit)  # binary upgrade
+        self.assertIn("Type=notify", unit)          # mqttlb sends READY=1 and MAINPID=
+        self.assertIn("NotifyAccess=all", unit)     # the new generation is a child
+
+    def test_reload_picks_upgrade_only_for_a_replaced_binary(self):
+        """The ExecReload shell decides by /proc/PID/exe: run it against a real
+        process whose binary is intact, then deleted."""
+        with open(os.path.join(ROOT, "deploy", "mqttlb.service")) as f:
+            line = [l for l in f if l.startswith("ExecReload=/bin/sh")][0]
+        script = line.split("-c ", 1)[1].strip().strip("'")
+        d = self.tmpdir()
+        exe = os.path.join(d, "fake-mqttlb")
+        with open("/bin/sleep", "rb") as src, open(exe, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(exe, 0o755)
+        script = script.replace("/usr/local/bin/mqttlb", exe).replace("kill ", "echo ")
+        for replaced, want in ((False, "-HUP"), (True, "-USR2")):
+            p = self.spawn([exe, "30"], name="fake")
+            if replaced:
+                os.rename(exe, exe + ".old")
+                with open(exe + ".old", "rb") as src, open(exe, "wb") as dst:
+                    dst.write(src.read())
+                os.unlink(exe + ".old")
+            r = subprocess.run(["sh", "-c", script], env={"MAINPID": str(p.pid)},
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.stdout.split()[0], want, r.stdout + r.stderr)
+            p.stop()
 
     def test_scripts_parse(self):
         for script in ("deploy/quickstart.sh", "tests/run.sh", ".ci/run"):

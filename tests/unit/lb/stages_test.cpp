@@ -330,7 +330,7 @@ TEST_CASE("pump finish_with: injected at packet boundaries in both directions, t
     CHECK_FALSE(r.backend.shut);
     r.from_backend(pub.substr(3) + next);
     CHECK(r.client.written == pub + d_client);  // the rest of its packet, then DISCONNECT
-    CHECK_FALSE(r.backend.reading);               // the next packet is not forwarded
+    CHECK_FALSE(r.backend.reading);             // the next packet is not forwarded
     r.from_client(pub.substr(2, 1));
     CHECK_FALSE(r.backend.shut);
     r.from_client(pub.substr(3) + next);
