@@ -178,8 +178,9 @@ void print_human(const std::string& cmd, const json& j) {
       std::printf("reloaded:\n");
     for (const auto& c : ch)
       std::printf("  %s\n", c.is_string() ? c.get<std::string>().c_str() : "");
-  } else if (cmd == "upgrade" && j.is_object() && j.contains("message")) {
-    std::printf("%s\n", str(j, "message").c_str());
+  } else if (cmd == "upgrade" && j.is_object() && j.contains("pid")) {
+    std::printf("upgrade %s: new generation pid %s\n", str(j, "upgrade").c_str(),
+                str(j, "pid").c_str());
   } else {
     std::printf("%s\n", dump(j).c_str());  // config, upgrade
   }

@@ -143,6 +143,25 @@ def ctl(*args, timeout=90):
     return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
 
+def stop_pid(pid, timeout=20):
+    """SIGTERM to a process we did not spawn ourselves (a new generation a
+    binary upgrade started), then waits until it is gone (or a zombie)."""
+    import signal
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] == "Z"
+        except OSError:
+            return True
+
+    wait_until(gone, timeout, what=f"pid {pid} stopped")
+
+
 def audit_lines(proc, start=0):
     return [l for l in proc.lines[start:] if " audit: " in l]
 
@@ -193,4 +212,4 @@ def read_disconnect(sock, timeout=5.0):
 
 
 __all__ = ["Admin", "Reply", "client_path", "write_token", "start_lb_admin", "rewrite", "ctl",
-           "audit_lines", "parse_disconnect", "read_disconnect", "harness"]
+           "stop_pid", "audit_lines", "parse_disconnect", "read_disconnect", "harness"]

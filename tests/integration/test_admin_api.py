@@ -16,7 +16,7 @@ import harness
 from harness import binary, free_port, wait_until
 from lb_helpers import _stopped_cleanly, is_closed, mqtt_connect, start_backends
 from admin_helpers import (Admin, audit_lines, client_path, read_disconnect, rewrite,
-                           start_lb_admin, write_token)
+                           start_lb_admin, stop_pid, write_token)
 
 AUDIT = re.compile(r"audit: (POST|DELETE) (\S+) peer=(\S+) status=(\d+)")
 
@@ -451,17 +451,7 @@ class AdminApi(harness.TestCase):
             r = a.post("/api/v1/upgrade")
             self.assertEqual(r.status, 202, r)
             new_pid = r.json["pid"]
-
-            def stop_new(pid=new_pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    return
-                wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-                           open(f"/proc/{pid}/stat").read().split()[2] == "Z", 20,
-                           what="new generation stopped")
-
-            self.addCleanup(stop_new)
+            self.addCleanup(stop_pid, new_pid)
             wait_until(lambda: not p.alive(), 20, what="the old generation exits")
             self.assertEqual(p.p.returncode, 0)
 
@@ -478,7 +468,7 @@ class AdminApi(harness.TestCase):
             self.assertEqual(a.get("/api/v1/status", auth=False).status, 401)
             if unix:
                 self.assertEqual(stat.S_IMODE(os.stat(a.addr[5:]).st_mode), 0o660)
-            stop_new()
+            stop_pid(new_pid)
 
 
 if __name__ == "__main__":
