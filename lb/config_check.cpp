@@ -1,8 +1,28 @@
 #include "lb/config_check.hpp"
 
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 #include "tls/context.hpp"
 
 namespace lb {
+
+std::string read_token_file(const std::string& path, std::string& err) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    err = "cannot read token file " + path + ": " + std::strerror(errno);
+    return "";
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string t = ss.str();
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+  if (t.empty()) err = "token file " + path + " is empty";
+  return t;
+}
 
 void check_files(const conf::Config& cfg, std::vector<std::string>& errors) {
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
@@ -30,6 +50,11 @@ void check_files(const conf::Config& cfg, std::vector<std::string>& errors) {
     if (tls::Context::client(tls::client_options(*t), err)) continue;
     std::string at = "/discovery/" + std::to_string(i) + "/template/tls/";
     errors.push_back(at + (err.rfind("CA ", 0) == 0 ? "ca" : "cert") + ": " + err);
+  }
+  if (cfg.admin.enabled() && !cfg.admin.token_file.empty()) {
+    std::string err;
+    if (read_token_file(cfg.admin.token_file, err).empty())
+      errors.push_back("/admin/token_file: " + err);
   }
 }
 

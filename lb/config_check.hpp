@@ -15,5 +15,8 @@ namespace lb {
 conf::LoadResult load_config(const std::string& path);
 // The file checks alone, appended to `errors` ("JSON-POINTER: message").
 void check_files(const conf::Config& cfg, std::vector<std::string>& errors);
+// The admin API's bearer token from admin.token_file: the content without
+// trailing whitespace; "" with `err` set when unreadable or empty.
+std::string read_token_file(const std::string& path, std::string& err);
 
 }  // namespace lb

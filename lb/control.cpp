@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <thread>
 
 #include "conf/serialize.hpp"
 #include "health/monitor.hpp"
@@ -45,6 +46,26 @@ health::Admin to_health(conf::BackendAdmin a) {
   return a == conf::BackendAdmin::Drain   ? health::Admin::Drain
          : a == conf::BackendAdmin::Maint ? health::Admin::Maint
                                           : health::Admin::Ready;
+}
+
+// The health thread publishes an admin state in the backend's Status a
+// moment after set_admin_state (its own loop); the API answers once new
+// clients see it, so `drain b1` followed by a connect never lands on b1
+// (bounded: 1 s).
+void await_admin(const std::string& name, const Server& server, conf::BackendAdmin a) {
+  std::shared_ptr<health::Status> st;
+  for (const auto& b : server.snapshot()->backends)
+    if (b.cfg.name == name) st = b.state->status;
+  if (!st) return;
+  auto applied = [&] {
+    health::State s = st->state.load();
+    return a == conf::BackendAdmin::Drain ? s != health::State::Up
+           : a == conf::BackendAdmin::Maint
+               ? s == health::State::Maint
+               : s != health::State::Drain && s != health::State::Maint;
+  };
+  for (int i = 0; i < 1000 && !applied(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 const RuntimeBackend* find(const Snapshot& s, const std::string& name) {
@@ -188,6 +209,7 @@ AdminReply Control::set_backend(const std::string& name, const json& body) {
   if (state) {
     server_.set_admin_override(name, *state);
     monitor_.set_admin_state(name, to_health(*state));
+    await_admin(name, server_, *state);
   }
   const RuntimeBackend* b = find(*server_.snapshot(), name);
   return {200, b ? backend_json(*b, steady_ms()) : json::object()};
@@ -245,6 +267,7 @@ AdminReply Control::evacuate(const std::string& name, const json& body) {
   if (before == conf::BackendAdmin::Ready) {
     server_.set_admin_override(name, conf::BackendAdmin::Drain);
     monitor_.set_admin_state(name, health::Admin::Drain);
+    await_admin(name, server_, conf::BackendAdmin::Drain);
   }
   return {202, to_json(*ev)};
 }
@@ -262,6 +285,7 @@ AdminReply Control::cancel_evacuation(const std::string& name) {
   }
   server_.set_admin_override(name, before);
   monitor_.set_admin_state(name, to_health(before));
+  await_admin(name, server_, before);
   auto ev = server_.evacuation(name);
   return {200, ev ? to_json(*ev) : json::object()};
 }

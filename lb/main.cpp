@@ -13,9 +13,11 @@
 
 #include "health/monitor.hpp"
 #include "import/haproxy_import.hpp"
+#include "lb/admin_http.hpp"
 #include "lb/app.hpp"
 #include "lb/config_check.hpp"
 #include "lb/control.hpp"
+#include "lb/ctl.hpp"
 #include "lb/log.hpp"
 #include "lb/scale_out.hpp"
 #include "lb/server.hpp"
@@ -28,6 +30,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
                "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
+               "       mqttlb ctl [-c FILE] COMMAND  talk to the admin API (mqttlb ctl --help)\n"
                "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
                "                               translate an HAProxy config "
                "(docs/migrating-from-haproxy.md)\n"
@@ -84,6 +87,7 @@ class Endpoints {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
     return importer::run(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "ctl") == 0) return lb::ctl::run(argc - 1, argv + 1);
   lb::upgrade::self_exe();  // resolved now: a package upgrade may replace the file later
   std::string path;
   bool check = false;
@@ -221,18 +225,32 @@ int main(int argc, char** argv) {
       lb::logf(lb::LogLevel::Info, "listening: %s on %s", l.name.c_str(), l.bind.str().c_str());
   };
   lb::Control control(server, monitor, *registry);
+  // The admin API (declared after `control`: stopped before it goes away). A
+  // new generation brings it up with the other endpoints, once the old one
+  // released the address.
+  lb::AdminHost admin(control);
+  if (!admin.apply(cfg.admin, /*quiet=*/true, &err) && upgrade_fd < 0) {
+    lb::logf(lb::LogLevel::Error, "%s", err.c_str());
+    return 1;
+  }
   lb::AppHooks hooks;
   hooks.on_ready = ready;
-  hooks.on_reload = [&server, &monitor, &endpoints, &scale](const conf::Config& c) {
+  hooks.on_reload = [&server, &monitor, &endpoints, &admin, &scale](const conf::Config& c) {
     scale.reload(c);  // scale-out: store and discovery follow the file
     monitor.update(monitored(server), c.health);
     endpoints.bring_up(c, /*quiet=*/false);
+    admin.apply(c.admin, /*quiet=*/false);
   };
   hooks.control = &control;
-  hooks.endpoints_up = [&endpoints, &server] {
-    return endpoints.bring_up(server.file_config(), /*quiet=*/true);
+  hooks.endpoints_up = [&endpoints, &server, &admin] {
+    const conf::Config c = server.file_config();
+    const bool metrics = endpoints.bring_up(c, /*quiet=*/true);
+    return admin.apply(c.admin, /*quiet=*/true) && metrics;
   };
-  hooks.endpoints_release = [&endpoints] { endpoints.release(); };
+  hooks.endpoints_release = [&endpoints, &admin] {
+    endpoints.release();
+    admin.release();
+  };
   hooks.args = args;
   hooks.old_generation_fd = upgrade_fd;
   return lb::run_until_signalled(server, path, std::move(hooks));

@@ -147,6 +147,9 @@ class Server final : public StoreSink {
   bool start_evacuation(std::shared_ptr<Evacuation> ev);
   bool cancel_evacuation(const std::string& backend);
   std::shared_ptr<Evacuation> evacuation(const std::string& backend) const;
+  // Sessions on a backend over all workers (also one a reload removed, until
+  // reaped); 0 when unknown. Workers share an evacuation's rate by it.
+  int64_t backend_active(const std::string& backend) const;
   std::vector<std::shared_ptr<Evacuation>> evacuations() const;
   // A placed client's details, from its worker (waits up to timeout_ms).
   std::optional<Session::Info> client_info(const ClientKey& key, uint32_t timeout_ms = 2000);

@@ -52,6 +52,12 @@ std::shared_ptr<Evacuation> Server::evacuation(const std::string& backend) const
   return it == evacuations_.end() ? nullptr : it->second;
 }
 
+int64_t Server::backend_active(const std::string& backend) const {
+  std::lock_guard<std::mutex> g(snap_mu_);
+  auto it = states_.find(backend);
+  return it == states_.end() ? 0 : it->second->active.load(std::memory_order_relaxed);
+}
+
 std::vector<std::shared_ptr<Evacuation>> Server::evacuations() const {
   std::lock_guard<std::mutex> g(evac_mu_);
   std::vector<std::shared_ptr<Evacuation>> v;

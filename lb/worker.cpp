@@ -233,8 +233,15 @@ void Worker::evacuate(std::shared_ptr<Evacuation> ev) {
   ev->total.fetch_add(ids.size());
   const uint64_t now = uv_now(&loop_);
   const uint64_t deadline = now + ev->deadline_ms;
-  // This worker's share of the rate; +-25 % jitter so clients do not come back in step.
-  const double rate = ev->rate_per_s / static_cast<double>(server_.worker_count());
+  // This worker's share of the rate is its share of the sessions to move (of
+  // the backend's count over all workers): however unevenly the sessions are
+  // spread over the workers, they all finish together and the whole
+  // evacuation keeps rate_per_s. +-25 % jitter so clients do not come back in step.
+  const double all = static_cast<double>(ev->backend.empty() ? server_.active_connections()
+                                                             : server_.backend_active(ev->backend));
+  const double share = all > 0 ? std::min(1.0, static_cast<double>(ids.size()) / all)
+                               : 1.0 / static_cast<double>(server_.worker_count());
+  const double rate = ev->rate_per_s * share;
   const double gap_ms = rate > 0 ? 1000.0 / rate : 0;
   uint64_t seed = (static_cast<uint64_t>(index_) << 32) ^ now;
   std::deque<Due> add;

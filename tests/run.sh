@@ -42,7 +42,7 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-30} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  targets="connect frame proxy config tls_transport haproxy_tokenizer peer rewrite store"
+  targets="connect frame proxy config tls_transport haproxy_tokenizer peer rewrite store admin_route"
   # shellcheck disable=SC2086
   cmake --build build-fuzz -j"$JOBS" --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
   root=$(pwd)
