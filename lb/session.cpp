@@ -285,12 +285,22 @@ void Session::placed(Placement p) {
   if (client_->write(p.to_client.data(), p.to_client.size()) != 0)
     return close(CloseReason::Client, true);
   info_.reset();
+  const conf::Forwarding fwd = snap_->cfg.forwarding;  // as placed: a reload changes new sessions
   snap_.reset();
   phase_ = Phase::Pump;
-  Pump::Counters c{srv.metrics().bytes_c2b, srv.metrics().bytes_b2c};
+  Metrics& m = srv.metrics();
+  Pump::Counters c{m.bytes_c2b,       m.bytes_b2c,    m.sessions_userspace,
+                   m.sessions_kernel, m.kernel_joins, m.kernel_fallbacks};
   PumpHost& host = *this;
   pump_ = std::make_unique<Pump>(host, client_, backend_, c, idle_ms_,
                                  p.answer == Placement::Answer::Authenticating);
+  if (fwd != conf::Forwarding::Userspace) {
+    // docs/forwarding.md: joined in the kernel once idle, when it can be.
+    if (SpliceEngine* e = SpliceEngine::get(nullptr))
+      pump_->use_kernel(e);
+    else
+      pump_->count_fallback(SpliceFallback::Unavailable);
+  }
   pump_->start();
 }
 
