@@ -372,6 +372,7 @@ std::optional<Session::Info> Session::info() const {
   i.connected_since_ms = placed_wall_ms_;
   i.protocol_level = version_ == mqtt::Version::V5 ? 5 : version_ == mqtt::Version::V31 ? 3 : 4;
   i.keep_alive = keep_alive_;
+  i.forwarding = pump_ && pump_->in_kernel() ? "kernel" : "userspace";
   return i;
 }
 
