@@ -1,7 +1,7 @@
 # Sourced by deploy/quickstart.sh and tests/run.sh: installs the Debian 12
 # packages mqttlb needs that are not installed yet (apt-get, as root).
-MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev"
-MQTTLB_RUN_DEPS="mosquitto-clients python3 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4"
+MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev clang libbpf-dev"
+MQTTLB_RUN_DEPS="mosquitto-clients python3 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4 libbpf1"
 # Peers used by the integration tests and the benchmark comparison.
 MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream redis-server dnsmasq chromium"
 

@@ -89,6 +89,7 @@ struct Shared {
   std::deque<uint32_t> free;
   splice_state* states = nullptr;
   int slots_fd = -1;
+  bpf_object* obj = nullptr;  // loaded once, kept for the process's life (the maps with it)
   std::string why;
 };
 Shared g;
@@ -147,26 +148,27 @@ SpliceEngine* SpliceEngine::get(std::string* why) {
       bpf_object__close(obj);
       return;
     }
-    auto* e = new SpliceEngine();  // lives as long as the process (the maps with it)
+    g.obj = obj;
+    static SpliceEngine engine;  // lives as long as the process
+    SpliceEngine* e = &engine;
     e->socks_fd_ = bpf_object__find_map_fd_by_name(obj, "socks");
     e->states_fd_ = bpf_object__find_map_fd_by_name(obj, "states");
     g.slots_fd = bpf_object__find_map_fd_by_name(obj, "slots");
     bpf_program* prog = bpf_object__find_program_by_name(obj, "splice_verdict");
     int pfd = prog ? bpf_program__fd(prog) : -1;
-    if (e->socks_fd_ < 0 || e->states_fd_ < 0 || g.slots_fd < 0 || pfd < 0) {
-      g.why = "the BPF object lacks its maps or program";
-      return;
-    }
-    if (bpf_prog_attach(pfd, e->socks_fd_, BPF_SK_SKB_STREAM_VERDICT, 0) != 0) {
-      g.why = std::string("attaching the stream verdict failed: ") + strerror(errno);
-      return;
-    }
+    auto fail = [&](std::string why) {
+      g.why = std::move(why);
+      bpf_object__close(obj);
+      g.obj = nullptr;
+    };
+    if (e->socks_fd_ < 0 || e->states_fd_ < 0 || g.slots_fd < 0 || pfd < 0)
+      return fail("the BPF object lacks its maps or program");
+    if (bpf_prog_attach(pfd, e->socks_fd_, BPF_SK_SKB_STREAM_VERDICT, 0) != 0)
+      return fail(std::string("attaching the stream verdict failed: ") + strerror(errno));
     void* m = mmap(nullptr, sizeof(splice_state) * SPLICE_SLOTS, PROT_READ | PROT_WRITE, MAP_SHARED,
                    e->states_fd_, 0);
-    if (m == MAP_FAILED) {
-      g.why = std::string("mmap of the states map failed: ") + strerror(errno);
-      return;
-    }
+    if (m == MAP_FAILED)
+      return fail(std::string("mmap of the states map failed: ") + strerror(errno));
     g.states = static_cast<splice_state*>(m);
     for (uint32_t i = 0; i < SPLICE_SLOTS; ++i) g.free.push_back(i);
     g_engine = e;
