@@ -74,8 +74,11 @@ void Pump::sync_kernel(bool final) {
     if (counters_.b2c) counters_.b2c->Increment(static_cast<double>(s.b2c.bytes - k_b2c_));
     k_b2c_ = s.b2c.bytes;
   }
-  // bpf_ktime_get_ns() and uv_now() both count CLOCK_MONOTONIC.
+  // bpf_ktime_get_ns() and uv_now() both count CLOCK_MONOTONIC, but uv_now()
+  // is the loop's cached time: a redirect just now can be later than it.
   uint64_t last_ms = s.last_ns / 1'000'000;
+  const uint64_t now = host_.now_ms();
+  if (last_ms > now) last_ms = now;
   if (last_ms > last_activity_ms_) last_activity_ms_ = last_ms;
 }
 

@@ -50,33 +50,16 @@ struct {
 #define MQTT_MAX_REMAINING 268435455u
 #define SCAN_STEPS (1u << 16) /* framing steps per skb (bpf_loop bound) */
 
-/* The working copy of the framing state while a skb is scanned: in a map
- * value, not on the stack, so the verifier does not track its fields as
- * constants across bpf_loop iterations (which never converges). */
-struct scan_work {
-  __u32 pos, len;
-  __u32 state, body_left, len_value, len_mult, len_bytes, max_packet;
-  __u64 packets;
-  __u32 bad, pad;
-};
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct scan_work);
-} scratch SEC(".maps");
-
 struct scan_ctx {
   struct __sk_buff* skb;
-  struct scan_work* w;
+  struct splice_scan* w;
 };
 
 /* One framing step: skip as much body as is here, or take one header byte.
  * Returns 1 to stop (end of skb or malformed). */
 static long scan_step(__u32 i, void* data) {
   struct scan_ctx* x = data;
-  struct scan_work* c = x->w;
+  struct splice_scan* c = x->w;
   (void)i;
   if (c->pos >= c->len) return 1;
   if (c->state == SPLICE_SCAN_BODY) {
@@ -180,9 +163,7 @@ static __attribute__((noinline)) int verdict(struct __sk_buff* skb, struct splic
   __u32 inflight = (__u32)s->bytes - accepted;
   if (inflight > s->max_inflight) return pass(s, SPLICE_WHY_BACKPRESSURE);
 
-  __u32 zero = 0;
-  struct scan_work* w = bpf_map_lookup_elem(&scratch, &zero);
-  if (!w) return pass(s, SPLICE_WHY_SCAN);
+  struct splice_scan* w = &s->work;
   w->pos = 0;
   w->len = skb->len;
   w->state = s->scan_state;

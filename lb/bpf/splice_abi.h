@@ -31,6 +31,18 @@
 
 #define SPLICE_SLOTS 65536 /* sockets joined at once (two per session) */
 
+/* The verdict's working copy of the framing while it scans one skb: in the
+ * socket's own entry (a socket's skbs are read one at a time, under its
+ * lock), not per CPU (a softirq can interrupt a verdict run from process
+ * context on the same CPU), not on the stack (the verifier would track its
+ * fields as constants across bpf_loop iterations and never converge). */
+struct splice_scan {
+  __u32 pos, len;
+  __u32 state, body_left, len_value, len_mult, len_bytes, max_packet;
+  __u64 packets;
+  __u32 bad, pad;
+};
+
 struct splice_state {
   __u64 peer;         /* cookie of the socket this one's bytes go to */
   __u64 bytes;        /* bytes redirected to the peer */
@@ -50,6 +62,7 @@ struct splice_state {
   __u32 len_bytes;
   __u32 busy;
   __u32 pad;
+  struct splice_scan work; /* the verdict's only */
 };
 
 #endif
