@@ -180,7 +180,7 @@ Event FrameDecoder::next(std::span<const uint8_t>& in) {
 
 namespace {
 
-// One wslay context per thread for sending: a frame is always sent whole
+// A wslay context per thread for sending: a frame is always sent whole
 // (the callback takes every byte), so it is back at its initial state after
 // each call and can serve every connection of the thread.
 struct Sender {
@@ -241,7 +241,10 @@ void encode_header_only(std::vector<uint8_t>& out, uint8_t opcode, const uint8_t
 
 void append_frame(std::vector<uint8_t>& out, uint8_t opcode, const uint8_t* payload, size_t len,
                   bool mask) {
-  static thread_local Sender sender;
+  // Two contexts: wslay remembers that a context masked once (its omask is
+  // never cleared), so masked and unmasked frames never share one.
+  static thread_local Sender masked, plain;
+  Sender& sender = mask ? masked : plain;
   if (!sender.ctx) return encode_header_only(out, opcode, payload, len, mask);
   sender.out = &out;
   wslay_frame_iocb io{};

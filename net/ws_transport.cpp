@@ -1,6 +1,7 @@
 #include "net/ws_transport.hpp"
 
 #include <cstring>
+#include <memory>
 #include <span>
 
 namespace net {
@@ -9,7 +10,14 @@ namespace {
 
 // Decoded payload lands here and goes to the sink inside the same call, so
 // one buffer per loop thread serves every WebSocket connection of that loop.
-thread_local uint8_t t_out[WsTransport::kOut];
+// On the heap: a 64 KiB thread_local array would sit in every thread's static
+// TLS block, carved from each thread's stack (the metrics server's threads
+// have small ones).
+uint8_t* out_buffer() {
+  static thread_local std::unique_ptr<uint8_t[]> buf;
+  if (!buf) buf = std::make_unique<uint8_t[]>(WsTransport::kOut);
+  return buf.get();
+}
 // Frames being encoded; copied by the inner transport before write() returns.
 thread_local std::vector<uint8_t> t_frame;
 
@@ -74,12 +82,12 @@ void WsTransport::start_read() {
   switch (state_) {
     case State::Handshake:
     case State::Refused:
+    case State::Failed:  // read and discarded until the peer's EOF
     case State::AwaitResponse:
       return inner_->start_read();
     case State::Open:
       return frames(nullptr, 0);
     case State::AwaitConnect:
-    case State::Failed:
       return;
   }
 }
@@ -89,7 +97,8 @@ void WsTransport::stop_read() {
   // While handshaking the inner read stays on (the handshake must progress);
   // inside the delivery loop the loop stops the inner read itself.
   if (delivering_ || !inner_) return;
-  if (state_ == State::Open || state_ == State::Refused) inner_->stop_read();
+  if (state_ == State::Open || state_ == State::Refused || state_ == State::Failed)
+    inner_->stop_read();
 }
 
 int WsTransport::write(const uint8_t* data, size_t len) {
@@ -224,6 +233,7 @@ void WsTransport::frames(const uint8_t* data, size_t len) {
       from_backlog ? std::span<const uint8_t>(backlog_) : std::span<const uint8_t>(data, len);
   const size_t in_size = in.size();
   delivering_ = true;
+  uint8_t* const t_out = out_buffer();
   size_t out = 0;
   bool peer_close = false;
   ws::Event failure;
