@@ -93,7 +93,6 @@ class FrameDecoder {
   bool in_frame_ = false;                   // a frame's payload is partly received
   uint64_t frame_left_ = 0;
   uint8_t opcode_ = 0;
-  bool fin_ = false;
   bool msg_open_ = false;
   bool finished_ = false;
   uint8_t ctrl_[125];  // a control frame's payload, until complete

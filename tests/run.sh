@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . deploy/deps.sh
 # shellcheck disable=SC2086
 mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_TEST_DEPS
+mqttlb_install_npm
 
 JOBS=$(nproc)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
