@@ -110,9 +110,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mqtt::ConnectResult b = mqtt::parse_connect(got, mqtt::kMaxMaxConnectBytes);
   FUZZ_CHECK(a.status == b.status && a.error == b.error);
   if (a.status == mqtt::ParseStatus::Done)
-    FUZZ_CHECK(a.info.client_id == b.info.client_id && a.info.packet_length == b.info.packet_length &&
-               a.info.version == b.info.version && a.info.keep_alive == b.info.keep_alive &&
-               a.info.username == b.info.username && a.info.properties == b.info.properties);
+    FUZZ_CHECK(a.info.client_id == b.info.client_id &&
+               a.info.packet_length == b.info.packet_length && a.info.version == b.info.version &&
+               a.info.keep_alive == b.info.keep_alive && a.info.username == b.info.username &&
+               a.info.properties == b.info.properties);
   t->close(false);
   inner->finish_close();
   return 0;
