@@ -1,7 +1,7 @@
 # Sourced by deploy/quickstart.sh and tests/run.sh: installs the Debian 12
 # packages mqttlb needs that are not installed yet (apt-get, as root).
-MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev"
-MQTTLB_RUN_DEPS="mosquitto-clients python3 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4"
+MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev libwslay-dev libhttp-parser-dev"
+MQTTLB_RUN_DEPS="mosquitto-clients python3 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4 libwslay1 libhttp-parser2.9"
 # Peers used by the integration tests and the benchmark comparison.
 MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream redis-server dnsmasq chromium"
 
@@ -23,4 +23,11 @@ mqttlb_install_deps() {
   for svc in mosquitto haproxy nginx redis-server dnsmasq; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
   done
+}
+
+# The browser test (tests/integration/test_lb_websocket_browser.py) fetches
+# MQTT.js with npm: Debian's npm, unless an npm is on PATH already (Node.js's
+# own packages ship one and conflict with Debian's).
+mqttlb_install_npm() {
+  command -v npm >/dev/null 2>&1 || mqttlb_install_deps npm
 }
