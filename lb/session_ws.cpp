@@ -43,17 +43,10 @@ net::Transport* Session::wrap_backend_websocket(net::Transport* t, const Runtime
     o.protocol = client_ws_->subprotocol();
   }
   if (o.protocol.empty()) o.protocol = "mqtt";
-  o.headers.emplace_back("X-Forwarded-For", peer_ip_);
+  o.headers.emplace_back("X-Forwarded-For", peer_ip());
   o.headers.emplace_back("X-Forwarded-Proto", client_tls_ ? "https" : "http");
   if (!rb.cfg.tls) {  // over TLS the PROXY header is the TLS preamble (connect_backend)
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V1)
-      proxy::append_v1(o.preamble, peer_, local_);
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) {
-      if (tls_.version.empty())
-        proxy::append_v2(o.preamble, peer_, local_);
-      else
-        proxy::append_v2(o.preamble, peer_, local_, tls_);
-    }
+    append_proxy_header(o.preamble, rb.cfg.proxy_protocol);
   }
   return new net::WsTransport(t, this, std::move(o), this);
 }
@@ -61,7 +54,7 @@ net::Transport* Session::wrap_backend_websocket(net::Transport* t, const Runtime
 void Session::linger(Reject why) {
   w_.server().metrics().rejected(why).Increment();
   logf(LogLevel::Debug, "reject session=%llu peer=%s reason=%s: %s",
-       static_cast<unsigned long long>(id_), peer_ip_.c_str(), to_string(why),
+       static_cast<unsigned long long>(id_), peer_ip().c_str(), to_string(why),
        client_ ? client_->error_detail().c_str() : "");
   phase_ = Phase::Linger;
   peek_.reset();
@@ -84,7 +77,7 @@ void Session::on_ws_handshake(net::ws::Role role, net::ws::Result r) {
     logf(LogLevel::Warn,
          "peer %s: WebSocket handshake failed on listener %s (%s) (%llu similar lines "
          "suppressed)",
-         peer_ip_.c_str(), listener_ ? listener_->name().c_str() : "?", net::ws::to_string(r),
+         peer_ip().c_str(), listener_ ? listener_->name().c_str() : "?", net::ws::to_string(r),
          static_cast<unsigned long long>(skipped));
   else
     logf(LogLevel::Warn,
@@ -102,7 +95,7 @@ void Session::on_ws_protocol_error(net::ws::Role role, net::ws::FrameError e) {
     logf(LogLevel::Info,
          "%s %s: WebSocket protocol error (%s): closed (%llu similar lines suppressed)",
          side == 0 ? "peer" : "broker of session",
-         side == 0 ? peer_ip_.c_str() : std::to_string(id_).c_str(), net::ws::to_string(e),
+         side == 0 ? peer_ip().c_str() : std::to_string(id_).c_str(), net::ws::to_string(e),
          static_cast<unsigned long long>(skipped));
 }
 
