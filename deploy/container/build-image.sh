@@ -1,0 +1,56 @@
+#!/bin/bash
+# Builds the mqttlb image with buildah on a machine that reaches Debian's
+# package mirror but no image registry (run from anywhere, as root):
+#  1. the Debian 12 base, made by mmdebstrap from Debian's packages (minbase,
+#     without man pages, docs and locales, like debian:bookworm-slim), cached as
+#     $MQTTLB_CACHE/debian-bookworm-minbase.tar (default ~/.cache/mqttlb) and
+#     made again when older than MQTTLB_BASE_MAX_AGE_DAYS (default 7, for
+#     security updates);
+#  2. imported into buildah's storage under the name the Containerfile's FROM
+#     uses (BASE, docker.io/library/debian:bookworm-slim), again whenever the
+#     tarball changed (the image carries the tarball's sha256 as a label);
+#  3. buildah bud --isolation chroot --pull=never --format docker (to keep the
+#     HEALTHCHECK) -t $MQTTLB_IMAGE (default localhost/mqttlb:latest).
+# MQTTLB_JOBS (default 2) compiler jobs inside the build; MQTTLB_DEBIAN_MIRROR
+# (default http://deb.debian.org). Prints the image name last.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${MQTTLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mqttlb}
+base_tar=$cache/debian-bookworm-minbase.tar
+base_name=docker.io/library/debian:bookworm-slim
+image=${MQTTLB_IMAGE:-localhost/mqttlb:latest}
+mirror=${MQTTLB_DEBIAN_MIRROR:-http://deb.debian.org}
+max_age=${MQTTLB_BASE_MAX_AGE_DAYS:-7}
+for tool in buildah mmdebstrap; do
+  command -v "$tool" >/dev/null || { echo "build-image: $tool is not installed (apt-get install $tool)" >&2; exit 1; }
+done
+mkdir -p "$cache"
+if [ ! -s "$base_tar" ] || [ -n "$(find "$base_tar" -mtime +"$max_age")" ]; then
+  echo "build-image: making the Debian 12 base with mmdebstrap -> $base_tar"
+  mmdebstrap --variant=minbase --format=tar --quiet \
+    --aptopt='Acquire::Languages "none"' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    bookworm "$base_tar.tmp" \
+    "deb $mirror/debian bookworm main" "deb $mirror/debian bookworm-updates main" \
+    "deb $mirror/debian-security bookworm-security main"
+  mv "$base_tar.tmp" "$base_tar"
+fi
+sha=$(sha256sum "$base_tar" | cut -d' ' -f1)
+have=$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "org.mqttlb.base-sha256"}}' \
+         "$base_name" 2>/dev/null || true)
+if [ "$have" != "$sha" ]; then
+  echo "build-image: importing $base_tar as $base_name"
+  ctr=$(buildah from --pull=never scratch)
+  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+  buildah add --quiet "$ctr" "$base_tar" / >/dev/null
+  buildah config --cmd /bin/bash --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --label org.mqttlb.base-sha256="$sha" "$ctr"
+  buildah commit --quiet --rm "$ctr" "$base_name" >/dev/null
+  trap - EXIT
+fi
+echo "build-image: buildah bud -> $image"
+buildah bud --isolation chroot --pull=never --format docker --layers=false \
+  --build-arg JOBS="${MQTTLB_JOBS:-2}" -f "$root/deploy/container/Containerfile" -t "$image" "$root"
+echo "$image"
