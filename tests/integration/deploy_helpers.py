@@ -208,8 +208,9 @@ class Full:
         if not scale_helpers.have(scale_helpers.REDIS) or not scale_helpers.have(scale_helpers.DNSMASQ):
             raise unittest.SkipTest("redis-server or dnsmasq not installed")
         self.pki = make_certs(tc.tmpdir())
-        _, self.b1 = tc.start_our_broker(name="b1")
-        _, self.b2 = tc.start_our_broker(name="b2")
+        self.brokers = {}
+        self.brokers["b1"], self.b1 = tc.start_our_broker(name="b1")
+        self.brokers["b2"], self.b2 = tc.start_our_broker(name="b2")
         _, self.redis = start_redis(tc)
         self.dns = Dnsmasq(tc, ttl=1)
         self.dns.set_hosts([("127.0.0.1", DISCOVERY_NAME)])
