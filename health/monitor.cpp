@@ -205,7 +205,11 @@ struct Monitor::Impl {
     Status::LastCheck lc;
     lc.valid = true;
     lc.pass = r.pass;
-    if (!r.pass) lc.reason = std::string(to_string(r.kind)) + ": " + r.detail;
+    if (!r.pass) {
+      // The detail usually says its kind already ("connect: connection refused").
+      const std::string kind = std::string(to_string(r.kind)) + ": ";
+      lc.reason = r.detail.rfind(kind, 0) == 0 ? r.detail : kind + r.detail;
+    }
     lc.seconds = r.seconds;
     lc.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())

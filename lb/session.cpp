@@ -79,6 +79,10 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
     client_tls_ = new net::TlsTransport(tcp, this, *ctx, tls::Role::Server, {}, this);
     client_ = client_tls_;
   }
+  // A websocket listener (read from this snapshot: a reload applies to new
+  // connections without re-binding the listener).
+  for (const auto& l : snap_->cfg.listeners)
+    if (l.name == listener.name() && l.websocket) wrap_websocket(*l.websocket);
 
   // Admission, before anything costs more than this accept.
   if (!w_.accepting() || srv.stopping()) return reject(Reject::ShuttingDown);
@@ -242,6 +246,7 @@ void Session::begin_place() {
     has_key_ = true;
   }
   req.tls = tls_;
+  req.proxy_in_transport = ws_backend_;  // the WebSocket client sends it, before its request
   req.budget = &srv.budget();
   req.workers = srv.worker_count();
   int route = match_route(snap_->cfg.routes, info_->client_id, info_->username,
@@ -397,7 +402,9 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     return nullptr;
   }
   sockaddr_storage addr{};
-  if (!net::to_sockaddr(rb.cfg.address.host, rb.cfg.address.port, addr)) {
+  // to_backend "websocket": the broker's WebSocket port on the same host.
+  const uint16_t port = ws_backend_ ? rb.cfg.websocket_port : rb.cfg.address.port;
+  if (!net::to_sockaddr(rb.cfg.address.host, port, addr)) {
     err = UV_EINVAL;
     return nullptr;
   }
@@ -424,6 +431,7 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     tls->set_preamble(std::move(preamble));
     t = tls;
   }
+  if (ws_backend_) t = wrap_backend_websocket(t, rb);
   uv_tcp_nodelay(tcp->tcp(), 1);  // applied when the socket is created
   int r = tcp->connect(reinterpret_cast<const sockaddr*>(&addr));
   if (r != 0) {
@@ -521,6 +529,8 @@ void Session::on_error(net::Transport* t, int err) {
   if (t == client_) {
     switch (phase_) {
       case Phase::Peek:
+        // The WebSocket error page (or Close) is on its way: let the client read it.
+        if (client_ws_ && err == net::WsTransport::kWsFailed) return linger(Reject::WebSocket);
         return reject(client_tls_ && err == net::TlsTransport::kTlsFailed ? Reject::TlsHandshake
                                                                           : Reject::ClientClosed);
       case Phase::Pump:
@@ -552,6 +562,7 @@ void Session::on_closed(net::Transport* t) {
   if (t == client_) {
     client_ = nullptr;
     client_tls_ = nullptr;
+    client_ws_ = nullptr;
   }
   if (t == backend_) backend_ = nullptr;
   delete t;  // after its last callback (TransportSink::on_closed contract)
@@ -612,6 +623,8 @@ void Session::timer_cb(uv_timer_t* t) {
       // The TLS handshake counts against connect_timeout_ms too.
       if (s->client_tls_ && !s->client_tls_->handshake_done())
         s->client_tls_->count_failure(net::TlsFail::Timeout);
+      else if (s->client_ws_)
+        s->client_ws_->count_timeout();  // counted only if its handshake was not done
       return s->reject(Reject::ConnectTimeout);
     case Phase::Place:
       if (s->place_) s->place_->on_timer();

@@ -35,6 +35,7 @@
 #include "lb/runtime.hpp"
 #include "net/tls_transport.hpp"
 #include "net/transport.hpp"
+#include "net/ws_transport.hpp"
 
 namespace lb {
 
@@ -44,7 +45,8 @@ class Listener;
 class Session final : public net::TransportSink,
                       private PlaceHost,
                       private PumpHost,
-                      private net::TlsObserver {
+                      private net::TlsObserver,
+                      private net::WsObserver {
  public:
   Session(Worker& w, uint64_t id);
   ~Session() override;
@@ -109,6 +111,17 @@ class Session final : public net::TransportSink,
   // TlsObserver (client side of a TLS listener)
   void on_tls_handshake(const tls::Engine& e, double seconds) override;
   void on_tls_failure(net::TlsFail why, const std::string& detail, bool got_bytes) override;
+  // WsObserver (lb/session_ws.cpp)
+  void on_ws_handshake(net::ws::Role role, net::ws::Result r) override;
+  void on_ws_protocol_error(net::ws::Role role, net::ws::FrameError e) override;
+  // A websocket listener: the client's transport becomes a WebSocket server.
+  void wrap_websocket(const conf::ListenerWebSocket& ws);
+  // to_backend "websocket": a WebSocket client over `t` (the PROXY header,
+  // on plain TCP, goes first as its preamble).
+  net::Transport* wrap_backend_websocket(net::Transport* t, const RuntimeBackend& rb);
+  // The WebSocket handshake was refused (its error page sent) or the frames
+  // broke the protocol: drain the client until EOF or a timer, counted as `why`.
+  void linger(Reject why);
 
   void on_peek_bytes(const uint8_t* data, size_t len);
   bool check_identity();
@@ -128,6 +141,8 @@ class Session final : public net::TransportSink,
 
   net::Transport* client_ = nullptr;
   net::TlsTransport* client_tls_ = nullptr;  // client_ when the listener terminates TLS
+  net::WsTransport* client_ws_ = nullptr;    // client_ on a websocket listener (over TCP or TLS)
+  bool ws_backend_ = false;                  // websocket.to_backend "websocket"
   net::Transport* backend_ = nullptr;        // the placed broker connection
   TlsListenerMetrics* tls_metrics_ = nullptr;
   uv_timer_t timer_;

@@ -280,6 +280,7 @@ void Worker::fire(const Due& d) {
         it->second->matches(ev.backend, ev.listener))
       end(*it->second);
     ev.moved.fetch_add(1);  // ended now, or gone by itself: off the backend either way
+    if (!ev.backend.empty() && ev.listener.empty()) sweep_soon(d.ev);
     return;
   }
   // The deadline: every session still on the backend, including ones placed
@@ -289,6 +290,27 @@ void Worker::fire(const Due& d) {
     if (!s->closing() && s->matches(ev.backend, ev.listener)) left.push_back(s.get());
   for (Session* s : left) end(*s);
   ev.workers_left.fetch_sub(1);
+}
+
+// A backend evacuation whose last paced session on this worker just went:
+// the backend takes no new clients (the admin API drained it), so the sweep
+// need not wait for the deadline — only for the sessions still finishing
+// (at most Pump::kFinishMs). Then the evacuation reads "done" when it is.
+void Worker::sweep_soon(const std::shared_ptr<Evacuation>& ev) {
+  for (const Due& x : drain_)
+    if (x.ev == ev && x.session != 0) return;  // more to move first
+  auto snap = server_.snapshot();
+  for (const auto& b : snap->backends)  // back in rotation meanwhile: the deadline sweeps
+    if (b.cfg.name == ev->backend && b.state->status->accepts_new()) return;
+  auto it = std::find_if(drain_.begin(), drain_.end(),
+                         [&ev](const Due& x) { return x.ev == ev && x.session == 0; });
+  const uint64_t soon = uv_now(&loop_) + Pump::kFinishMs + 500;
+  if (it == drain_.end() || it->due_ms <= soon) return;
+  Due sweep = std::move(*it);
+  drain_.erase(it);
+  sweep.due_ms = soon;
+  // Kept in due order; run_drain (our caller) re-arms the timer for the front.
+  drain_.insert(std::upper_bound(drain_.begin(), drain_.end(), sweep), std::move(sweep));
 }
 
 std::optional<Session::Info> Worker::session_info(uint64_t id) const {

@@ -120,6 +120,7 @@ class Worker {
   std::deque<Due> drain_;
   void schedule(std::deque<Due> add);
   void fire(const Due& d);
+  void sweep_soon(const std::shared_ptr<Evacuation>& ev);
 };
 
 }  // namespace lb

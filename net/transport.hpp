@@ -52,7 +52,9 @@ class Transport {
   virtual void start_read() = 0;
   virtual void stop_read() = 0;
   // Writes at once what the kernel takes; queues a copy of the rest. Returns
-  // 0 or a uv error (the transport then also reports on_error).
+  // 0 or a uv error; on an error nothing more is queued and no on_error
+  // follows for it: the caller handles the return (a reset socket is also
+  // reported by the read side).
   virtual int write(const uint8_t* data, size_t len) = 0;
   virtual size_t pending() const = 0;  // bytes queued, not yet taken by the kernel
   virtual void shutdown() = 0;         // half-close after the queued bytes

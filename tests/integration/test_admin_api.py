@@ -50,6 +50,7 @@ class AdminApi(harness.TestCase):
             self.assertIn(key, bs["b1"])
         self.assertEqual(bs["b1"]["last_check"]["result"], "pass")
         self.assertEqual(bs["b2"]["last_check"]["result"], "fail")
+        self.assertEqual(bs["b2"]["last_check"]["reason"], "connect: connection refused")
         self.assertGreater(bs["b1"]["last_check"]["latency_s"], 0)
 
         s = a.get("/api/v1/status").json

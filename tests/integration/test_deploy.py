@@ -45,6 +45,7 @@ class DeployFiles(harness.TestCase):
         self.assertIn("kill -USR2 $MAINPID", unit)  # binary upgrade
         self.assertIn("Type=notify", unit)          # mqttlb sends READY=1 and MAINPID=
         self.assertIn("NotifyAccess=all", unit)     # the new generation is a child
+        self.assertIn("RuntimeDirectory=mqttlb", unit)  # room for unix:/run/mqttlb/admin.sock
 
     def test_reload_picks_upgrade_only_for_a_replaced_binary(self):
         """The ExecReload shell decides by /proc/PID/exe: run it against a real

@@ -268,7 +268,7 @@ class CommandLine(harness.TestCase):
         with open(path, "w") as f:
             f.write('{"listeners": 1}')
         p.signal(signal.SIGHUP)
-        p.wait_for_line(r"is invalid; keeping the running config", 5)
+        p.wait_for_line(r"cannot be applied; keeping the running config", 5)
         s, code = mqtt_connect(port, "after-bad-reload")  # still serving the old config
         s.close()
         cfg["backends"] = [{"name": "b2", "address": f"127.0.0.1:{backends[1][1]}"}]
