@@ -12,7 +12,10 @@
 #  3. buildah bud --isolation chroot --pull=never --format docker (to keep the
 #     HEALTHCHECK) -t $MQTTLB_IMAGE (default localhost/mqttlb:latest).
 # MQTTLB_JOBS (default 2) compiler jobs inside the build; MQTTLB_DEBIAN_MIRROR
-# (default http://deb.debian.org). Prints the image name last.
+# (default http://deb.debian.org). MQTTLB_PREBUILT=DIR packages DIR/mqttlb and
+# DIR/mqttlb-broker (built on Debian 12) instead of compiling: the build
+# context is then deploy/ and those two files only (BINARIES=prebuilt).
+# Prints the image name last.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${MQTTLB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mqttlb}
@@ -50,7 +53,18 @@ if [ "$have" != "$sha" ]; then
   buildah commit --quiet --rm "$ctr" "$base_name" >/dev/null
   trap - EXIT
 fi
-echo "build-image: buildah bud -> $image"
-buildah bud --isolation chroot --pull=never --format docker --layers=false \
-  --build-arg JOBS="${MQTTLB_JOBS:-2}" -f "$root/deploy/container/Containerfile" -t "$image" "$root"
+context=$root
+binaries=build
+if [ -n "${MQTTLB_PREBUILT:-}" ]; then
+  context=$(mktemp -d)
+  trap 'rm -rf "$context"' EXIT
+  mkdir -p "$context/build"
+  cp -a "$root/deploy" "$context/deploy"
+  cp "$MQTTLB_PREBUILT/mqttlb" "$MQTTLB_PREBUILT/mqttlb-broker" "$context/build/"
+  binaries=prebuilt
+fi
+echo "build-image: buildah bud (binaries: $binaries) -> $image"
+buildah bud --isolation chroot --pull=never --format docker --layers=false --force-rm \
+  --build-arg JOBS="${MQTTLB_JOBS:-2}" --build-arg BINARIES="$binaries" \
+  -f "$context/deploy/container/Containerfile" -t "$image" "$context"
 echo "$image"
