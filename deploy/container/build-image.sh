@@ -64,7 +64,18 @@ if [ -n "${MQTTLB_PREBUILT:-}" ]; then
   binaries=prebuilt
 fi
 echo "build-image: buildah bud (binaries: $binaries) -> $image"
-buildah bud --isolation chroot --pull=never --format docker --layers=false --force-rm \
+# buildah 1.28 keeps the working container and image of an aliased stage
+# ("FROM ${BINARIES} AS binaries"; --force-rm fails on it): remove the ones
+# this build made.
+ctrs_before=$(buildah containers -q | sort)
+dangling_before=$(buildah images -q --filter dangling=true | sort)
+buildah bud --isolation chroot --pull=never --format docker --layers=false \
   --build-arg JOBS="${MQTTLB_JOBS:-2}" --build-arg BINARIES="$binaries" \
   -f "$context/deploy/container/Containerfile" -t "$image" "$context"
+for c in $(comm -13 <(echo "$ctrs_before") <(buildah containers -q | sort)); do
+  buildah rm "$c" >/dev/null 2>&1 || true
+done
+for i in $(comm -13 <(echo "$dangling_before") <(buildah images -q --filter dangling=true | sort)); do
+  buildah rmi "$i" >/dev/null 2>&1 || true
+done
 echo "$image"

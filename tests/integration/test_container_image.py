@@ -128,6 +128,11 @@ class Image(harness.TestCase):
         self.assertRegex(text, r'HEALTHCHECK .*\n\s*CMD \["/usr/local/bin/mqttlb-healthcheck"\]')
 
 
+def containers():
+    return set(subprocess.run(["buildah", "containers", "-q"], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.split())
+
+
 class BuiltImage(harness.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -143,11 +148,13 @@ class BuiltImage(harness.TestCase):
             env = dict(os.environ, MQTTLB_IMAGE=f"localhost/mqttlb:suite-{os.getpid()}")
             if os.environ.get("MQTTLB_CONTAINER_TEST") != "source":
                 env["MQTTLB_PREBUILT"] = bins
+            before = containers()
             r = subprocess.run(["nice", "-n", "19", os.path.join(CONTAINER, "build-image.sh")],
                                capture_output=True, text=True, timeout=3600, env=env,
                                stdin=subprocess.DEVNULL)
             assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
             cls.image = cls.built = r.stdout.split()[-1]
+            cls.leftover = sorted(containers() - before)
         r = subprocess.run(["buildah", "inspect", "--type", "image", cls.image],
                            capture_output=True, text=True, timeout=60, check=True)
         cls.config = json.loads(r.stdout)["Docker"]["config"]
@@ -168,6 +175,11 @@ class BuiltImage(harness.TestCase):
         """A process in the image's root as its user (chroot execs it: our PID)."""
         return self.spawn([CHROOT, f"--userspec={IMAGE_USER}", self.root] + list(args),
                           name=name, env=env or {"PATH": "/usr/local/bin:/usr/bin:/bin"})
+
+    def test_the_build_leaves_no_working_container(self):
+        if not self.built:
+            self.skipTest("MQTTLB_CONTAINER_IMAGE: not built here")
+        self.assertEqual(self.leftover, [])
 
     def test_config_user_healthcheck_entrypoint(self):
         self.assertEqual(self.config["User"], IMAGE_USER)
