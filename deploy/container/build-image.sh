@@ -45,6 +45,7 @@ have=$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "org.
          "$base_name" 2>/dev/null || true)
 if [ "$have" != "$sha" ]; then
   echo "build-image: importing $base_tar as $base_name"
+  old_base=$(buildah images -q --no-trunc "$base_name" 2>/dev/null || true)
   ctr=$(buildah from --pull=never scratch)
   trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
   buildah add --quiet "$ctr" "$base_tar" / >/dev/null
@@ -52,6 +53,8 @@ if [ "$have" != "$sha" ]; then
     --label org.mqttlb.base-sha256="$sha" "$ctr"
   buildah commit --quiet --rm "$ctr" "$base_name" >/dev/null
   trap - EXIT
+  # The base it replaces is untagged now: remove it (kept while in use).
+  [ -n "$old_base" ] && buildah rmi "$old_base" >/dev/null 2>&1 || true
 fi
 context=$root
 binaries=build

@@ -3,7 +3,7 @@ binaries link, copies every source directory the build needs and every
 script the manifests call; and the image deploy/container/build-image.sh
 builds (mmdebstrap base, cached; buildah bud --isolation chroot
 --pull=never) from the binaries under test (MQTTLB_PREBUILT: about 10 s with
-the base cached, about a minute more to make the base) runs: its
+the base cached, about 100 s when mmdebstrap makes it first) runs: its
 mqttlb and mqttlb-broker, started in the image's root (buildah mount +
 chroot, as the image's user; chroot shares the host network), carry an MQTT
 round trip, and its HEALTHCHECK passes. MQTTLB_CONTAINER_TEST=source builds
