@@ -115,7 +115,8 @@ def storm_columns(tls):
             ("connect→CONNACK p50 ms", lambda rs: cell(rs, "p50"), "p50"),
             ("p99 ms", lambda rs: cell(rs, "p99"), "p99"),
             ("balancer CPU µs / " + ("full handshake + CONNECT" if tls else "connection"),
-             lambda rs: cell(rs, "cpu"), "cpu")]
+             lambda rs: cell(rs, "cpu"), "cpu"),
+            ("bench CPU µs / connection", lambda rs: cell(rs, "gcpu"), None)]
     if tls:
         cols.append(("full handshakes / resumed (all runs)",
                      lambda rs: f"{total(rs, 'full'):,} / {total(rs, 'resumed'):,}", None))

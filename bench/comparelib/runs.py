@@ -89,14 +89,14 @@ def storm_run(bench, target, n, tls=None):
     pids = target.pids()
     port = target.tls_port if tls else target.port
     fd0 = fd_count(pids)
-    c0 = cpu_seconds(pids)
+    c0, g0 = cpu_seconds(pids), children_cpu()
     r, err = run_bench(bench, port, ["conn", "-c", n, "--max-pending", STORM_PENDING, "--connect-timeout", 20] +
                        list(tls or []), 120)
     if pids:
         # The balancer is still closing the last sessions' broker sides when the
         # bench exits: count that CPU too (at most 5 s).
         wait_until(lambda: fd_count(pids) <= fd0 + 2, 5)
-    c1 = cpu_seconds(pids)
+    c1, g1 = cpu_seconds(pids), children_cpu()
     if r is None:
         return {"error": err}
     conns = r["connections"]
@@ -112,9 +112,11 @@ def storm_run(bench, target, n, tls=None):
     if tls:
         out["resumed"] = conns.get("tls_resumed", 0)
         out["full"] = conns["connected"] - out["resumed"]
+    # µs per connection (= ms per 1000 connections); TLS: per full handshake.
+    per = max(out.get("full", conns["connected"]), 1)
     if pids:
-        # µs per connection (= ms per 1000 connections); TLS: per full handshake.
-        out["cpu"] = (c1 - c0) / max(out.get("full", conns["connected"]), 1) * 1e6
+        out["cpu"] = (c1 - c0) / per * 1e6
+    out["gcpu"] = (g1 - g0) / per * 1e6
     return out
 
 
