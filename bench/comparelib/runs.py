@@ -112,8 +112,9 @@ def storm_run(bench, target, n, tls=None):
     if tls:
         out["resumed"] = conns.get("tls_resumed", 0)
         out["full"] = conns["connected"] - out["resumed"]
-    # µs per connection (= ms per 1000 connections); TLS: per full handshake.
-    per = max(out.get("full", conns["connected"]), 1)
+    # µs per connection attempted (= ms per 1000; refused ones cost CPU too);
+    # TLS: per attempt that was not a resumption.
+    per = max(conns["attempted"] - out.get("resumed", 0), 1)
     if pids:
         out["cpu"] = (c1 - c0) / per * 1e6
     out["gcpu"] = (g1 - g0) / per * 1e6

@@ -13,7 +13,7 @@ from harness import TestCase, binary
 BENCH_DIR = os.path.join(harness.HERE, "..", "..", "bench")
 COMPARE = os.path.join(BENCH_DIR, "compare")
 sys.path.insert(0, BENCH_DIR)
-from comparelib import report, runs  # noqa: E402
+from comparelib import procs, report, runs  # noqa: E402
 
 NUM = r"-?[0-9][0-9,.]*"
 
@@ -92,6 +92,25 @@ class BenchCompare(TestCase):
             self.assertEqual(tls[5:7], ["50 / 0", "0 / 0 / 0 / 0"], tls)
             self.assertRegex(md, rf"{re.escape(label)}: TLSv1\.3 ")
         self.assertEqual(rows(section(md, "Connection storm"), "HAProxy 2.6")[0][5], "0 / 0 / 0 / 0")
+
+    def test_storm_counts_refusals_through_mqttlb(self):
+        """A path that refuses: mqttlb allowing 5 connections per IP answers the
+        rest of a 200-connection storm with CONNACK 0x03; the storm still yields
+        figures, and every attempt is either connected or counted as refused."""
+        tmp = self.tmpdir()
+        mosq, mport = procs.start_mosquitto(tmp)
+        self.addCleanup(mosq.stop)
+        env = procs.Env(tmp, harness.BUILD_DIR, mport, 2, None)
+        p, port, _, err = procs.start_mqttlb(env, "refuse", {"limits": {"max_connections_per_ip": 5}})
+        self.assertIsNone(err)
+        self.addCleanup(p.stop)
+        r = runs.storm_run(binary("mqttlb-bench"), procs.Target("mqttlb", "mqttlb", port, p), 200)
+        self.assertNotIn("error", r, r)
+        self.assertGreater(r["refused"], 0, r)
+        self.assertEqual(r["connected"] + r["refused"], 200, r)
+        self.assertEqual((r["errors"], r["timeouts"], r["lost"]), (0, 0, 0), r)
+        self.assertEqual(r["reasons"], {"CONNACK refused: code 0x03": r["refused"]}, r)
+        self.assertGreater(r["cpu"], 0, r)
 
     def test_storm_failures_are_counted_by_kind(self):
         failures = {"CONNACK refused: code 0x03": 4, "timeout: no CONNACK": 2, "timeout: TLS handshake": 1,
