@@ -192,6 +192,12 @@ class PathSpec:
     def ratio_row(self):
         return self.key.startswith("mqttlb")
 
+    def run(self, env, tag):
+        """Starts the path; a path without TLS scenarios gets no TLS listener."""
+        if not self.tls and env.certs:
+            env = Env(env.tmp, env.build, env.backend_port, env.workers, None)
+        return self.start(env, tag)
+
 
 class Env:
     """What every starter needs: the run's temp dir, build dir, backend port,
@@ -251,7 +257,7 @@ def check_mqttlb_config(binary, conf):
     return " ".join((r.stderr + r.stdout).split())[:300] or f"exit {r.returncode}"
 
 
-def start_mqttlb(env, tag, extra=None, tls=True):
+def start_mqttlb(env, tag, extra=None):
     """mqttlb in front of the backend; `extra`: top-level config keys merged in
     (e.g. {"forwarding": "kernel"}), checked with `mqttlb --check` first so a
     key this build does not know skips the row with mqttlb's own message."""
@@ -259,7 +265,7 @@ def start_mqttlb(env, tag, extra=None, tls=True):
     port = free_port()
     listeners = [{"name": "mqtt", "bind": f"127.0.0.1:{port}"}]
     tls_port = None
-    if tls and env.certs:
+    if env.certs:
         tls_port = free_port()
         listeners.append({"name": "mqtts", "bind": f"127.0.0.1:{tls_port}",
                           "tls": {"cert": env.certs["server.crt"], "key": env.certs["server.key"]}})

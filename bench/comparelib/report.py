@@ -134,7 +134,8 @@ def summary(L, results, run, targets, ratio_keys):
     rows = []
     first = {s["key"]: s for s in run["scen"]}
     for key, label in (("q0-64-sat", "balancer CPU per message, QoS 0 64 B saturation (µs)"),
-                       ("q1-64-sat", "balancer CPU per message, QoS 1 64 B saturation (µs)")):
+                       ("q1-64-sat", "balancer CPU per message, QoS 1 64 B saturation (µs)"),
+                       ("tls-q0-64-sat", "balancer CPU per message over TLS, QoS 0 64 B saturation (µs)")):
         if key in first:
             rows.append((label, key, "cpu", fnum))
     for key, label in (("q0-64-sat", "throughput, QoS 0 64 B saturation (msgs/s)"),
