@@ -111,6 +111,8 @@ class BenchCompare(TestCase):
         self.assertEqual((r["errors"], r["timeouts"], r["lost"]), (0, 0, 0), r)
         self.assertEqual(r["reasons"], {"CONNACK refused: code 0x03": r["refused"]}, r)
         self.assertGreater(r["cpu"], 0, r)
+        p.stop()  # SIGTERM: a clean exit, no sanitizer report (the suite also runs under ASan)
+        self.assertEqual(p.p.returncode, 0, p.tail(20))
 
     def test_storm_failures_are_counted_by_kind(self):
         failures = {"CONNACK refused: code 0x03": 4, "timeout: no CONNACK": 2, "timeout: TLS handshake": 1,
