@@ -75,7 +75,7 @@ void Worker::adopt_listener(const conf::Listener& cfg, int fd) {
   auto l = std::make_unique<Listener>(
       &loop_, cfg.name, listeners_.size(), cfg.tls.has_value(), server_.metrics(),
       [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
-  l->adopt(fd);
+  l->adopt(fd, cfg.bind);
   add(std::move(l));
 }
 
