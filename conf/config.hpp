@@ -28,10 +28,19 @@ struct ListenerTls {
   enum class Enforce { Off, Match, Rewrite } identity_enforce = Enforce::Off;
 };
 
+// MQTT over WebSocket on a listener (docs/websocket.md).
+struct ListenerWebSocket {
+  std::string path = "/mqtt";  // the request path (the query is ignored)
+  // mqtt: brokers get plain MQTT; websocket: a WebSocket to each backend's websocket_port.
+  enum class ToBackend { Mqtt, WebSocket } to_backend = ToBackend::Mqtt;
+  uint32_t max_handshake_bytes = 8192;  // the HTTP Upgrade request, 512 .. 65536
+};
+
 struct Listener {
   std::string name;
   Endpoint bind;
   std::optional<ListenerTls> tls;
+  std::optional<ListenerWebSocket> websocket;
 };
 
 // TLS from the balancer (and its health checker) to a backend.
@@ -55,6 +64,9 @@ struct Backend {
   ProxyProtocol proxy_protocol = ProxyProtocol::None;
   std::optional<BackendTls> tls;
   BackendAdmin admin = BackendAdmin::Ready;
+  // The broker's WebSocket port on the same host (with `tls`: wss), for
+  // listeners with websocket.to_backend "websocket". 0: none.
+  uint16_t websocket_port = 0;
   // The file set these keys itself: then they win over an admin API override
   // on reload (docs/admin-api.md "Which wins").
   bool weight_given = false;

@@ -170,7 +170,8 @@ void load_discovery(Errors& e, const json& arr, const std::string& ptr, Config& 
       }
     }
     if (const json* t = o.find("template")) {
-      Obj to(e, *t, o.at("template"), {"weight", "proxy_protocol", "tls", "admin"});
+      Obj to(e, *t, o.at("template"),
+             {"weight", "proxy_protocol", "tls", "admin", "websocket_port"});
       if (to.valid()) load_backend_fields(e, to, d.templ);
     }
     std::string id =

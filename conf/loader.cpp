@@ -36,6 +36,7 @@ void load_backend_fields(Errors& e, Obj& o, Backend& b) {
              {{"ready", BackendAdmin::Ready},
               {"drain", BackendAdmin::Drain},
               {"maint", BackendAdmin::Maint}});
+  o.get_uint("websocket_port", b.websocket_port, 1, 65535);
   if (const json* t = o.find("tls")) {
     Obj to(e, *t, o.at("tls"), {"ca", "verify", "sni", "cert", "key"});
     if (to.valid()) {
@@ -63,7 +64,7 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
   if (arr.empty()) e.add(ptr, "at least one listener is required");
   std::set<std::string> names, binds;
   for (size_t i = 0; i < arr.size(); ++i) {
-    Obj o(e, arr[i], child(ptr, i), {"name", "bind", "tls"});
+    Obj o(e, arr[i], child(ptr, i), {"name", "bind", "tls", "websocket"});
     if (!o.valid()) continue;
     Listener l;
     if (o.require("name") && o.get_string("name", l.name, true) && !names.insert(l.name).second)
@@ -102,6 +103,21 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
         l.tls = tls;
       }
     }
+    if (const json* w = o.find("websocket")) {
+      Obj wo(e, *w, o.at("websocket"), {"path", "to_backend", "max_handshake_bytes"});
+      if (wo.valid()) {
+        ListenerWebSocket ws;
+        if (wo.get_string("path", ws.path, true) &&
+            (ws.path[0] != '/' || ws.path.find_first_of("? \t\r\n#") != std::string::npos))
+          e.add(wo.at("path"),
+                "\"" + ws.path + "\" is not a request path (starts with /, no query, no spaces)");
+        wo.get_enum("to_backend", ws.to_backend,
+                    {{"mqtt", ListenerWebSocket::ToBackend::Mqtt},
+                     {"websocket", ListenerWebSocket::ToBackend::WebSocket}});
+        wo.get_uint("max_handshake_bytes", ws.max_handshake_bytes, 512, 65536);
+        l.websocket = ws;
+      }
+    }
     c.listeners.push_back(std::move(l));
   }
 }
@@ -114,7 +130,7 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
   std::set<std::string> names;
   for (size_t i = 0; i < arr.size(); ++i) {
     Obj o(e, arr[i], child(ptr, i),
-          {"name", "address", "weight", "proxy_protocol", "tls", "admin"});
+          {"name", "address", "weight", "proxy_protocol", "tls", "admin", "websocket_port"});
     if (!o.valid()) continue;
     Backend b;
     if (o.require("name") && o.get_string("name", b.name, true) && !names.insert(b.name).second)
@@ -122,6 +138,27 @@ void load_backends(Errors& e, const json& arr, const std::string& ptr, Config& c
     if (o.require("address")) o.get_endpoint("address", b.address);
     load_backend_fields(e, o, b);
     c.backends.push_back(std::move(b));
+  }
+}
+
+// A listener that forwards WebSocket to brokers needs a WebSocket port on
+// every backend its clients can reach: any of them (routes or not), and those
+// that discovery will add.
+void check_websocket_backends(Errors& e, const Config& c) {
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const auto& ws = c.listeners[i].websocket;
+    if (!ws || ws->to_backend != ListenerWebSocket::ToBackend::WebSocket) continue;
+    const std::string at = "/listeners/" + std::to_string(i) + "/websocket/to_backend";
+    for (size_t b = 0; b < c.backends.size(); ++b)
+      if (c.backends[b].websocket_port == 0)
+        e.add(at,
+              "\"websocket\" needs every backend's websocket_port (the broker's WebSocket "
+              "port); /backends/" +
+                  std::to_string(b) + " (" + c.backends[b].name + ") has none");
+    for (size_t d = 0; d < c.discovery.size(); ++d)
+      if (c.discovery[d].templ.websocket_port == 0)
+        e.add(at, "\"websocket\" needs websocket_port in /discovery/" + std::to_string(d) +
+                      "/template");
   }
 }
 
@@ -515,6 +552,7 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
     o.get_uint("deadline_s", c.upgrade.deadline_s, 1, 86'400);
   }
   if (const json* j = root.find("routes")) load_routes(e, *j, "/routes", c);
+  check_websocket_backends(e, c);
   root.get_uint("workers", c.workers, 0, 256);
   root.get_enum("forwarding", c.forwarding,
                 {{"userspace", Forwarding::Userspace},

@@ -45,6 +45,12 @@ json listener(const Listener& l) {
           {"enforce", l.tls->identity_enforce == ListenerTls::Enforce::Match     ? "match"
                       : l.tls->identity_enforce == ListenerTls::Enforce::Rewrite ? "rewrite"
                                                                                  : "off"}}}};
+  if (l.websocket)
+    j["websocket"] = {
+        {"path", l.websocket->path},
+        {"to_backend",
+         l.websocket->to_backend == ListenerWebSocket::ToBackend::WebSocket ? "websocket" : "mqtt"},
+        {"max_handshake_bytes", l.websocket->max_handshake_bytes}};
   return j;
 }
 
@@ -54,6 +60,7 @@ json backend(const Backend& b) {
             {"weight", b.weight},
             {"proxy_protocol", name(b.proxy_protocol)},
             {"admin", name(b.admin)}};
+  if (b.websocket_port) j["websocket_port"] = b.websocket_port;
   if (b.tls)
     j["tls"] = {{"ca", b.tls->ca},
                 {"verify", b.tls->verify},

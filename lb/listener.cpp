@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_set>
 
 #include "lb/clock.hpp"
 #include "lb/log.hpp"
@@ -15,6 +18,11 @@ namespace lb {
 
 namespace {
 LogLimiter g_accept_log(1000);  // all listeners, all workers
+
+// Addresses with an open listening socket in this process (a multiset: every
+// worker has its own SO_REUSEPORT socket per listener).
+std::mutex g_held_mu;
+std::unordered_multiset<std::string> g_held;
 
 AcceptError classify(int err) {
   switch (err) {
@@ -46,7 +54,20 @@ Listener::Listener(uv_loop_t* loop, std::string name, size_t index, bool tls, Me
 
 Listener::~Listener() {
   // The Worker frees listeners only after its loop ran every close callback.
-  if (fd_ >= 0 && open_handles_ == 0) ::close(fd_);
+  if (open_handles_ == 0) close_fd();
+}
+
+void Listener::close_fd() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+  std::lock_guard<std::mutex> g(g_held_mu);
+  if (auto it = g_held.find(bind_); it != g_held.end()) g_held.erase(it);
+}
+
+bool Listener::held(const conf::Endpoint& bind) {
+  std::lock_guard<std::mutex> g(g_held_mu);
+  return g_held.count(bind.str()) > 0;
 }
 
 int Listener::open_socket(const conf::Endpoint& bind, int backlog, std::string& err) {
@@ -68,8 +89,13 @@ int Listener::open_socket(const conf::Endpoint& bind, int backlog, std::string& 
   return fd;
 }
 
-void Listener::adopt(int fd) {
+void Listener::adopt(int fd, const conf::Endpoint& bind) {
   fd_ = fd;
+  bind_ = bind.str();
+  {
+    std::lock_guard<std::mutex> g(g_held_mu);
+    g_held.insert(bind_);
+  }
   uv_poll_init_socket(loop_, &poll_, fd_);
   poll_.data = this;
   uv_timer_init(loop_, &pause_timer_);
@@ -85,7 +111,7 @@ bool Listener::open(const conf::Endpoint& bind, int backlog, std::string& err) {
     err = "listener " + name_ + ": " + err;
     return false;
   }
-  adopt(fd);
+  adopt(fd, bind);
   return true;
 }
 
@@ -99,10 +125,7 @@ void Listener::close() {
 
 void Listener::close_cb(uv_handle_t* h) {
   auto* l = static_cast<Listener*>(h->data);
-  if (--l->open_handles_ == 0 && l->fd_ >= 0) {
-    ::close(l->fd_);  // uv_poll never closes the descriptor it watches
-    l->fd_ = -1;
-  }
+  if (--l->open_handles_ == 0) l->close_fd();  // uv_poll never closes the descriptor it watches
 }
 
 void Listener::poll_cb(uv_poll_t* p, int status, int) {

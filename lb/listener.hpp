@@ -41,9 +41,15 @@ class Listener {
   // A listening socket: SO_REUSEADDR + SO_REUSEPORT + bind + listen
   // (non-blocking, close-on-exec). -1 with err set. Any thread.
   static int open_socket(const conf::Endpoint& bind, int backlog, std::string& err);
-  // Polls `fd` (from open_socket, or inherited from an older process) on this
-  // loop; the Listener owns it from now on. Loop thread (or before it runs).
-  void adopt(int fd);
+  // Polls `fd` (from open_socket, or inherited from an older process), bound
+  // to `bind`, on this loop; the Listener owns it from now on. Loop thread (or
+  // before it runs).
+  void adopt(int fd, const conf::Endpoint& bind);
+  // Whether a listening socket of this process is still open on `bind`: a
+  // listener of the running config, or one a reload removed (or a retired
+  // worker's) whose worker has not closed it yet. A reload binding there
+  // joins our own SO_REUSEPORT group rather than meeting a stranger. Any thread.
+  static bool held(const conf::Endpoint& bind);
   // open_socket + adopt.
   bool open(const conf::Endpoint& bind, int backlog, std::string& err);
   void close();
@@ -66,6 +72,7 @@ class Listener {
   static void poll_cb(uv_poll_t* p, int status, int events);
   static void pause_cb(uv_timer_t* t);
   static void close_cb(uv_handle_t* h);
+  void close_fd();  // closes fd_ and leaves the held() registry
   void accept_some();
   void pause(int err);
   void wait(uint32_t ms);  // paced, not an error
@@ -74,6 +81,7 @@ class Listener {
   uv_poll_t poll_{};
   uv_timer_t pause_timer_{};
   int fd_ = -1;
+  std::string bind_;  // held() registry key while fd_ is open
   int open_handles_ = 0;
   std::string name_;
   size_t index_;

@@ -33,13 +33,23 @@ const char* to_string(CloseReason r) {
 }
 
 const char* to_string(Reject r) {
-  static const char* const names[] = {
-      "max_connections",     "max_connections_per_ip", "shutting_down",
-      "connect_timeout",     "client_closed",          "no_backend",
-      "unsupported_level",   "tls_handshake",          "invalid_connect",
-      "memory_budget",       "backend_busy",           "local_resources",
-      "connect_rate_global", "connect_rate_per_ip",    "flapping",
-      "identity_mismatch"};
+  static const char* const names[] = {"max_connections",
+                                      "max_connections_per_ip",
+                                      "shutting_down",
+                                      "connect_timeout",
+                                      "client_closed",
+                                      "no_backend",
+                                      "unsupported_level",
+                                      "tls_handshake",
+                                      "invalid_connect",
+                                      "memory_budget",
+                                      "backend_busy",
+                                      "local_resources",
+                                      "connect_rate_global",
+                                      "connect_rate_per_ip",
+                                      "flapping",
+                                      "identity_mismatch",
+                                      "websocket"};
   static_assert(std::size(names) == static_cast<size_t>(Reject::Count));
   return names[static_cast<size_t>(r) % std::size(names)];
 }
@@ -305,6 +315,27 @@ Metrics::Metrics(prometheus::Registry& reg)
                    .Help("Times a TLS listener waited for limits.tls_handshake_rate")
                    .Register(reg)
                    .Add({});
+  auto& ws_hs = BuildCounter()
+                    .Name("mqttlb_websocket_handshakes_total")
+                    .Help(
+                        "WebSocket handshakes, by side (client: on a websocket listener; "
+                        "backend: to a broker) and result")
+                    .Register(reg);
+  auto& ws_err =
+      BuildCounter()
+          .Name("mqttlb_websocket_protocol_errors_total")
+          .Help("WebSocket connections closed for a framing violation, by side and reason")
+          .Register(reg);
+  for (size_t side = 0; side < 2; ++side) {
+    const char* s = side == 0 ? "client" : "backend";
+    for (size_t r = 0; r < ws_handshakes[side].size(); ++r)
+      ws_handshakes[side][r] = &ws_hs.Add(
+          {{"side", s}, {"result", net::ws::to_string(static_cast<net::ws::Result>(r))}});
+    for (size_t e = 1; e < ws_protocol_errors[side].size(); ++e)  // [0] is FrameError::None
+      ws_protocol_errors[side][e] = &ws_err.Add(
+          {{"side", s}, {"reason", net::ws::to_string(static_cast<net::ws::FrameError>(e))}});
+    ws_protocol_errors[side][0] = ws_protocol_errors[side][1];
+  }
   auto& reloads = BuildCounter()
                       .Name("mqttlb_config_reloads_total")
                       .Help("SIGHUP reloads, by result")

@@ -19,6 +19,8 @@
 #include "lb/kernel_splice.hpp"
 #include "lb/outcome.hpp"
 #include "net/tls_transport.hpp"
+#include "net/ws_frame.hpp"
+#include "net/ws_http.hpp"
 
 namespace lb {
 
@@ -125,6 +127,12 @@ class Metrics {
   std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> kernel_fallbacks{};
   prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
   prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate
+  // MQTT over WebSocket, by side: [0] clients' handshakes with a websocket
+  // listener, [1] ours with brokers (to_backend "websocket").
+  std::array<std::array<prometheus::Counter*, static_cast<size_t>(net::ws::Result::Count)>, 2>
+      ws_handshakes{};
+  std::array<std::array<prometheus::Counter*, static_cast<size_t>(net::ws::FrameError::Count)>, 2>
+      ws_protocol_errors{};
   prometheus::Gauge* workers_accepting = nullptr;  // main thread
   prometheus::Gauge* workers_retiring = nullptr;
   prometheus::Family<prometheus::Counter>* connacks_family() { return &connacks_fam_; }

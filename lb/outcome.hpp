@@ -27,6 +27,7 @@ enum class Reject : uint8_t {
   RatePerIp,         // limits.connect_rate.per_ip_per_s, per source prefix
   Flapping,          // limits.flap: the client id is in the penalty box (CONNACK 0x03/0x9F)
   IdentityMismatch,  // listener tls.identity: the client id is not the certificate's (0x02/0x85)
+  WebSocket,  // websocket listener: handshake refused or a framing violation before the CONNECT
   Count
 };
 const char* to_string(Reject r);

@@ -6,6 +6,7 @@
 #include "lb/log.hpp"
 #include "mqtt/frame.hpp"
 #include "net/tls_transport.hpp"
+#include "net/ws_transport.hpp"
 #include "proxy/proxy_protocol.hpp"
 
 namespace lb {
@@ -172,11 +173,14 @@ void PlaceStage::connect() {
 void PlaceStage::on_backend_connect(net::Transport* t, int status) {
   if (t != t_ || st_ != State::Connecting) return;
   if (status != 0)
-    return fail(status == net::TlsTransport::kTlsFailed ? AttemptFail::Tls : AttemptFail::Refused,
+    return fail(status == net::TlsTransport::kTlsFailed ? AttemptFail::Tls
+                : status == net::WsTransport::kWsFailed ? AttemptFail::Protocol
+                                                        : AttemptFail::Refused,
                 status);
   const RuntimeBackend& rb = snap_->backends[cur_];
   std::vector<uint8_t> header;
-  if (!rb.cfg.tls) {  // over TLS the header went first, as the preamble
+  // Over TLS the header went first, as the preamble; over WebSocket, before its request.
+  if (!rb.cfg.tls && !req_.proxy_in_transport) {
     if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V1)
       proxy::append_v1(header, req_.peer, req_.local);
     if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) {

@@ -90,6 +90,9 @@ struct PlaceRequest {
   // A TLS client: what a PROXY v2 header tells the broker (PP2_TYPE_SSL,
   // with the CN of a verified client certificate). Empty version: plain.
   proxy::SslInfo tls;
+  // The backend transport sends the PROXY header itself (a WebSocket client
+  // puts it before its HTTP request): the stage writes none.
+  bool proxy_in_transport = false;
 };
 
 class PlaceStage final : private GateWaiter {

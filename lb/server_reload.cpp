@@ -78,6 +78,9 @@ std::unique_ptr<Server::Prepared> Server::prepare(const conf::Config& cfg,
         old && old->bind.str() == l.bind.str() && old->tls.has_value() == l.tls.has_value();
     bool ours = false;  // an address we listen on already (SO_REUSEPORT joins our own group)
     for (const auto& o : listeners_) ours |= o.bind.str() == l.bind.str();
+    // Or one a previous reload moved away (or a retired worker's) that its
+    // worker is still closing: moving a listener back must not be refused.
+    ours = ours || Listener::held(l.bind);
     std::string err;
     if (!ours && !probe(l.bind, err)) {
       errors.push_back("/listeners/" + std::to_string(i) + "/bind: " + err);

@@ -37,7 +37,7 @@ Session::~Session() {
   Server& srv = w_.server();
   if (listener_) w_.session_gone(listener_);
   if (registered_) srv.registry().remove(key_, id_);
-  if (ip_counted_) srv.release_ip(peer_ip_);
+  if (ip_counted_) srv.release_ip(peer_ip());
   if (admitted_) {
     srv.release_global();
     srv.metrics().connections_active->Decrement();
@@ -49,9 +49,6 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   auto* tcp = new net::TcpTransport(w_.loop(), w_.slab(), this, &srv.budget());
   ++open_handles_;
   client_ = tcp;
-  uv_timer_init(w_.loop(), &timer_);
-  timer_.data = this;
-  ++open_handles_;
   if (tcp->open(fd) != 0) {
     ::close(fd);  // not adopted by the handle
     close(CloseReason::Error);
@@ -61,9 +58,10 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   listener_ = &listener;
   ++listener.sessions;  // the listener lives until its last session is gone
   peer_ = peer;
-  int len = sizeof local_;
-  uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local_), &len);
-  peer_ip_ = net::ip_string(peer_);
+  sockaddr_storage local{};
+  int len = sizeof local;
+  uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local), &len);
+  local_ = local;
   snap_ = srv.snapshot();
   if (listener.tls()) {
     std::shared_ptr<tls::Context> ctx;
@@ -79,6 +77,10 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
     client_tls_ = new net::TlsTransport(tcp, this, *ctx, tls::Role::Server, {}, this);
     client_ = client_tls_;
   }
+  // A websocket listener (read from this snapshot: a reload applies to new
+  // connections without re-binding the listener).
+  for (const auto& l : snap_->cfg.listeners)
+    if (l.name == listener.name() && l.websocket) wrap_websocket(*l.websocket);
 
   // Admission, before anything costs more than this accept.
   if (!w_.accepting() || srv.stopping()) return reject(Reject::ShuttingDown);
@@ -86,7 +88,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   if (!srv.admit_global()) return reject(Reject::MaxConnections);
   admitted_ = true;
   srv.metrics().connections_active->Increment();
-  switch (srv.admission().admit(peer_, steady_ms())) {  // connect rate, before any TLS
+  switch (srv.admission().admit(peer, steady_ms())) {  // connect rate, before any TLS
     case Admission::Verdict::Admit:
       break;
     case Admission::Verdict::GlobalRate:
@@ -98,7 +100,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
       refuse_after_peek_ = Reject::RatePerIp;
       break;
   }
-  if (srv.admit_ip(peer_ip_)) {
+  if (srv.admit_ip(peer_ip())) {
     ip_counted_ = true;
   } else if (listener.tls()) {
     return reject(Reject::MaxConnectionsPerIp);  // the handshake is the expensive part
@@ -165,15 +167,16 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   if (refuse_after_peek_ != Reject::Count) return refuse(refuse_after_peek_);
   if (srv.stopping()) return refuse(Reject::ShuttingDown);
   if (client_tls_) {
-    tls_.version = client_tls_->engine().protocol();
-    tls_.cert_verified = client_tls_->engine().peer_verified();
-    if (tls_.cert_verified)
-      tls_.cn = client_tls_->engine().peer_identity(tls::Engine::IdentityFrom::Cn);
+    ctls_ = std::make_unique<ClientTls>();
+    ctls_->ssl.version = client_tls_->engine().protocol();
+    ctls_->ssl.cert_verified = client_tls_->engine().peer_verified();
+    if (ctls_->ssl.cert_verified)
+      ctls_->ssl.cn = client_tls_->engine().peer_identity(tls::Engine::IdentityFrom::Cn);
     if (!check_identity()) return refuse(Reject::IdentityMismatch);
   }
   // The flapping-client penalty box, keyed by who the device is: its
   // certificate's identity when the listener rewrites to it.
-  const std::string& who = identity_.empty() ? info_->client_id : identity_;
+  const std::string& who = ctls_ && !ctls_->identity.empty() ? ctls_->identity : info_->client_id;
   if (!who.empty()) {
     int64_t penalty_ms = 0;
     auto f = srv.admission().flapping(client_key(who), steady_ms(), penalty_ms);
@@ -192,7 +195,7 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
 }
 
 // Listener tls.identity: the device is who its certificate says. Sets
-// identity_ when the CONNECT must be rewritten to it.
+// ctls_->identity when the CONNECT must be rewritten to it.
 bool Session::check_identity() {
   const conf::ListenerTls* lt = nullptr;
   for (const auto& l : snap_->cfg.listeners)
@@ -206,9 +209,9 @@ bool Session::check_identity() {
   std::string id = client_tls_->engine().peer_identity(from);
   // No verified certificate, no such field, or not an MQTT string: no identity.
   if (id.empty() || id.size() > 0xFFFF || !mqtt::valid_mqtt_utf8(id)) return false;
-  tls_.cn = id;  // PROXY v2 tells brokers the identity (PP2_SUBTYPE_SSL_CN), whichever field
+  ctls_->ssl.cn = id;  // PROXY v2 tells brokers the identity (PP2_SUBTYPE_SSL_CN), whichever field
   if (lt->identity_enforce == conf::ListenerTls::Enforce::Match) return id == info_->client_id;
-  identity_ = std::move(id);  // rewrite (in begin_place, where the bytes are)
+  ctls_->identity = std::move(id);  // rewrite (in begin_place, where the bytes are)
   return true;
 }
 
@@ -229,19 +232,20 @@ void Session::begin_place() {
   req.peer = peer_;
   req.local = local_;
   req.bytes = peek_->take_bytes();
-  if (!identity_.empty() && identity_ != info_->client_id) {
+  if (ctls_ && !ctls_->identity.empty() && ctls_->identity != info_->client_id) {
     // tls.identity "rewrite": the only place mqttlb re-encodes a CONNECT —
     // the client id replaced, lengths recomputed, every other byte as sent.
-    std::vector<uint8_t> out = mqtt::rewrite_client_id(req.bytes, *info_, identity_);
+    std::vector<uint8_t> out = mqtt::rewrite_client_id(req.bytes, *info_, ctls_->identity);
     if (out.empty()) return refuse(Reject::IdentityMismatch);
     req.bytes.swap(out);
-    info_->client_id = identity_;
-    key_ = client_key(identity_);
+    info_->client_id = ctls_->identity;
+    key_ = client_key(ctls_->identity);
     req.key = key_;
     req.client_id = info_->client_id;
     has_key_ = true;
   }
-  req.tls = tls_;
+  if (ctls_) req.tls = ctls_->ssl;
+  req.proxy_in_transport = ws_backend_;  // the WebSocket client sends it, before its request
   req.budget = &srv.budget();
   req.workers = srv.worker_count();
   int route = match_route(snap_->cfg.routes, info_->client_id, info_->username,
@@ -287,6 +291,7 @@ void Session::placed(Placement p) {
   info_.reset();
   const conf::Forwarding fwd = snap_->cfg.forwarding;  // as placed: a reload changes new sessions
   snap_.reset();
+  ctls_.reset();
   phase_ = Phase::Pump;
   Metrics& m = srv.metrics();
   Pump::Counters c{m.bytes_c2b,       m.bytes_b2c,    m.sessions_userspace,
@@ -355,16 +360,21 @@ void Session::end(CloseReason why, uint8_t reason, const std::string& server_ref
   pump_->finish_with(std::move(to_client), std::move(to_backend), why);
 }
 
+void Session::append_proxy_header(std::vector<uint8_t>& out, conf::ProxyProtocol pp) const {
+  if (pp == conf::ProxyProtocol::V1) proxy::append_v1(out, peer_, local_);
+  if (pp != conf::ProxyProtocol::V2) return;
+  if (!ctls_ || ctls_->ssl.version.empty())
+    proxy::append_v2(out, peer_, local_);
+  else
+    proxy::append_v2(out, peer_, local_, ctls_->ssl);
+}
+
 std::optional<Session::Info> Session::info() const {
   if (phase_ != Phase::Pump || !count_) return std::nullopt;
   Info i;
   i.backend = count_.get()->name;
   i.listener = listener_ ? listener_->name() : "";
-  i.peer =
-      peer_ip_ + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in&>(peer_).sin_port));
-  if (peer_.ss_family == AF_INET6)
-    i.peer = "[" + peer_ip_ +
-             "]:" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6&>(peer_).sin6_port));
+  i.peer = net::endpoint_string(peer_);
   if (client_tls_) {
     i.tls_version = client_tls_->engine().protocol();
     i.tls_subject = client_tls_->engine().peer_subject();
@@ -408,7 +418,9 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     return nullptr;
   }
   sockaddr_storage addr{};
-  if (!net::to_sockaddr(rb.cfg.address.host, rb.cfg.address.port, addr)) {
+  // to_backend "websocket": the broker's WebSocket port on the same host.
+  const uint16_t port = ws_backend_ ? rb.cfg.websocket_port : rb.cfg.address.port;
+  if (!net::to_sockaddr(rb.cfg.address.host, port, addr)) {
     err = UV_EINVAL;
     return nullptr;
   }
@@ -425,16 +437,11 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     }
     // The PROXY header goes first, in plaintext on TCP, before the handshake.
     std::vector<uint8_t> preamble;
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V1) proxy::append_v1(preamble, peer_, local_);
-    if (rb.cfg.proxy_protocol == conf::ProxyProtocol::V2) {
-      if (tls_.version.empty())
-        proxy::append_v2(preamble, peer_, local_);
-      else
-        proxy::append_v2(preamble, peer_, local_, tls_);
-    }
+    append_proxy_header(preamble, rb.cfg.proxy_protocol);
     tls->set_preamble(std::move(preamble));
     t = tls;
   }
+  if (ws_backend_) t = wrap_backend_websocket(t, rb);
   uv_tcp_nodelay(tcp->tcp(), 1);  // applied when the socket is created
   int r = tcp->connect(reinterpret_cast<const sockaddr*>(&addr));
   if (r != 0) {
@@ -458,14 +465,14 @@ GateLane& Session::lane(BackendState& b) {
 void Session::reject(Reject why) {
   w_.server().metrics().rejected(why).Increment();
   logf(LogLevel::Debug, "reject session=%llu peer=%s reason=%s",
-       static_cast<unsigned long long>(id_), peer_ip_.c_str(), to_string(why));
+       static_cast<unsigned long long>(id_), peer_ip().c_str(), to_string(why));
   close(CloseReason::Error);
 }
 
 void Session::reject_connect(mqtt::ConnectError e) {
   w_.server().metrics().bad_connect(e).Increment();
   logf(LogLevel::Debug, "reject session=%llu peer=%s bad first packet: %s",
-       static_cast<unsigned long long>(id_), peer_ip_.c_str(), reject_label(e));
+       static_cast<unsigned long long>(id_), peer_ip().c_str(), reject_label(e));
   close(CloseReason::Error);
 }
 
@@ -532,6 +539,8 @@ void Session::on_error(net::Transport* t, int err) {
   if (t == client_) {
     switch (phase_) {
       case Phase::Peek:
+        // The WebSocket error page (or Close) is on its way: let the client read it.
+        if (client_ws_ && err == net::WsTransport::kWsFailed) return linger(Reject::WebSocket);
         return reject(client_tls_ && err == net::TlsTransport::kTlsFailed ? Reject::TlsHandshake
                                                                           : Reject::ClientClosed);
       case Phase::Pump:
@@ -563,6 +572,7 @@ void Session::on_closed(net::Transport* t) {
   if (t == client_) {
     client_ = nullptr;
     client_tls_ = nullptr;
+    client_ws_ = nullptr;
   }
   if (t == backend_) backend_ = nullptr;
   delete t;  // after its last callback (TransportSink::on_closed contract)
@@ -577,7 +587,7 @@ void Session::on_tls_handshake(const tls::Engine& e, double seconds) {
     tls_metrics_->duration->Observe(seconds);
   }
   logf(LogLevel::Debug, "session=%llu peer=%s: TLS handshake done: %s %s%s",
-       static_cast<unsigned long long>(id_), peer_ip_.c_str(), e.protocol().c_str(),
+       static_cast<unsigned long long>(id_), peer_ip().c_str(), e.protocol().c_str(),
        e.cipher().c_str(), e.session_reused() ? " (resumed)" : "");
 }
 
@@ -586,7 +596,7 @@ void Session::on_tls_failure(net::TlsFail why, const std::string& detail, bool g
   // A connection closed before sending anything is a port probe (load balancer
   // or orchestrator TCP check): counted, but not worth a warning.
   if (why == net::TlsFail::Closed && !got_bytes) {
-    logf(LogLevel::Debug, "peer %s: closed before any TLS byte", peer_ip_.c_str());
+    logf(LogLevel::Debug, "peer %s: closed before any TLS byte", peer_ip().c_str());
     return;
   }
   const char* d = detail.c_str();
@@ -596,26 +606,26 @@ void Session::on_tls_failure(net::TlsFail why, const std::string& detail, bool g
   uint64_t skipped = 0;
   if (g_tls_fail_log.allow(steady_ms(), skipped))
     logf(LogLevel::Warn, "peer %s: TLS handshake failed (%s): %s (%llu similar lines suppressed)",
-         peer_ip_.c_str(), net::to_string(why), d, static_cast<unsigned long long>(skipped));
+         peer_ip().c_str(), net::to_string(why), d, static_cast<unsigned long long>(skipped));
 }
 
 // ---- timer and close -------------------------------------------------------------------
 
 void Session::arm_timer(uint64_t ms) {
-  if (phase_ == Phase::Closing || timer_closed_) return;
-  uv_timer_start(&timer_, timer_cb, ms, 0);
+  if (phase_ == Phase::Closing) return;
+  w_.timers().arm(*this, ms);
 }
 
 void Session::disarm_timer() {
-  if (!timer_closed_) uv_timer_stop(&timer_);
+  w_.timers().disarm(*this);
 }
 
 uint64_t Session::now_ms() const {
   return uv_now(w_.loop());
 }
 
-void Session::timer_cb(uv_timer_t* t) {
-  auto* s = static_cast<Session*>(t->data);
+void Session::on_timer_due() {
+  Session* s = this;
   switch (s->phase_) {
     case Phase::Peek:
       // Over a limit and silent: counted as that limit, not as a slow client.
@@ -623,6 +633,8 @@ void Session::timer_cb(uv_timer_t* t) {
       // The TLS handshake counts against connect_timeout_ms too.
       if (s->client_tls_ && !s->client_tls_->handshake_done())
         s->client_tls_->count_failure(net::TlsFail::Timeout);
+      else if (s->client_ws_)
+        s->client_ws_->count_timeout();  // counted only if its handshake was not done
       return s->reject(Reject::ConnectTimeout);
     case Phase::Place:
       if (s->place_) s->place_->on_timer();
@@ -645,11 +657,7 @@ void Session::close(CloseReason why, bool reset) {
     if (placed_ns_) m.session_seconds->Observe(static_cast<double>(uv_hrtime() - placed_ns_) / 1e9);
   }
   phase_ = Phase::Closing;
-  if (!timer_closed_) {
-    timer_closed_ = true;
-    uv_timer_stop(&timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), timer_close_cb);
-  }
+  disarm_timer();
   place_.reset();  // retires its attempt, gives its gate slot back
   pump_.reset();
   peek_.reset();
@@ -658,10 +666,6 @@ void Session::close(CloseReason why, bool reset) {
   if (backend_) backend_->close(reset);
   count_.reset();
   snap_.reset();
-}
-
-void Session::timer_close_cb(uv_handle_t* h) {
-  static_cast<Session*>(h->data)->handle_closed();
 }
 
 // Last statement of every close path: may destroy *this.

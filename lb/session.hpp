@@ -1,5 +1,6 @@
 // One client connection through the balancer: the owner of its transports and
-// its one timer, and the router of their events to the stage in charge:
+// its one timer (a node of its worker's timer heap, lb/timer_heap.hpp), and
+// the router of their events to the stage in charge:
 //
 //   Peek   accept (admission) -> [TLS handshake] -> one complete CONNECT
 //          (lb/peek.hpp); then the client is not read until placement ends,
@@ -33,8 +34,11 @@
 #include "lb/place.hpp"
 #include "lb/pump.hpp"
 #include "lb/runtime.hpp"
+#include "lb/timer_heap.hpp"
+#include "net/address.hpp"
 #include "net/tls_transport.hpp"
 #include "net/transport.hpp"
+#include "net/ws_transport.hpp"
 
 namespace lb {
 
@@ -44,7 +48,9 @@ class Listener;
 class Session final : public net::TransportSink,
                       private PlaceHost,
                       private PumpHost,
-                      private net::TlsObserver {
+                      private net::TlsObserver,
+                      private net::WsObserver,
+                      private TimerNode {
  public:
   Session(Worker& w, uint64_t id);
   ~Session() override;
@@ -110,6 +116,21 @@ class Session final : public net::TransportSink,
   // TlsObserver (client side of a TLS listener)
   void on_tls_handshake(const tls::Engine& e, double seconds) override;
   void on_tls_failure(net::TlsFail why, const std::string& detail, bool got_bytes) override;
+  // WsObserver (lb/session_ws.cpp)
+  void on_ws_handshake(net::ws::Role role, net::ws::Result r) override;
+  void on_ws_protocol_error(net::ws::Role role, net::ws::FrameError e) override;
+  // A websocket listener: the client's transport becomes a WebSocket server.
+  void wrap_websocket(const conf::ListenerWebSocket& ws);
+  // to_backend "websocket": a WebSocket client over `t` (the PROXY header,
+  // on plain TCP, goes first as its preamble).
+  net::Transport* wrap_backend_websocket(net::Transport* t, const RuntimeBackend& rb);
+  // The WebSocket handshake was refused (its error page sent) or the frames
+  // broke the protocol: drain the client until EOF or a timer, counted as `why`.
+  void linger(Reject why);
+
+  std::string peer_ip() const { return net::ip_string(peer_); }
+  // The PROXY header a backend with `pp` gets (nothing for None).
+  void append_proxy_header(std::vector<uint8_t>& out, conf::ProxyProtocol pp) const;
 
   void on_peek_bytes(const uint8_t* data, size_t len);
   bool check_identity();
@@ -118,9 +139,8 @@ class Session final : public net::TransportSink,
   void reject(Reject why);                    // close now, counted
   void reject_connect(mqtt::ConnectError e);  // close now, counted by parse error
   void refuse(Reject why);                    // CONNACK refusal, then Linger
-  static void timer_cb(uv_timer_t* t);
-  static void timer_close_cb(uv_handle_t* h);
-  void handle_closed();  // may destroy *this
+  void on_timer_due() override;               // TimerNode: the worker's timer heap
+  void handle_closed();                       // may destroy *this
 
   Worker& w_;
   const uint64_t id_;
@@ -129,14 +149,13 @@ class Session final : public net::TransportSink,
 
   net::Transport* client_ = nullptr;
   net::TlsTransport* client_tls_ = nullptr;  // client_ when the listener terminates TLS
+  net::WsTransport* client_ws_ = nullptr;    // client_ on a websocket listener (over TCP or TLS)
+  bool ws_backend_ = false;                  // websocket.to_backend "websocket"
   net::Transport* backend_ = nullptr;        // the placed broker connection
   TlsListenerMetrics* tls_metrics_ = nullptr;
-  uv_timer_t timer_;
-  bool timer_closed_ = false;
 
-  sockaddr_storage peer_{};
-  sockaddr_storage local_{};
-  std::string peer_ip_;
+  net::CompactAddr peer_;    // the client (28 bytes: held for the session's life)
+  net::CompactAddr local_;   // the listener address it connected to
   bool admitted_ = false;    // counted in max_connections
   bool ip_counted_ = false;  // counted in max_connections_per_ip
   Reject refuse_after_peek_ = Reject::Count;
@@ -158,10 +177,14 @@ class Session final : public net::TransportSink,
   uint16_t keep_alive_ = 0;
   int64_t placed_wall_ms_ = 0;
   uint64_t placed_ns_ = 0;  // when a broker accepted the client (0: not yet)
-  // TLS listeners: the client's TLS version and certificate CN (PROXY v2 TLV),
-  // and the identity the CONNECT is rewritten to (tls.identity rewrite).
-  proxy::SslInfo tls_;  // the client's TLS, for PROXY v2 (empty version: plain)
-  std::string identity_;
+  // TLS listeners, until placed: the client's TLS version and certificate CN
+  // (PROXY v2 TLV), and the identity the CONNECT is rewritten to (tls.identity
+  // rewrite). Null on plain listeners and once placed.
+  struct ClientTls {
+    proxy::SslInfo ssl;
+    std::string identity;
+  };
+  std::unique_ptr<ClientTls> ctls_;
   Listener* listener_ = nullptr;  // outlives its sessions (Listener::sessions counts them)
   uint64_t accepted_ns_ = 0;
   uint64_t connect_done_ns_ = 0;

@@ -23,6 +23,7 @@ Worker::Worker(Server& s, int index)
   mailbox_.init(&loop_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  timers_.init(&loop_);
 }
 
 Worker::~Worker() {
@@ -74,7 +75,7 @@ void Worker::adopt_listener(const conf::Listener& cfg, int fd) {
   auto l = std::make_unique<Listener>(
       &loop_, cfg.name, listeners_.size(), cfg.tls.has_value(), server_.metrics(),
       [this](Listener& ln, int fd, const sockaddr_storage& peer) { on_accept(ln, fd, peer); });
-  l->adopt(fd);
+  l->adopt(fd, cfg.bind);
   add(std::move(l));
 }
 
@@ -185,6 +186,7 @@ void Worker::stop() {
   drain_.clear();
   uv_timer_stop(&drain_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  timers_.close();  // the sessions closed above disarmed theirs
   mailbox_.close();
 }
 

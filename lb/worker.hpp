@@ -22,6 +22,7 @@
 #include "lb/evacuation.hpp"
 #include "lb/listener.hpp"
 #include "lb/session.hpp"
+#include "lb/timer_heap.hpp"
 #include "net/mailbox.hpp"
 #include "net/transport.hpp"
 
@@ -80,6 +81,7 @@ class Worker {
   Server& server() { return server_; }
   uv_loop_t* loop() { return &loop_; }
   net::Slab* slab() { return slab_.get(); }
+  TimerHeap& timers() { return timers_; }
   int index() const { return index_; }
   bool accepting() const { return accepting_; }
 
@@ -97,6 +99,7 @@ class Worker {
   uv_loop_t loop_;
   net::Mailbox mailbox_;
   uv_timer_t drain_timer_;
+  TimerHeap timers_;  // every session's stage timer (lb/timer_heap.hpp)
   std::unique_ptr<net::Slab> slab_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;

@@ -37,4 +37,36 @@ std::string ip_string(const sockaddr_storage& ss) {
   return buf;
 }
 
+CompactAddr::CompactAddr(const sockaddr_storage& ss) {
+  u_.v6 = {};
+  if (ss.ss_family == AF_INET)
+    std::memcpy(&u_.v4, &ss, sizeof u_.v4);
+  else if (ss.ss_family == AF_INET6)
+    std::memcpy(&u_.v6, &ss, sizeof u_.v6);
+  else
+    u_.v4.sin_family = AF_UNSPEC;
+}
+
+CompactAddr::operator sockaddr_storage() const {
+  sockaddr_storage ss{};
+  if (family() == AF_INET)
+    std::memcpy(&ss, &u_.v4, sizeof u_.v4);
+  else if (family() == AF_INET6)
+    std::memcpy(&ss, &u_.v6, sizeof u_.v6);
+  return ss;
+}
+
+uint16_t CompactAddr::port() const {
+  if (family() == AF_INET) return ntohs(u_.v4.sin_port);
+  if (family() == AF_INET6) return ntohs(u_.v6.sin6_port);
+  return 0;
+}
+
+std::string endpoint_string(const CompactAddr& a) {
+  std::string ip = ip_string(a);
+  if (ip.empty()) return ip;
+  std::string port = std::to_string(a.port());
+  return a.family() == AF_INET6 ? "[" + ip + "]:" + port : ip + ":" + port;
+}
+
 }  // namespace net

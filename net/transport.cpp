@@ -22,8 +22,6 @@ TcpTransport::TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink, Mem
     : slab_(slab), sink_(sink), budget_(budget) {
   uv_tcp_init(loop, &tcp_);
   tcp_.data = this;
-  connect_req_.data = this;
-  shutdown_req_.data = this;
 }
 
 int TcpTransport::native_fd() const {
@@ -36,12 +34,21 @@ int TcpTransport::open(int fd) {
   return uv_tcp_open(&tcp_, fd);
 }
 
+// The connect and shutdown requests live only while they are in flight (an
+// idle session holds neither): libuv calls their callback exactly once, with
+// UV_ECANCELED when the handle is closed first, and before the close callback.
 int TcpTransport::connect(const sockaddr* addr) {
-  return uv_tcp_connect(&connect_req_, &tcp_, addr, connect_cb);
+  auto* req = new (std::nothrow) uv_connect_t;
+  if (!req) return UV_ENOMEM;
+  req->data = this;
+  int r = uv_tcp_connect(req, &tcp_, addr, connect_cb);
+  if (r != 0) delete req;
+  return r;
 }
 
 void TcpTransport::connect_cb(uv_connect_t* req, int status) {
   auto* t = static_cast<TcpTransport*>(req->data);
+  delete req;
   if (status == UV_ECANCELED) return;  // closed while connecting; on_closed follows
   t->sink_->on_connect(t, status);
 }
@@ -130,12 +137,17 @@ void TcpTransport::write_cb(uv_write_t* req, int status) {
 void TcpTransport::shutdown() {
   if (shut_ || closing_) return;
   shut_ = true;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), shutdown_cb) != 0)
+  auto* req = new (std::nothrow) uv_shutdown_t;
+  if (req) req->data = this;
+  if (!req || uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), shutdown_cb) != 0) {
+    delete req;
     sink_->on_shutdown(this);
+  }
 }
 
 void TcpTransport::shutdown_cb(uv_shutdown_t* req, int status) {
   auto* t = static_cast<TcpTransport*>(req->data);
+  delete req;
   if (status == UV_ECANCELED || t->closing_) return;
   t->sink_->on_shutdown(t);
 }

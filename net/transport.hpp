@@ -107,8 +107,6 @@ class TcpTransport final : public Transport {
   static void close_cb(uv_handle_t* h);
 
   uv_tcp_t tcp_;
-  uv_connect_t connect_req_;
-  uv_shutdown_t shutdown_req_;
   Slab* slab_;
   TransportSink* sink_;
   MemoryBudget* budget_;

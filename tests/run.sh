@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . deploy/deps.sh
 # shellcheck disable=SC2086
 mqttlb_install_deps $MQTTLB_BUILD_DEPS $MQTTLB_TEST_DEPS
+mqttlb_install_npm
 
 JOBS=$(nproc)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -31,18 +32,22 @@ if [ "${MQTTLB_SKIP_SANITIZE:-0}" != "1" ]; then
     run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_SANITIZE=ON
 fi
 if [ "${MQTTLB_SKIP_TSAN:-0}" != "1" ]; then
-  # Worker threads, the health thread and reloads, under ThreadSanitizer. The
-  # benchmark comparison is left out: it measures, it does not share state.
+  # Worker threads, the health thread, the store and discovery threads and
+  # reloads, under ThreadSanitizer: every test that runs mqttlb. Left out, as
+  # single-threaded code TSan has nothing to find in (and CI's 45 minutes):
+  # the reference broker's own tests, the corpus replays, the importer's
+  # translation tests and the benchmark comparison (it measures).
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    run_suite build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_TSAN=ON -- -E it_test_bench_compare
+    run_suite build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTLB_TSAN=ON -- \
+    -E '^(it_test_bench_compare|it_test_broker_.*|fuzz_replay_.*|it_test_import_haproxy)$'
 fi
 if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   # The fuzzers must keep building, and a short run from the committed corpus
   # catches a regression the replay tests might not (docs/fuzzing.md).
-  echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-30} s per target)"
+  echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-15} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  targets="connect frame proxy config tls_transport haproxy_tokenizer peer rewrite store admin_route"
+  targets="connect frame proxy config tls_transport haproxy_tokenizer peer rewrite store admin_route ws_http ws_frame ws_connect"
   # shellcheck disable=SC2086
   cmake --build build-fuzz -j"$JOBS" --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
   root=$(pwd)
@@ -53,13 +58,15 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
     extra=()
     [ "$t" = connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
     [ "$t" = rewrite ] && extra=(-dict="$root/tests/fuzz/connect.dict")
+    [ "$t" = ws_connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
+    [ "$t" = ws_http ] && extra=(-dict="$root/tests/fuzz/ws_http.dict")
     [ "$t" = haproxy_tokenizer ] && extra=(-dict="$root/tests/fuzz/haproxy.dict")
     # OpenSSL keeps per-thread error-queue buffers for reuse: libFuzzer's
     # in-run leak check reports them. Leaks are still checked at exit by the
     # ASan replay test (docs/fuzzing.md).
     [ "$t" = tls_transport ] && extra=(-detect_leaks=0)
     # A crash fails this script and leaves its reproducer in build-fuzz/ (see docs/fuzzing.md).
-    (cd "$scratch" && "$root/build-fuzz/fuzz/fuzz_$t" -max_total_time="${MQTTLB_FUZZ_SECONDS:-30}" \
+    (cd "$scratch" && "$root/build-fuzz/fuzz/fuzz_$t" -max_total_time="${MQTTLB_FUZZ_SECONDS:-15}" \
       -max_len=4096 -print_final_stats=1 -artifact_prefix="$root/build-fuzz/" "${extra[@]}" "$scratch/$t" "$root/tests/fuzz/corpus/$t" \
       2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY")
   done

@@ -287,7 +287,92 @@ def store_seeds():
     }
 
 
+def ws_frame(payload, op=2, fin=True, key=b"\x37\xfa\x21\x3d"):
+    """One WebSocket frame (RFC 6455 5.2), masked with `key` (None: unmasked)."""
+    n = len(payload)
+    m = 0x80 if key else 0
+    head = bytes([(0x80 if fin else 0) | op])
+    if n < 126:
+        head += bytes([m | n])
+    elif n <= 0xFFFF:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
+    if not key:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+WS_REQ = (b"GET /mqtt HTTP/1.1\r\nHost: lb\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+          b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+
+
+def ws_http_seeds():
+    ok = WS_REQ
+    return {
+        "upgrade": ok,
+        "upgrade-then-frames": ok + ws_frame(connect()),
+        "upgrade-query": ok.replace(b"/mqtt", b"/mqtt?token=abc"),
+        "mqttv31": ok.replace(b"Protocol: mqtt", b"Protocol: mqttv3.1"),
+        "two-protocol-headers": ok.replace(b"Protocol: mqtt", b"Protocol: wamp\r\n"
+                                           b"Sec-WebSocket-Protocol: mqtt"),
+        "wrong-path": ok.replace(b"/mqtt", b"/x"),
+        "no-upgrade": b"GET /mqtt HTTP/1.1\r\nHost: lb\r\n\r\n",
+        "version-8": ok.replace(b"Version: 13", b"Version: 8"),
+        "bad-key": ok.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short"),
+        "post-with-body": b"POST /mqtt HTTP/1.1\r\nHost: lb\r\nContent-Length: 3\r\n\r\nabc",
+        "chunked": b"GET /mqtt HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "http10": b"GET /mqtt HTTP/1.0\r\n\r\n",
+        "tls-hello": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+        "response-101": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                         b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"),
+        "response-200": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        "bare-lf": ok.replace(b"\r\n", b"\n"),
+        "folded-header": ok.replace(b"Upgrade: websocket", b"Upgrade:\r\n websocket"),
+    }
+
+
+def ws_frame_seeds():
+    c = connect()
+    return {
+        "binary": ws_frame(c),
+        "fragmented-ping": ws_frame(c[:3], fin=False) + ws_frame(b"hi", 9) + ws_frame(c[3:], 0),
+        "empty-frames": ws_frame(b"") + ws_frame(b"", fin=False) + ws_frame(b"", 0),
+        "len16": ws_frame(bytes(300)),
+        "len64": ws_frame(bytes(70000))[:200],
+        "close-1000": ws_frame(b"\x03\xe8bye", 8),
+        "close-empty": ws_frame(b"", 8),
+        "close-1byte": ws_frame(b"\x03", 8),
+        "unmasked": ws_frame(c, key=None),
+        "text": ws_frame(c, 1),
+        "reserved-op": ws_frame(c, 3),
+        "rsv1": bytes([0xc2]) + ws_frame(c)[1:],
+        "ping-126": ws_frame(bytes(126), 9),
+        "ping-not-final": ws_frame(b"p", 9, fin=False),
+        "stray-continuation": ws_frame(c, 0),
+        "nonminimal-len": b"\x82\xfe\x00\x05\x00\x00\x00\x00hello",
+        "len64-msb": b"\x82\xff\x80" + bytes(7) + bytes(4),
+        "pong-then-data": ws_frame(b"x", 10) + ws_frame(c),
+    }
+
+
+def ws_connect_seeds():
+    return {
+        "connect": connect(),
+        "connect-then-ping": connect() + b"\xc0\x00",
+        "connect-5": connect(level=5),
+        "connect-large-id": connect(client_id="d" * 5000),
+        "empty": b"",
+        "not-mqtt": b"hello world",
+    }
+
+
 if __name__ == "__main__":
+    write("ws_http", ws_http_seeds())
+    write("ws_frame", ws_frame_seeds())
+    write("ws_connect", ws_connect_seeds())
     write("store", store_seeds())
     write("connect", connect_seeds())
     write("frame", frame_seeds())

@@ -30,6 +30,20 @@ def binary(name):
     return path
 
 
+def sanitizer():
+    """'asan' or 'tsan' when the build under test is a sanitizer build, else None
+    (read from the mqttlb binary's NEEDED entries)."""
+    try:
+        out = subprocess.run(["readelf", "-d", binary("mqttlb")], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for name in ("asan", "tsan"):
+        if f"lib{name}.so" in out:
+            return name
+    return None
+
+
 def _ephemeral_range():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:

@@ -100,6 +100,34 @@ class Reload(harness.TestCase):
         self.assertEqual(metric(mport, 'mqttlb_workers{state="accepting"}'), 2)
         del good
 
+    def test_a_listener_moved_back_at_once_is_not_refused(self):
+        # A listener moved away and back in quick succession: the old socket
+        # may still be open while its worker (or a worker the same reload
+        # retired) closes it. It is ours, so the reload must not be refused as
+        # if another process held the address.
+        _, bp = self.start_mosquitto()
+        lb, port, mport, path = start_mqttlb(self, [("b1", bp)], workers=2)
+        with open(path) as f:
+            base = json.load(f)
+        pa, pb = free_port(), free_port()
+        cfgs = []
+        for p, workers in ((pa, 2), (pb, 3)):
+            c = json.loads(json.dumps(base))
+            c["listeners"].append({"name": "extra", "bind": f"127.0.0.1:{p}"})
+            c["workers"] = workers
+            cfgs.append(c)
+        n = 0
+        for i in range(400):
+            n += 1
+            self.reload(lb, path, cfgs[i % 2], n)
+        refused = [l for l in lb.lines if "cannot be applied" in l or "cannot bind" in l]
+        self.assertEqual(refused, [], f"{len(refused)} of {n} reloads refused")
+        self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), n)
+        self.assertTrue(port_open(pb), "the extra listener is not where the last reload put it")
+        s, code = mqtt_connect(pb, "moved-back")
+        s.close()
+        self.assertEqual(code, 0)
+
     def test_a_thousand_reloads_under_qos1_traffic(self):
         brokers = [self.start_mosquitto() for _ in range(3)]
         lb, port, mport, path = start_mqttlb(
@@ -154,8 +182,14 @@ class Reload(harness.TestCase):
         back_to_base()
         self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), n)
         rss1 = rss_kib(lb.pid)
-        self.assertLess(rss1 - rss0, rss0 * 0.05 + 1024,
-                        f"RSS {rss0} KiB before, {rss1} KiB after {RELOADS} reloads")
+        if harness.sanitizer():
+            # The sanitizer's allocator keeps freed memory (ASan's quarantine,
+            # 256 MB by default) and never gives it back: RSS says nothing of
+            # ours there. LeakSanitizer checks what is left at exit instead.
+            print(f"RSS not compared under {harness.sanitizer()}: {rss0} -> {rss1} KiB", flush=True)
+        else:
+            self.assertLess(rss1 - rss0, rss0 * 0.05 + 1024,
+                            f"RSS {rss0} KiB before, {rss1} KiB after {RELOADS} reloads")
         print(f"{RELOADS} reloads in {took:.1f} s; fds {fd_start} -> {fds(lb.pid)}; "
               f"RSS {rss0} -> {rss1} KiB", flush=True)
         out, err = bench.communicate(timeout=duration + 60)

@@ -218,13 +218,16 @@ TEST_CASE("hostile documents: deep nesting and huge files are refused before par
   auto r = conf::load_string(deep);
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0] == "/: JSON nested deeper than 64 levels");
-  std::string nested_in_string = R"({"listeners": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})";
+  std::string nested_in_string =
+      R"({"listeners": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})";
   r = conf::load_string(nested_in_string);
-  CHECK(has(r, "/listeners: expected an array, got string"));  // brackets inside strings do not count
+  CHECK(
+      has(r, "/listeners: expected an array, got string"));  // brackets inside strings do not count
 }
 
 TEST_CASE("a number JSON cannot represent is an error, not a crash (found by fuzz_config)") {
-  auto r = conf::load_string(R"({"listeners": [{"name": "m", "bind": "127.0.0.1:1883", "x": 1e4444}],
+  auto r =
+      conf::load_string(R"({"listeners": [{"name": "m", "bind": "127.0.0.1:1883", "x": 1e4444}],
     "backends": [{"name": "b1", "address": "127.0.0.1:1884"}]})");
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].rfind("/: invalid JSON: ", 0) == 0);
@@ -253,4 +256,45 @@ TEST_CASE("forwarding: userspace by default, kernel/auto read, anything else ref
     REQUIRE_FALSE(r.ok());
     CHECK(r.errors[0].rfind("/forwarding", 0) == 0);
   }
+}
+
+TEST_CASE("listener websocket: defaults, both modes, and clear errors") {
+  auto ok = conf::load_string(R"({
+    "listeners": [{"name": "ws", "bind": "127.0.0.1:8080", "websocket": {}},
+                  {"name": "ws2", "bind": "127.0.0.1:8081",
+                   "websocket": {"path": "/mqtt/ws", "to_backend": "websocket",
+                                 "max_handshake_bytes": 16384}}],
+    "backends": [{"name": "b1", "address": "127.0.0.1:1884", "websocket_port": 9001}]
+  })");
+  REQUIRE_MESSAGE(ok.ok(), dump(ok));
+  const auto& l = ok.config->listeners;
+  REQUIRE(l[0].websocket);
+  CHECK(l[0].websocket->path == "/mqtt");
+  CHECK(l[0].websocket->to_backend == conf::ListenerWebSocket::ToBackend::Mqtt);
+  CHECK(l[0].websocket->max_handshake_bytes == 8192);
+  CHECK(l[1].websocket->path == "/mqtt/ws");
+  CHECK(l[1].websocket->to_backend == conf::ListenerWebSocket::ToBackend::WebSocket);
+  CHECK(l[1].websocket->max_handshake_bytes == 16384);
+  CHECK(ok.config->backends[0].websocket_port == 9001);
+
+  auto bad = conf::load_string(R"({
+    "listeners": [{"name": "ws", "bind": "127.0.0.1:8080",
+                   "websocket": {"path": "mqtt?x", "to_backend": "ws", "max_handshake_bytes": 100,
+                                 "subprotocol": "mqtt"}},
+                  {"name": "ws2", "bind": "127.0.0.1:8081", "websocket": {"to_backend": "websocket"}}],
+    "backends": [{"name": "b1", "address": "127.0.0.1:1884"},
+                 {"name": "b2", "address": "127.0.0.1:1885", "websocket_port": 70000}]
+  })");
+  CHECK_FALSE(bad.ok());
+  CHECK(has(bad, "/listeners/0/websocket/subprotocol: unknown key"));
+  CHECK(has(bad,
+            "/listeners/0/websocket/path: \"mqtt?x\" is not a request path (starts with /, no "
+            "query, no spaces)"));
+  CHECK(
+      has(bad, "/listeners/0/websocket/to_backend: \"ws\" is not one of \"mqtt\", \"websocket\""));
+  CHECK(has(bad, "/listeners/0/websocket/max_handshake_bytes: 100 out of range 512..65536"));
+  CHECK(has(bad, "/backends/1/websocket_port: 70000 out of range 1..65535"));
+  CHECK(has(bad,
+            "/listeners/1/websocket/to_backend: \"websocket\" needs every backend's "
+            "websocket_port (the broker's WebSocket port); /backends/0 (b1) has none"));
 }

@@ -40,7 +40,7 @@ conf::Backend backend(const std::string& name, uint16_t port) {
 
 conf::Config config(uint16_t listen_port, uint16_t backend_port) {
   conf::Config c;
-  c.listeners.push_back({"t", {"127.0.0.1", listen_port}, std::nullopt});
+  c.listeners.push_back({"t", {"127.0.0.1", listen_port}, std::nullopt, std::nullopt});
   c.backends.push_back(backend("b1", backend_port));
   c.workers = 2;
   c.balance.retries = 0;

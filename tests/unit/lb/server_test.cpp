@@ -83,7 +83,7 @@ std::string connect_packet(const std::string& id) {
 
 conf::Config config(uint16_t listen_port, uint16_t backend_port) {
   conf::Config c;
-  c.listeners.push_back({"t", {"127.0.0.1", listen_port}, std::nullopt});
+  c.listeners.push_back({"t", {"127.0.0.1", listen_port}, std::nullopt, std::nullopt});
   conf::Backend b;
   b.name = "b1";
   b.address = {"127.0.0.1", backend_port};
