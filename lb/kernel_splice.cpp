@@ -205,10 +205,13 @@ int KernelSplice::join(int client_fd, int backend_fd, const mqtt::StreamScanner:
   // Not with unread bytes: the verdict reads whole skbs, so the rest of one
   // the pump read in part would be forwarded whole (its head twice). The
   // pump is reading them now; it tries again after.
-  // The received baselines before that check: whatever came after it is
-  // either redirected or read, and counted so.
-  const uint64_t cr0 = received_total(client_fd), br0 = received_total(backend_fd);
   int inq = 0;
+  // Cheap first (a busy session fails here, once per forwarded chunk).
+  if (ioctl(client_fd, SIOCINQ, &inq) != 0 || inq != 0) return -EAGAIN;
+  if (ioctl(backend_fd, SIOCINQ, &inq) != 0 || inq != 0) return -EAGAIN;
+  // The received baselines before the check that counts: whatever came
+  // after it is either redirected or read, and counted so.
+  const uint64_t cr0 = received_total(client_fd), br0 = received_total(backend_fd);
   if (ioctl(client_fd, SIOCINQ, &inq) != 0 || inq != 0) return -EAGAIN;
   if (ioctl(backend_fd, SIOCINQ, &inq) != 0 || inq != 0) return -EAGAIN;
   uint64_t cc = cookie_of(client_fd), bc = cookie_of(backend_fd);

@@ -10,7 +10,9 @@ kernel, and then
 - the idle timeout holds while only the kernel forwards;
 - a reset and a half-close reach the other side; the byte counters count
   what crossed, once.
-Skipped (with the reason) where the BPF programs cannot load."""
+Skipped (with the reason) where the BPF programs cannot load; there,
+WithoutPrivileges still runs: "auto" falls back to the pump, "kernel" does
+not start."""
 import os
 import random
 import socket
@@ -354,6 +356,47 @@ class KernelForwarding(harness.TestCase):
         s.close()
         self.assertTrue(fb.eof.wait(5), "client reset not propagated to the broker")
         wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 5, what="closed")
+
+
+class WithoutPrivileges(harness.TestCase):
+    """Where the BPF programs cannot load (here: mqttlb started without any
+    capability): "auto" says so once and forwards in the pump; "kernel"
+    refuses to start and says why. Runs wherever the suite runs as root."""
+    DROP = ("/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all")
+
+    def setUp(self):
+        if os.geteuid() != 0 or not os.access(self.DROP[0], os.X_OK):
+            self.skipTest("needs root and setpriv to run mqttlb without capabilities")
+
+    def test_auto_falls_back_to_the_pump_and_says_why(self):
+        fb = FakeBroker()
+        self.addCleanup(fb.close)
+        p, port, mport, _ = start_mqttlb(
+            self, [{"name": "fake", "address": f"127.0.0.1:{fb.port}"}], wrapper=self.DROP,
+            workers=1, health={"enabled": False}, forwarding="auto")
+        p.wait_for_line(r"forwarding auto: every session uses the userspace pump: .*not permitted")
+        s = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(s.close)
+        s.sendall(connect_packet("no-bpf", 4))
+        s.settimeout(5)
+        self.assertEqual(s.recv(4), CONNACK)
+        s.sendall(b"\x30\x03\x00\x01t")
+        wait_until(lambda: fb.data.endswith(b"\x30\x03\x00\x01t"), 5, what="bytes at the broker")
+        self.assertEqual(metric(mport, 'mqttlb_kernel_fallbacks_total{reason="unavailable"}'), 1)
+        self.assertEqual(metric(mport, "mqttlb_kernel_joins_total"), 0)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="userspace"}'), 1)
+
+    def test_kernel_refuses_to_start_and_says_why(self):
+        d = self.tmpdir()
+        path = os.path.join(d, "mqttlb.json")
+        with open(path, "w") as f:
+            f.write('{"listeners": [{"name": "mqtt", "bind": "127.0.0.1:%d"}], '
+                    '"backends": [{"name": "b1", "address": "127.0.0.1:1"}], '
+                    '"health": {"enabled": false}, "forwarding": "kernel"}' % harness.free_port())
+        p = self.spawn(list(self.DROP) + [harness.binary("mqttlb"), "-c", path], name="mqttlb")
+        p.wait_for_line(r'/forwarding: "kernel" but in-kernel forwarding is unavailable', 20)
+        wait_until(lambda: not p.alive(), 10, what="mqttlb exits")
+        self.assertEqual(p.p.returncode, 1)
 
 
 if __name__ == "__main__":
