@@ -143,8 +143,10 @@ SpliceEngine* SpliceEngine::get(std::string* why) {
       return;
     }
     if (int r = bpf_object__load(obj); r != 0) {
-      g.why = std::string("the BPF programs do not load (") + strerror(-r) + "; " + g_libbpf_log +
-              (r == -EPERM ? "; needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON" : "") + ")";
+      g.why = std::string("the BPF programs do not load: ") + strerror(-r) +
+              " (they need root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON, and Linux 5.17+ with "
+              "BTF); libbpf says: " +
+              g_libbpf_log;
       bpf_object__close(obj);
       return;
     }
