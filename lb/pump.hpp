@@ -16,6 +16,8 @@
 // pump only uses the two it was given and reports its end through PumpHost.
 #pragma once
 
+#include <uv.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -82,7 +84,10 @@ class Pump {
 
   // Before start(): join the two sockets in the kernel once the pump is idle
   // (lb/pump_kernel.cpp, docs/forwarding.md). Unset: userspace only.
-  void use_kernel(SpliceEngine* engine) { engine_ = engine; }
+  void use_kernel(SpliceEngine* engine, uv_loop_t* loop) {
+    engine_ = engine;
+    loop_ = loop;
+  }
   bool in_kernel() const { return kstate_ == KState::Joined; }
   // Counted once per session that asked for the kernel path and does not get it.
   void count_fallback(SpliceFallback why);
@@ -124,6 +129,15 @@ class Pump {
   // replayed in order; Back: userspace for good.
   enum class KState : uint8_t { Off, Joined, TakingBack, Back };
   void maybe_join();
+  // While joined the pump does not read (each redirected skb would wake the
+  // loop for nothing): a poll handle per socket on a dup of its descriptor
+  // waits only for EOF / errors (UV_DISCONNECT), and the sync timer looks for
+  // skbs the verdict left to userspace. Closed at the take-back.
+  void watch_ends();
+  void unwatch_ends();
+  void kernel_event();
+  static void watch_cb(uv_poll_t* h, int status, int events);
+  static void watch_close_cb(uv_handle_t* h);
   void take_back(SpliceFallback why);
   void kernel_timer();
   void finish_take_back();
@@ -136,6 +150,10 @@ class Pump {
   static constexpr uint64_t kDrainPollMs = 1;
 
   SpliceEngine* engine_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  struct EndWatch;  // heap, freed in its close callback (it may outlive the pump)
+  EndWatch* watch_c_ = nullptr;
+  EndWatch* watch_b_ = nullptr;
   std::unique_ptr<KernelSplice> kernel_;
   KState kstate_ = KState::Off;
   bool fallback_counted_ = false;

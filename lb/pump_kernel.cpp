@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -12,8 +13,73 @@
 
 namespace lb {
 
+struct Pump::EndWatch {
+  uv_poll_t h;
+  Pump* pump = nullptr;  // null once the pump let go of it
+  int fd = -1;           // a dup: its own epoll registration, same socket
+};
+
+namespace {
+
+SpliceFallback reason_of(uint32_t pass_reason) {
+  if (pass_reason == 1) return SpliceFallback::Backpressure;  // SPLICE_WHY_BACKPRESSURE
+  if (pass_reason == 2) return SpliceFallback::Malformed;     // SPLICE_WHY_MALFORMED
+  return SpliceFallback::Event;
+}
+
+}  // namespace
+
+void Pump::watch_cb(uv_poll_t* h, int, int) {
+  auto* w = static_cast<EndWatch*>(h->data);
+  if (w->pump) w->pump->kernel_event();  // may close w (and the pump)
+}
+
+void Pump::watch_close_cb(uv_handle_t* h) {
+  auto* w = static_cast<EndWatch*>(h->data);
+  if (w->fd >= 0) ::close(w->fd);
+  delete w;
+}
+
+void Pump::watch_ends() {
+  if (!loop_) return;
+  for (int side = 0; side < 2; ++side) {
+    int fd = (side == 0 ? client_ : backend_)->native_fd();
+    int d = fd >= 0 ? ::dup(fd) : -1;
+    if (d < 0) return unwatch_ends();
+    auto* w = new EndWatch;
+    w->fd = d;
+    w->h.data = w;
+    if (uv_poll_init(loop_, &w->h, d) != 0) {  // not a handle: nothing to close
+      ::close(d);
+      delete w;
+      return unwatch_ends();
+    }
+    w->pump = this;
+    (side == 0 ? watch_c_ : watch_b_) = w;
+    uv_poll_start(&w->h, UV_DISCONNECT, watch_cb);
+  }
+  client_->stop_read();
+  backend_->stop_read();
+}
+
+void Pump::unwatch_ends() {
+  for (EndWatch** pw : {&watch_c_, &watch_b_}) {
+    if (!*pw) continue;
+    (*pw)->pump = nullptr;
+    uv_poll_stop(&(*pw)->h);
+    uv_close(reinterpret_cast<uv_handle_t*>(&(*pw)->h), watch_close_cb);
+    *pw = nullptr;
+  }
+}
+
+// An EOF or an error on a joined socket: the pump reads again and sees it.
+void Pump::kernel_event() {
+  if (kstate_ == KState::Joined) take_back(SpliceFallback::Event);
+}
+
 Pump::~Pump() {
   *alive_ = false;
+  unwatch_ends();
   if (kernel_) sync_kernel(true);
   prometheus::Gauge* g = kstate_ == KState::Joined ? counters_.on_kernel : counters_.on_userspace;
   if (g) g->Decrement();
@@ -58,6 +124,11 @@ void Pump::maybe_join() {
   uint64_t quiet = host_.now_ms() - last_activity_ms_;
   uint64_t left = quiet < idle_ms_ ? idle_ms_ - quiet : 0;
   host_.arm_timer(left < kSyncMs ? left : kSyncMs);
+  watch_ends();
+  // A skb between the two sockets' joins found no peer: it waits for us.
+  KernelSplice::Sample smp;
+  if (kernel_->sample(smp) && (smp.c2b.passed || smp.b2c.passed))
+    take_back(reason_of(smp.c2b.passed ? smp.c2b.pass_reason : smp.b2c.pass_reason));
 }
 
 // What the kernel forwarded since the last call: into the byte counters and
@@ -90,6 +161,12 @@ void Pump::take_back(SpliceFallback why) {
   if (counters_.on_kernel) counters_.on_kernel->Decrement();
   if (counters_.on_userspace) counters_.on_userspace->Increment();
   kernel_->pass_both();
+  // The pump reads both sides again (what the verdict passed, EOFs, errors).
+  unwatch_ends();
+  if (!client_eof_ && !client_paused_ && !held_client_eof_ && held_client_.empty())
+    client_->start_read();
+  if (!backend_eof_ && !backend_paused_ && !held_backend_eof_ && held_backend_.empty())
+    backend_->start_read();
   // Every later skb now waits in its own socket for recv(); wait (polling:
   // the kernel tells nothing) until what was redirected is in the peers'
   // send queues, then the pump writes there itself.
@@ -157,6 +234,9 @@ void Pump::kernel_timer() {
     done_ = true;
     return host_.pump_done(CloseReason::IdleTimeout, false);
   }
+  KernelSplice::Sample smp;  // joined: skbs the verdict left to userspace?
+  if (kernel_->sample(smp) && (smp.c2b.passed || smp.b2c.passed))
+    return take_back(reason_of(smp.c2b.passed ? smp.c2b.pass_reason : smp.b2c.pass_reason));
   uint64_t left = idle_ms_ - quiet;
   host_.arm_timer(left < kSyncMs ? left : kSyncMs);
 }

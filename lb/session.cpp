@@ -302,7 +302,7 @@ void Session::placed(Placement p) {
   if (fwd != conf::Forwarding::Userspace) {
     // docs/forwarding.md: joined in the kernel once idle, when it can be.
     if (SpliceEngine* e = SpliceEngine::get(nullptr))
-      pump_->use_kernel(e);
+      pump_->use_kernel(e, w_.loop());
     else
       pump_->count_fallback(SpliceFallback::Unavailable);
   }
