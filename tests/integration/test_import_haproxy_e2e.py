@@ -17,8 +17,24 @@ same client script is played against each:
             moved with it), a new client goes to the empty b2.
 
 What each balancer did is recorded and the two records must be equal (and
-equal to what the config means). Runs in about 15 s.
+equal to what the config means).
+
+Routed: a multi-tenant config (use_backend on a client-id prefix, a user
+name and a source address; a default backend; the same brokers in several
+backend sections, as separate servers with their own counts) and its
+translation into mqttlb routes place the same clients on the same brokers:
+
+  acme      10 clients "acme/..." spread 5/5 over the tenant's b1, b2;
+  other     6 clients without a rule spread 3/3 over the default b2, b3
+            (b2 again, but counted apart from the tenant's b2, as HAProxy
+            counts servers per backend);
+  ops       clients logging in as "ops" land on b3, the lab's address
+            127.0.0.7 on b1, and "ops" from the lab on b3 (the first rule
+            that matches wins).
+
+Both together run in about 20 s.
 """
+import json
 import os
 import signal
 import socket
@@ -70,6 +86,52 @@ frontend prometheus
     bind 127.0.0.1:{mport}
     mode http
     http-request use-service prometheus-exporter if {{ path /metrics }}
+"""
+
+
+def routed_cfg(port, sock, brokers):
+    p = {n: port_ for n, port_, _ in brokers}
+    return f"""# Tenants on their own brokers, as the multi-tenant guides write it.
+global
+    nbthread 2
+    hard-stop-after 1s
+    stats socket {sock} mode 600 level admin
+
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 10m
+    timeout server 10m
+
+frontend mqtt
+    bind 127.0.0.1:{port}
+    tcp-request inspect-delay 5s
+    tcp-request content reject unless {{ req.payload(0,0),mqtt_is_valid }}
+    acl tenant_acme req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg acme/
+    acl is_ops req.payload(0,0),mqtt_field_value(connect,username) -m str ops
+    acl from_lab src 127.0.0.7/32
+    use_backend acme if tenant_acme
+    use_backend ops if is_ops
+    use_backend lab if from_lab
+    default_backend shared
+
+backend shared
+    balance leastconn
+    server b2 127.0.0.1:{p["b2"]}
+    server b3 127.0.0.1:{p["b3"]}
+
+backend acme
+    balance leastconn
+    server b1 127.0.0.1:{p["b1"]}
+    server b2 127.0.0.1:{p["b2"]}
+
+backend ops
+    balance leastconn
+    server b3 127.0.0.1:{p["b3"]}
+
+backend lab
+    balance leastconn
+    server b1 127.0.0.1:{p["b1"]}
 """
 
 
@@ -215,6 +277,72 @@ class Compare(TestCase):
                     "others_kept": 20, "moved_to": [5, 5], "moved_client_stays": True,
                     "newcomer_on": "b2"}
         self.assertEqual(by_haproxy, expected, "HAProxy itself did not behave as its config says")
+        self.assertEqual(by_mqttlb, by_haproxy)
+
+
+class Routed(TestCase):
+    def setUp(self):
+        if not os.access(HAPROXY, os.X_OK):
+            self.skipTest("haproxy not installed")
+        self.brokers = []
+        for n in NAMES:
+            p, port = self.start_mosquitto()
+            self.brokers.append((n, port, p))
+        d = self.tmpdir()
+        self.port = free_port()
+        self.cfg = os.path.join(d, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(routed_cfg(self.port, os.path.join(d, "haproxy.sock"), self.brokers))
+        self.json = os.path.join(d, "mqttlb.json")
+
+    def play(self):
+        probes = Probes(self.brokers)
+        self.addCleanup(probes.close)
+        held = []
+
+        def land(cid, **kw):
+            s, _ = mqtt_connect(self.port, cid, **kw)
+            held.append(s)  # held open: leastconn counts it
+            return probes.which(s, cid.replace("/", "_"))
+
+        def counts(names):
+            return {n: names.count(n) for n in sorted(set(names))}
+
+        rec = {"acme": counts([land(f"acme/dev-{i}") for i in range(10)]),
+               "other": counts([land(f"other-{i}") for i in range(6)]),
+               "ops": sorted({land(f"tool-{i}", username="ops") for i in range(2)}),
+               "lab": sorted({land(f"lab-{i}", source="127.0.0.7") for i in range(2)}),
+               "ops_from_lab": land("tool-lab", username="ops", source="127.0.0.7")}
+        for s in held:
+            s.close()
+        return rec
+
+    def test_routed_clients_land_alike(self):
+        imp = subprocess.run([binary("mqttlb"), "import-haproxy", self.cfg, "-o", self.json],
+                             capture_output=True, text=True, timeout=30)
+        self.assertIn(imp.returncode, (0, 1), imp.stderr)
+        self.assertNotIn("routing not translated", imp.stderr)
+        with open(self.json) as f:
+            routes = json.load(f)["routes"]
+        self.assertEqual([r["match"] for r in routes],
+                         [{"client_id_prefix": "acme/"}, {"username": "ops"},
+                          {"source": "127.0.0.7"}])
+
+        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
+        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
+        self.assertTrue(h.alive(), h.output())
+        by_haproxy = self.play()
+        h.stop()
+
+        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
+        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
+        m.wait_for_line(r"listening: mqtt on", timeout=20)
+        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
+        by_mqttlb = self.play()
+
+        expected = {"acme": {"b1": 5, "b2": 5}, "other": {"b2": 3, "b3": 3}, "ops": ["b3"],
+                    "lab": ["b1"], "ops_from_lab": "b3"}
+        self.assertEqual(by_haproxy, expected, "HAProxy itself did not route as its config says")
         self.assertEqual(by_mqttlb, by_haproxy)
 
 

@@ -246,7 +246,7 @@ backend brokers
   CHECK(note_at(r, 10, "outside mqttlb's range"));
 }
 
-TEST_CASE("a server without a port uses the listener's; use_backend is reported") {
+TEST_CASE("a server without a port uses the listener's; use_backend becomes a route") {
   Result r = tr(R"(frontend mqtt
     bind 127.0.0.1:1883
     acl is_iot req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg iot-
@@ -259,12 +259,17 @@ backend iot
 )");
   INFO(dump(r));
   CHECK(r.config["backends"][0]["address"] == "127.0.0.1:1883");
-  REQUIRE(note_at(r, 4, "routing by client id not translated"));
-  REQUIRE(note_at(r, 3, "used by line 4"));
-  REQUIRE(note_at(r, 8, "not used by any translated frontend"));
+  CHECK(r.config["backends"][1]["address"] == "127.0.0.1:2883");
+  CHECK(r.config["routes"] ==
+        nlohmann::ordered_json::parse(
+            R"([{"match": {"client_id_prefix": "iot-"}, "backends": ["i1"]}])"));
+  CHECK_FALSE(note_at(r, 3));  // the ACL translates exactly
+  // The guides' mistake: without inspect-delay HAProxy never saw the client id here.
+  REQUIRE(note_at(r, 4, "never matched"));
+  CHECK(r.exit_code == 1);
 }
 
-TEST_CASE("frontends sharing one pool become listeners; a different pool is not translated") {
+TEST_CASE("frontends sharing one pool become listeners; a different pool is routed by listener") {
   Result r = tr(R"(defaults
     mode tcp
     timeout connect 2s
@@ -285,10 +290,16 @@ backend c
     server s1 127.0.0.1:1884
 )");
   INFO(dump(r));
-  REQUIRE(r.config["listeners"].size() == 2);
-  CHECK(r.config["listeners"][1]["name"] == "again");
+  REQUIRE(r.config["listeners"].size() == 3);
+  CHECK(r.config["listeners"][1]["name"] == "other");
+  CHECK(r.config["listeners"][2]["name"] == "again");
   CHECK(r.config["balance"]["backend_connect_timeout_ms"] == 2000);
-  REQUIRE(note_at(r, 7, "whose servers differ"));
+  // b's servers are backends of their own, reached only through `other`.
+  CHECK(r.config["backends"].size() == 2);
+  CHECK(r.config["backends"][1]["name"] == "t1");
+  CHECK(r.config["routes"] ==
+        nlohmann::ordered_json::parse(R"([{"match": {"listener": "other"}, "backends": ["t1"]}])"));
+  CHECK(r.exit_code == 0);
 }
 
 TEST_CASE("idle timeouts, maxconn, nbthread, hard-stop-after") {
