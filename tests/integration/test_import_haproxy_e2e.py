@@ -49,10 +49,9 @@ HAPROXY = "/usr/sbin/haproxy"
 NAMES = ("b1", "b2", "b3")
 
 
-def haproxy_cfg(port, mport, sock, brokers):
-    check = connect_packet("haproxy-hc", 4, 60).hex()
-    servers = "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p, _ in brokers)
-    return f"""# Sticky MQTT load balancing, as the broker vendors' guides write it.
+def head(title, port, sock):
+    """global, defaults and the MQTT frontend up to its routing rules."""
+    return f"""# {title}
 global
     nbthread 2
     hard-stop-after 1s
@@ -68,7 +67,14 @@ frontend mqtt
     bind 127.0.0.1:{port}
     tcp-request inspect-delay 5s
     tcp-request content reject unless {{ req.payload(0,0),mqtt_is_valid }}
-    default_backend brokers
+"""
+
+
+def haproxy_cfg(port, mport, sock, brokers):
+    check = connect_packet("haproxy-hc", 4, 60).hex()
+    servers = "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p, _ in brokers)
+    title = "Sticky MQTT load balancing, as the broker vendors' guides write it."
+    return head(title, port, sock) + f"""    default_backend brokers
 
 backend brokers
     balance leastconn
@@ -91,23 +97,8 @@ frontend prometheus
 
 def routed_cfg(port, sock, brokers):
     p = {n: port_ for n, port_, _ in brokers}
-    return f"""# Tenants on their own brokers, as the multi-tenant guides write it.
-global
-    nbthread 2
-    hard-stop-after 1s
-    stats socket {sock} mode 600 level admin
-
-defaults
-    mode tcp
-    timeout connect 1s
-    timeout client 10m
-    timeout server 10m
-
-frontend mqtt
-    bind 127.0.0.1:{port}
-    tcp-request inspect-delay 5s
-    tcp-request content reject unless {{ req.payload(0,0),mqtt_is_valid }}
-    acl tenant_acme req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg acme/
+    title = "Tenants on their own brokers, as the multi-tenant guides write it."
+    return head(title, port, sock) + f"""    acl tenant_acme req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg acme/
     acl is_ops req.payload(0,0),mqtt_field_value(connect,username) -m str ops
     acl from_lab src 127.0.0.7/32
     use_backend acme if tenant_acme

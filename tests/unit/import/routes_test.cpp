@@ -9,32 +9,16 @@
 
 #include "import/haproxy_acl.hpp"
 #include "import/haproxy_import.hpp"
+#include "tests/unit/import/import_test_util.hpp"
 
+using import_test::dump;
+using import_test::note_at;
+using import_test::tr;
 using importer::NoteKind;
 using importer::Result;
 using ojson = nlohmann::ordered_json;
 
 namespace {
-
-std::string dump(const Result& r) {
-  std::string s = "exit " + std::to_string(r.exit_code) + "\n";
-  for (const auto& n : r.notes)
-    s += std::to_string(n.line) + ": " + importer::to_string(n.kind) + ": `" + n.directive +
-         "`: " + n.message + "\n";
-  return s + r.config.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Result tr(const std::string& cfg) {
-  importer::Options o;
-  o.read_file = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-  return importer::translate(cfg, o);
-}
-
-const importer::Note* note_at(const Result& r, size_t line, const std::string& part = "") {
-  for (const auto& n : r.notes)
-    if (n.line == line && n.message.find(part) != std::string::npos) return &n;
-  return nullptr;
-}
 
 std::vector<std::string> words(const std::string& s) {
   std::vector<std::string> v;
@@ -281,4 +265,22 @@ TEST_CASE("rate-limit sessions becomes the global connect rate") {
   INFO(dump(r));
   CHECK(r.config["limits"]["connect_rate"] == ojson::parse(R"({"global_per_s": 500})"));
   REQUIRE(note_at(r, 3, "accept backlog"));
+}
+
+TEST_CASE("a backend with the default pool's very servers is that pool under another name") {
+  Result r = tr(std::string("frontend mqtt\n    bind 127.0.0.1:1883\n") + kWait +  // 1-4
+                "    use_backend copy if { src 10.0.0.0/8 }\n" +                   // 5
+                "    default_backend shared\n" +                                   // 6
+                "backend shared\n    server s1 127.0.0.1:2001\n" +                 // 7-8
+                "    server s2 127.0.0.1:2002\n" +                                 // 9
+                "backend copy\n    server c1 127.0.0.1:2001\n" +                   // 10-11
+                "    server c2 127.0.0.1:2002 weight 3\n");                        // 12
+  INFO(dump(r));
+  CHECK(r.exit_code == 1);
+  CHECK_FALSE(r.config.contains("routes"));  // its clients go to the default pool anyway
+  CHECK(r.config["backends"].size() == 2);
+  CHECK_FALSE(note_at(r, 5));
+  CHECK_FALSE(note_at(r, 11));
+  REQUIRE(note_at(r, 12, "the same broker as line 9"));
+  CHECK(r.notes.size() == 1);
 }

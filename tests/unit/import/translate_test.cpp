@@ -7,38 +7,15 @@
 #include <string>
 
 #include "import/haproxy_import.hpp"
+#include "tests/unit/import/import_test_util.hpp"
 
+using import_test::dump;
+using import_test::note_at;
+using import_test::tr;
 using importer::NoteKind;
 using importer::Result;
 
 namespace {
-
-std::string dump(const Result& r) {
-  std::string s = "exit " + std::to_string(r.exit_code) + "\n";
-  for (const auto& n : r.notes)
-    s += std::to_string(n.line) + ": " + importer::to_string(n.kind) + ": `" + n.directive +
-         "`: " + n.message + "\n";
-  return s + r.config.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Result tr(const std::string& cfg, std::map<std::string, std::string> files = {},
-          bool validate = true) {
-  importer::Options o;
-  o.validate = validate;
-  o.read_file = [files](const std::string& p) -> std::optional<std::string> {
-    auto it = files.find(p);
-    if (it == files.end()) return std::nullopt;
-    return it->second;
-  };
-  return importer::translate(cfg, o);
-}
-
-// The note on `line`, or nullptr.
-const importer::Note* note_at(const Result& r, size_t line, const std::string& part = "") {
-  for (const auto& n : r.notes)
-    if (n.line == line && n.message.find(part) != std::string::npos) return &n;
-  return nullptr;
-}
 
 const std::string kFront = R"(frontend mqtt
     bind 127.0.0.1:1883
