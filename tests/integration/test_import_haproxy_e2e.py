@@ -163,7 +163,9 @@ class MqttlbStates:
                 for n in NAMES}
 
 
-class Compare(TestCase):
+class SideBySide(TestCase):
+    """Three Mosquitto brokers; HAProxy runs self.cfg, then mqttlb its translation."""
+
     def setUp(self):
         if not os.access(HAPROXY, os.X_OK):
             self.skipTest("haproxy not installed")
@@ -175,9 +177,31 @@ class Compare(TestCase):
         self.port, self.mport = free_port(), free_port()
         self.sock = os.path.join(d, "haproxy.sock")
         self.cfg = os.path.join(d, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(haproxy_cfg(self.port, self.mport, self.sock, self.brokers))
         self.json = os.path.join(d, "mqttlb.json")
+
+    def write_cfg(self, text):
+        with open(self.cfg, "w") as f:
+            f.write(text)
+
+    def both(self, through_haproxy, through_mqttlb):
+        """Runs each balancer in turn on self.port; returns what each play recorded."""
+        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
+        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
+        self.assertTrue(h.alive(), h.output())
+        by_haproxy = through_haproxy()
+        h.stop()
+
+        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
+        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
+        m.wait_for_line(r"listening: mqtt on", timeout=20)
+        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
+        return by_haproxy, through_mqttlb()
+
+
+class Compare(SideBySide):
+    def setUp(self):
+        super().setUp()
+        self.write_cfg(haproxy_cfg(self.port, self.mport, self.sock, self.brokers))
 
     def broker(self, name):
         return next(p for n, _, p in self.brokers if n == name)
@@ -252,17 +276,8 @@ class Compare(TestCase):
                              text=True, timeout=30)
         self.assertEqual(chk.returncode, 0, chk.stdout + chk.stderr)
 
-        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
-        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
-        self.assertTrue(h.alive(), h.output())
-        by_haproxy = self.play(HAProxyStates(self.sock))
-        h.stop()
-
-        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
-        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
-        m.wait_for_line(r"listening: mqtt on", timeout=20)
-        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
-        by_mqttlb = self.play(MqttlbStates(self.mport))
+        by_haproxy, by_mqttlb = self.both(lambda: self.play(HAProxyStates(self.sock)),
+                                          lambda: self.play(MqttlbStates(self.mport)))
 
         expected = {"spread": [10, 10, 10], "affinity": (True, True), "closed_when_down": 10,
                     "others_kept": 20, "moved_to": [5, 5], "moved_client_stays": True,
@@ -271,20 +286,10 @@ class Compare(TestCase):
         self.assertEqual(by_mqttlb, by_haproxy)
 
 
-class Routed(TestCase):
+class Routed(SideBySide):
     def setUp(self):
-        if not os.access(HAPROXY, os.X_OK):
-            self.skipTest("haproxy not installed")
-        self.brokers = []
-        for n in NAMES:
-            p, port = self.start_mosquitto()
-            self.brokers.append((n, port, p))
-        d = self.tmpdir()
-        self.port = free_port()
-        self.cfg = os.path.join(d, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(routed_cfg(self.port, os.path.join(d, "haproxy.sock"), self.brokers))
-        self.json = os.path.join(d, "mqttlb.json")
+        super().setUp()
+        self.write_cfg(routed_cfg(self.port, self.sock, self.brokers))
 
     def play(self):
         probes = Probes(self.brokers)
@@ -319,17 +324,7 @@ class Routed(TestCase):
                          [{"client_id_prefix": "acme/"}, {"username": "ops"},
                           {"source": "127.0.0.7"}])
 
-        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
-        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
-        self.assertTrue(h.alive(), h.output())
-        by_haproxy = self.play()
-        h.stop()
-
-        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
-        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
-        m.wait_for_line(r"listening: mqtt on", timeout=20)
-        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
-        by_mqttlb = self.play()
+        by_haproxy, by_mqttlb = self.both(self.play, self.play)
 
         expected = {"acme": {"b1": 5, "b2": 5}, "other": {"b2": 3, "b3": 3}, "ops": ["b3"],
                     "lab": ["b1"], "ops_from_lab": "b3"}
