@@ -79,6 +79,9 @@ Condition condition_of(const std::vector<std::string>& words, const Definitions&
       if (inner.empty()) c.error = "an empty `{ }`";
       t.tests.push_back(parse_test(inner, 0, 0));
       i = end;
+    } else if (name.empty()) {
+      c.error = "`" + w + "` names no ACL";
+      continue;
     } else {
       t.name = name;
       auto it = defs.find(name);

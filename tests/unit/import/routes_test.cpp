@@ -79,7 +79,8 @@ TEST_CASE("acl: flags, patterns, and conditions with ||, ! and anonymous tests")
   CHECK(c.any[1][0].tests[0].patterns == std::vector<std::string>{"1.2.3.4"});
   CHECK(importer::acl::condition_of(words("use_backend x"), defs).present == false);
   CHECK(importer::acl::condition_of(words("use_backend x unless t"), defs).unless);
-  for (const char* bad : {"r if { src 1.2.3.4", "r if t ||", "r if || t", "r if }", "r if"})
+  for (const char* bad :
+       {"r if { src 1.2.3.4", "r if t ||", "r if || t", "r if }", "r if", "r if ! t"})
     CHECK_MESSAGE(!importer::acl::condition_of(words(bad), defs).error.empty(), bad);
 }
 
