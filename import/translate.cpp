@@ -215,11 +215,12 @@ void translate_metrics(Ctx& c, const Section& s) {
 std::string other_section_reason(const Section& s) {
   const std::string& k = s.header.kw();
   if (k == "peers")
-    return "peers: mqttlb keeps one affinity table per process, kept across SIGHUP reloads; "
-           "sharing it between instances arrives with affinity_store.redis";
+    return "peers: not translated; mqttlb instances share their affinity table through "
+           "Redis (affinity_store, docs/scale-out.md), which HAProxy's peers give no address for";
   if (k == "resolvers")
-    return "resolvers: mqttlb resolves backend host names when the config is loaded (start and "
-           "SIGHUP); DNS discovery arrives with discovery[]";
+    return "resolvers: not translated; mqttlb resolves backend host names when the config is "
+           "loaded (start and SIGHUP), and discovery[] follows a DNS name's records "
+           "(docs/scale-out.md)";
   if (k == "mailers") return "mailers: no e-mail alerts in mqttlb; alert on mqttlb_backend_up";
   if (k == "userlist") return "userlist: HTTP authentication, no mqttlb equivalent";
   if (k == "program") return "program: run helper programs as systemd units";

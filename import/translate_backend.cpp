@@ -126,8 +126,9 @@ void collect_servers(Ctx& c, const Section& pool) {
   for (const auto& d : pool.body) {
     if (d.kw() == "server-template") {
       c.notes.ignored(d,
-                      "server templates (DNS discovery) are not translated: discovery[] has "
-                      "not landed; list the brokers as `server` lines");
+                      "server templates (DNS discovery) are not translated: write a "
+                      "discovery[] entry for the DNS name (docs/scale-out.md) or list the "
+                      "brokers as `server` lines");
       continue;
     }
     if (d.kw() != "server") continue;
