@@ -92,6 +92,36 @@ bool Ctx::cert_and_key(const std::string& crt, std::string& cert, std::string& k
   return false;
 }
 
+bool has_servers(const Section& s) {
+  return std::any_of(s.body.begin(), s.body.end(), [](const Directive& d) {
+    return d.kw() == "server" || d.kw() == "server-template";
+  });
+}
+
+const Section* find_backend(const Model& m, const std::string& name) {
+  for (const auto& s : m.sections)
+    if ((s.kind == SectionKind::Backend || s.kind == SectionKind::Listen) && s.name == name)
+      return &s;
+  return nullptr;
+}
+
+std::vector<std::string> server_addresses(const Section& s) {
+  std::vector<std::string> v;
+  for (const auto& d : s.body)
+    if (d.kw() == "server") v.push_back(d.arg(2));
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// The backend a frontend (or listen) sends its clients to.
+const Section* backend_of(const Model& m, const Section& p) {
+  if (p.kind == SectionKind::Listen && has_servers(p)) return &p;
+  if (const Directive* d = find_last(p, "default_backend")) return find_backend(m, d->arg(1));
+  for (const auto& d : p.body)
+    if (d.kw() == "use_backend") return find_backend(m, d.arg(1));
+  return nullptr;
+}
+
 namespace {
 
 bool is_proxy(const Section& s) {
@@ -104,36 +134,6 @@ bool is_prometheus(const Section& s) {
     if (d.kw() == "http-request" && d.arg(1) == "use-service" && d.arg(2) == "prometheus-exporter")
       return true;
   return false;
-}
-
-bool has_servers(const Section& s) {
-  return std::any_of(s.body.begin(), s.body.end(), [](const Directive& d) {
-    return d.kw() == "server" || d.kw() == "server-template";
-  });
-}
-
-const Section* find_proxy(const Model& m, const std::string& name) {
-  for (const auto& s : m.sections)
-    if ((s.kind == SectionKind::Backend || s.kind == SectionKind::Listen) && s.name == name)
-      return &s;
-  return nullptr;
-}
-
-// The backend a frontend (or listen) sends its clients to.
-const Section* backend_of(const Model& m, const Section& p) {
-  if (p.kind == SectionKind::Listen && has_servers(p)) return &p;
-  if (const Directive* d = find_last(p, "default_backend")) return find_proxy(m, d->arg(1));
-  for (const auto& d : p.body)
-    if (d.kw() == "use_backend") return find_proxy(m, d.arg(1));
-  return nullptr;
-}
-
-std::vector<std::string> server_addresses(const Section& s) {
-  std::vector<std::string> v;
-  for (const auto& d : s.body)
-    if (d.kw() == "server") v.push_back(d.arg(2));
-  std::sort(v.begin(), v.end());
-  return v;
 }
 
 void skip_section(Ctx& c, const Section& s, const std::string& why) {
@@ -215,11 +215,12 @@ void translate_metrics(Ctx& c, const Section& s) {
 std::string other_section_reason(const Section& s) {
   const std::string& k = s.header.kw();
   if (k == "peers")
-    return "peers: mqttlb keeps one affinity table per process, kept across SIGHUP reloads; "
-           "sharing it between instances arrives with affinity_store.redis";
+    return "peers: not translated; mqttlb instances share their affinity table through "
+           "Redis (affinity_store, docs/scale-out.md), which HAProxy's peers give no address for";
   if (k == "resolvers")
-    return "resolvers: mqttlb resolves backend host names when the config is loaded (start and "
-           "SIGHUP); DNS discovery arrives with discovery[]";
+    return "resolvers: not translated; mqttlb resolves backend host names when the config is "
+           "loaded (start and SIGHUP), and discovery[] follows a DNS name's records "
+           "(docs/scale-out.md)";
   if (k == "mailers") return "mailers: no e-mail alerts in mqttlb; alert on mqttlb_backend_up";
   if (k == "userlist") return "userlist: HTTP authentication, no mqttlb equivalent";
   if (k == "program") return "program: run helper programs as systemd units";
@@ -287,15 +288,13 @@ void choose_proxies(Ctx& c) {
       continue;
     }
     if (!c.pool) c.pool = b;
-    if (b != c.pool && server_addresses(*b) != server_addresses(*c.pool)) {
-      skip_section(c, *p,
-                   "sends its clients to backend '" + b->name + "', whose servers differ from '" +
-                       c.pool->name + "'; mqttlb has one pool of backends for every listener " +
-                       "(per-listener routing arrives with routes[]): not translated");
-      continue;
-    }
+    // A frontend with other servers gets routes on its listeners (plan_routes).
     c.mqtt_proxies.push_back(p);
-    if (b != c.pool) c.translated.insert(b);
+    if (b != c.pool && pool_alias(c, b) == c.pool) {
+      c.translated.insert(b);
+      if (std::find(c.aliases.begin(), c.aliases.end(), b) == c.aliases.end())
+        c.aliases.push_back(b);
+    }
   }
 }
 
@@ -311,31 +310,45 @@ Result translate(std::string_view text, const Options& opt) {
   choose_proxies(c);
   for (const Section* p : c.mqtt_proxies) translate_listeners(c, *p);
   if (c.pool) {
-    collect_servers(c, *c.pool);
+    plan_routes(c);  // decides which other sections' servers become backends
+    for (const Section* s : c.pools) collect_servers(c, *s);
+    name_backends(c);
     translate_backends(c);
     translate_balance(c, *c.pool);
     translate_stick(c, *c.pool);
     translate_health(c, *c.pool);
-    c.translated.insert(c.pool);
+    for (const Section* s : c.pools) c.translated.insert(s);
   }
   for (const Section* p : c.mqtt_proxies) {
     translate_frontend_rules(c, *p);
     c.translated.insert(p);
   }
-  if (c.pool && c.pool->kind == SectionKind::Backend) translate_backend_rules(c, *c.pool);
+  for (const Section* s : c.pools)
+    if (s->kind == SectionKind::Backend) translate_backend_rules(c, *s);
+  if (c.pool) compare_pools(c);
   translate_idle(c);
   // HAProxy waits for data only with an inspect-delay AND a content rule that
   // reads the payload (checked against HAProxy 2.6); otherwise it evaluates
   // the CONNECT fields on whatever the first packet brought, usually nothing.
-  if (c.reads_connect && !(c.inspect_delay && c.content_waits))
-    notes.approx(
-        *c.reads_connect,
+  if (c.reads_connect && !(c.inspect_delay && c.content_waits)) {
+    const std::string why =
         std::string(c.inspect_delay ? "`tcp-request inspect-delay` without a `tcp-request content` "
                                       "rule reading the payload: HAProxy did not wait"
                                     : "no `tcp-request inspect-delay`: HAProxy did not wait") +
-            " for the CONNECT, so this saw no MQTT data (affinity silently did nothing; "
-            "a `reject unless mqtt_is_valid` rule refused clients); mqttlb waits for the "
-            "whole CONNECT, up to limits.connect_timeout_ms");
+        " for the CONNECT, so this saw no MQTT data";
+    if (c.reads_connect->kw() == "use_backend")
+      notes.approx(*c.reads_connect,
+                   why +
+                       " (client-id and user-name rules never matched: those clients went to "
+                       "the default backend); mqttlb waits for the whole CONNECT, up to "
+                       "limits.connect_timeout_ms, and routes them");
+    else
+      notes.approx(*c.reads_connect,
+                   why +
+                       " (affinity silently did nothing; a `reject unless mqtt_is_valid` rule "
+                       "refused clients); mqttlb waits for the whole CONNECT, up to "
+                       "limits.connect_timeout_ms");
+  }
   // Sections nothing used, and what remains in the used ones.
   for (const auto& s : m.sections) {
     if (c.translated.count(&s) || notes.done(s.header)) continue;
@@ -378,6 +391,9 @@ Result translate(std::string_view text, const Options& opt) {
   ojson cfg = ojson::object();
   cfg["listeners"] = c.listeners;
   cfg["backends"] = c.backends;
+  ojson routes = ojson::array();
+  emit_routes(c, routes);
+  if (!routes.empty()) cfg["routes"] = routes;
   if (!c.balance.empty()) cfg["balance"] = c.balance;
   if (!c.health.empty()) cfg["health"] = c.health;
   if (!c.limits.empty()) cfg["limits"] = c.limits;

@@ -27,6 +27,7 @@ struct Param {
 
 struct Server {
   const Directive* line = nullptr;
+  const Section* section = nullptr;  // the backend (or listen) it belongs to
   std::string name;
   std::string address;        // as mqttlb writes it
   std::vector<Param> params;  // effective, after default-server merging
@@ -45,8 +46,27 @@ struct Ctx {
 
   // what the translation chose
   std::vector<const Section*> mqtt_proxies;  // frontends/listens whose binds become listeners
-  const Section* pool = nullptr;        // the backend (or listen) whose servers are the backends
-  std::set<const Section*> translated;  // sections whose every directive is accounted for
+  // The default pool: the first frontend's default backend (or listen). Its
+  // settings (balance, stick table, checks) are mqttlb's for every pool.
+  const Section* pool = nullptr;
+  // Sections whose servers become backends: the pool first, then the targets
+  // of routes in the order the routes name them (translate_routes.cpp).
+  std::vector<const Section*> pools;
+  std::map<const Section*, std::vector<std::string>> pool_backends;  // section -> backend names
+  // Sections with the pool's very servers (by address): the pool under another name.
+  std::vector<const Section*> aliases;
+  // Listeners made from each proxy: (name, port).
+  std::map<const Section*, std::vector<std::pair<std::string, int>>> proxy_listeners;
+  // A use_backend or a secondary frontend's default_backend, as routes.
+  struct Route {
+    const Directive* line = nullptr;
+    const Section* target = nullptr;
+    ojson match;
+  };
+  std::vector<Route> routes;
+  std::set<size_t> routed_acls;            // `acl` lines that went into a translated route
+  std::set<const Directive*> route_rules;  // use_backend lines the planner noted
+  std::set<const Section*> translated;     // sections whose every directive is accounted for
   std::vector<int> listener_ports;
   std::vector<Server> servers;
   // A `stick on` or content rule reads the CONNECT: HAProxy needs inspect-delay.
@@ -82,10 +102,22 @@ void translate_listeners(Ctx& c, const Section& proxy);
 void translate_frontend_rules(Ctx& c, const Section& proxy);
 // The same rules (tcp-request, use_backend, acl) in the pool backend.
 void translate_backend_rules(Ctx& c, const Section& pool);
+// translate_rate.cpp: `reject if { sc_conn_rate(0) gt N }` -> limits.connect_rate.
+// Notes `d` either way; true when translated; `used` gets its track-sc lines.
+bool translate_conn_rate(Ctx& c, const Section& p, const Directive& d,
+                         std::set<const Directive*>& used);
 // translate_rules.cpp, after the frontends: timeout client/server/tunnel.
 void translate_idle(Ctx& c);
+// translate_routes.cpp: use_backend rules and secondary frontends -> routes
+// (planned before the servers are collected, emitted after they are named).
+const Section* pool_alias(const Ctx& c, const Section* s);
+void plan_routes(Ctx& c);
+void emit_routes(Ctx& c, ojson& out);
+// The settings of the other pools' sections, against the default pool's.
+void compare_pools(Ctx& c);
 // translate_backend.cpp: servers, balance, stick tables.
 void collect_servers(Ctx& c, const Section& pool);
+void name_backends(Ctx& c);
 void translate_backends(Ctx& c);
 void translate_balance(Ctx& c, const Section& pool);
 void translate_stick(Ctx& c, const Section& pool);
@@ -93,6 +125,14 @@ void translate_stick(Ctx& c, const Section& pool);
 void translate_health(Ctx& c, const Section& pool);
 // leftovers.cpp: the note for a directive nothing else accounted for.
 void note_leftover(Ctx& c, const Directive& d, SectionKind where);
+
+// Model helpers (translate.cpp).
+bool has_servers(const Section& s);
+const Section* find_backend(const Model& m, const std::string& name);
+std::vector<std::string> server_addresses(const Section& s);
+// The backend a frontend (or listen) sends clients no rule routes: its
+// default_backend, else (HAProxy would refuse them) its first use_backend's.
+const Section* backend_of(const Model& m, const Section& p);
 
 // Text helpers.
 bool contains_ci(std::string_view hay, std::string_view needle);

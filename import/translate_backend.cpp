@@ -1,5 +1,6 @@
 // The server side: `server` / `default-server` lines -> backends.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "import/haproxy_values.hpp"
@@ -125,13 +126,15 @@ void collect_servers(Ctx& c, const Section& pool) {
   for (const auto& d : pool.body) {
     if (d.kw() == "server-template") {
       c.notes.ignored(d,
-                      "server templates (DNS discovery) are not translated: discovery[] has "
-                      "not landed; list the brokers as `server` lines");
+                      "server templates (DNS discovery) are not translated: write a "
+                      "discovery[] entry for the DNS name (docs/scale-out.md) or list the "
+                      "brokers as `server` lines");
       continue;
     }
     if (d.kw() != "server") continue;
     Server s;
     s.line = &d;
+    s.section = &pool;
     s.name = d.arg(1);
     s.params = defaults;
     apply(s.params, d, 3);
@@ -164,6 +167,32 @@ void collect_servers(Ctx& c, const Section& pool) {
     }
     s.address = endpoint(a.host, static_cast<uint16_t>(port));
     c.servers.push_back(std::move(s));
+  }
+}
+
+void name_backends(Ctx& c) {
+  // HAProxy names servers per backend section; mqttlb's names are global. A
+  // section with a name an earlier section took has all its servers named
+  // SECTION-NAME (a name repeated within one section stays: HAProxy refuses
+  // it, and so does --check).
+  std::map<std::string, const Section*> taken;
+  std::set<const Section*> prefixed;
+  for (const Server& s : c.servers) {
+    auto it = taken.find(s.name);
+    if (it != taken.end() && it->second != s.section) prefixed.insert(s.section);
+    if (it == taken.end()) taken.emplace(s.name, s.section);
+  }
+  taken.clear();
+  for (Server& s : c.servers) {
+    std::string n = s.name;
+    if (prefixed.count(s.section)) {
+      n = s.section->name + "-" + s.name;
+      for (int i = 2; taken.count(n) && taken[n] != s.section; ++i)
+        n = s.section->name + "-" + s.name + "-" + std::to_string(i);
+    }
+    taken.emplace(n, s.section);
+    s.name = n;
+    c.pool_backends[s.section].push_back(n);
   }
 }
 

@@ -178,8 +178,8 @@ void translate_stick(Ctx& c, const Section& pool) {
       peers = true;
       c.notes.approx(*table, "peers " + v +
                                  ": mqttlb's table is per process (kept across SIGHUP "
-                                 "reloads); sharing it between instances arrives with "
-                                 "affinity_store.redis");
+                                 "reloads) unless affinity_store shares it through Redis "
+                                 "(docs/scale-out.md); not set by the import");
       ++i;
     } else if (k == "nopurge") {
       c.notes.approx(*table, "nopurge: mqttlb evicts the least recently used entry when full");

@@ -235,6 +235,7 @@ void translate_listeners(Ctx& c, const Section& p) {
       l["bind"] = a.endpoints[i];
       if (!tls.empty()) l["tls"] = tls;
       c.origin["/listeners/" + std::to_string(c.listeners.size())] = d.line;
+      c.proxy_listeners[&p].emplace_back(l["name"].get<std::string>(), port);
       c.listeners.push_back(l);
       c.listener_ports.push_back(port);
     }

@@ -1,6 +1,8 @@
 // Frontend rules: `tcp-request`, `use_backend`, the ACLs they name, frontend
 // maxconn, and the idle timeouts (timeout client/server/tunnel).
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "import/haproxy_values.hpp"
 #include "import/translate.hpp"
@@ -67,7 +69,7 @@ struct Rules {
   bool accept_valid = false;
   bool passthrough = false;  // a rule reads the TLS ClientHello
   const Directive* inspect = nullptr;
-  bool per_ip = false;
+  std::set<const Directive*> tracks_used = {};  // track-sc lines a translated limit relies on
 
   void use(const Cond& cond, bool exact, size_t line) {
     for (const Directive* a : cond.acls) acl_use[a].push_back({exact, line});
@@ -75,6 +77,7 @@ struct Rules {
 
   void content(const Directive& d) {
     const std::string& action = d.arg(2);
+    if (action.rfind("track-sc", 0) == 0) return;  // decided once all rules are read
     const Cond cond = condition(d, acls);
     if (reads_payload(cond.text) && !c.reads_connect) c.reads_connect = &d;
     const bool accept = action == "accept", reject = action == "reject";
@@ -103,6 +106,9 @@ struct Rules {
                    (reads_payload(cond.text) && !contains_ci(cond.text, "mqtt_field_value")))) {
       c.notes.exact(d);  // "wait until data is there": mqttlb waits for the whole CONNECT
       return use(cond, true, d.line);
+    }
+    if (reject && contains_ci(cond.text, "conn_rate")) {
+      return use(cond, translate_conn_rate(c, p, d, tracks_used), d.line);
     }
     if (reject) {
       c.notes.ignored(d,
@@ -138,14 +144,19 @@ struct Rules {
                        "per client address: HAProxy counted the connections its stick table "
                        "tracked, mqttlb counts open connections per IP "
                        "(limits.max_connections_per_ip)");
-        per_ip = true;
+        for (const auto& t : p.body)
+          if (t.kw() == "tcp-request" && t.arg(2).rfind("track-sc", 0) == 0 && t.arg(3) == "src")
+            tracks_used.insert(&t);
         return use(cond, false, d.line);
       }
     }
-    if (contains_ci(cond.text, "_rate")) {
+    if (contains_ci(cond.text, "conn_rate")) {
+      return use(cond, translate_conn_rate(c, p, d, tracks_used), d.line);
+    } else if (contains_ci(cond.text, "_rate")) {
       c.notes.ignored(d,
-                      "connection rate limits: not translated (limits.connect_rate has not "
-                      "landed)");
+                      "rate limits on other counters than the connection rate of the client "
+                      "address: not translated (mqttlb has limits.connect_rate and "
+                      "limits.flap, docs/config.md)");
     } else if (action == "reject" || action == "accept") {
       c.notes.ignored(d,
                       "address allow/deny rules: not translated (filter addresses in the "
@@ -158,22 +169,31 @@ struct Rules {
 
   void route(const Directive& d) {
     const Cond cond = condition(d, acls);
-    const Section* target = nullptr;
-    for (const auto& s : c.model.sections)
-      if ((s.kind == SectionKind::Backend || s.kind == SectionKind::Listen) && s.name == d.arg(1))
-        target = &s;
-    if (target == c.pool || (target && c.translated.count(target))) {
-      c.notes.exact(d);
-      return use(cond, true, d.line);
-    }
-    std::string by = "by condition";
-    if (contains_ci(cond.text, "client_identifier")) by = "by client id";
-    if (contains_ci(cond.text, "username")) by = "by user name";
-    if (contains_ci(cond.text, "sni")) by = "by TLS SNI";
-    c.notes.ignored(d, "routing " + by + " not translated: mqttlb has no routes yet (routes[] " +
-                           "will carry them); these clients now go to the backends of '" +
-                           (c.pool ? c.pool->name : std::string("?")) + "'");
+    // plan_routes() noted the use_backend lines of translated frontends.
+    if (c.route_rules.count(&d)) return use(cond, false, d.line);
+    c.notes.ignored(d, "use_backend outside a frontend: HAProxy ignores it here");
     use(cond, false, d.line);
+  }
+
+  // `rate-limit sessions N`: HAProxy paced accepts on this frontend.
+  void session_rate() {
+    const Directive* r = find_last(p, "rate-limit");
+    if (!r) return;
+    auto n = parse_uint(r->arg(2));
+    if (r->arg(1) != "sessions" || !n || *n == 0) return;
+    ojson& cr = c.limits["connect_rate"];
+    const uint64_t sum =
+        (cr.contains("global_per_s") ? cr["global_per_s"].get<uint64_t>() : 0) + *n;
+    cr["global_per_s"] = std::min<uint64_t>(sum, 10'000'000);
+    std::string m =
+        "HAProxy stopped accepting beyond this many new sessions per second on this frontend "
+        "(the rest waited in the accept backlog); mqttlb refuses them "
+        "(limits.connect_rate.global_per_s: CONNACK 0x03 on a plain listener, closed on TLS), "
+        "counting all listeners together";
+    if (cr.contains("burst"))
+      m += "; its bucket holds " + std::to_string(cr["burst"].get<uint64_t>()) +
+           " (limits.connect_rate.burst, the per-address rate's)";
+    c.notes.approx(*r, m);
   }
 
   void run() {
@@ -198,19 +218,17 @@ struct Rules {
     }
     for (const auto& d : p.body)
       if (d.kw() == "tcp-request" && d.arg(2).rfind("track-sc", 0) == 0) {
-        if (per_ip)
+        if (tracks_used.count(&d))
           c.notes.exact(d);
         else
-          c.notes.ignored(d,
-                          "tracking for rate limits: not translated (limits.connect_rate has "
-                          "not landed)");
+          c.notes.ignored(d, "tracking that no translated limit uses: not translated");
       }
     for (const auto& [a, uses] : acl_use) {
       bool all_exact = true;
       size_t line = 0;
       for (const auto& [exact, l] : uses)
         if (!exact) all_exact = false, line = l;
-      if (all_exact)
+      if (all_exact || c.routed_acls.count(a->line))
         c.notes.exact(*a);
       else
         c.notes.ignored(*a, "used by line " + std::to_string(line) + ", which is not translated");
@@ -232,6 +250,7 @@ struct Rules {
                      "arrived; mqttlb closes a client whose CONNECT is not complete "
                      "by then (limits.connect_timeout_ms)");
     if (!frontend) return;
+    session_rate();
     if (const Directive* m = find_last(p, "maxconn")) {
       if (auto n = parse_uint(m->arg(1))) {
         c.fe_maxconn += *n;

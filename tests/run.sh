@@ -47,7 +47,7 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
   echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-15} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  targets="connect frame proxy config tls_transport haproxy_tokenizer peer rewrite store admin_route ws_http ws_frame ws_connect"
+  targets="connect frame proxy config tls_transport haproxy_tokenizer haproxy_acl peer rewrite store admin_route ws_http ws_frame ws_connect"
   # shellcheck disable=SC2086
   cmake --build build-fuzz -j"$JOBS" --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
   root=$(pwd)
@@ -61,6 +61,7 @@ if [ "${MQTTLB_SKIP_FUZZ:-0}" != "1" ]; then
     [ "$t" = ws_connect ] && extra=(-dict="$root/tests/fuzz/connect.dict")
     [ "$t" = ws_http ] && extra=(-dict="$root/tests/fuzz/ws_http.dict")
     [ "$t" = haproxy_tokenizer ] && extra=(-dict="$root/tests/fuzz/haproxy.dict")
+    [ "$t" = haproxy_acl ] && extra=(-dict="$root/tests/fuzz/haproxy_acl.dict")
     # OpenSSL keeps per-thread error-queue buffers for reuse: libFuzzer's
     # in-run leak check reports them. Leaks are still checked at exit by the
     # ASan replay test (docs/fuzzing.md).

@@ -54,23 +54,29 @@ def _ephemeral_range():
 
 
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+_handed_out = set()  # never the same port twice in one test process
 
 
 def free_port():
     """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral
     range: a port the kernel handed out for bind(0) is just as likely to be
     taken next as the local port of some outgoing connection (the tests open
-    thousands), and then the server meant for it cannot bind."""
+    thousands), and then the server meant for it cannot bind. Never the same
+    port twice in one process: two picks before either is bound (a listener
+    and the metrics port of one mqttlb) must differ."""
     lo, hi = _ephemeral_range()
     candidates = [(10000, lo - 1)] if lo > 11000 else [(hi + 1, 65535)]
     for _ in range(200):
         a, b = candidates[0]
         port = _rng.randint(a, b)
+        if port in _handed_out:  # free again, but a caller may not have bound it yet
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # fall back to the kernel's pick
         s.bind(("127.0.0.1", 0))

@@ -17,8 +17,24 @@ same client script is played against each:
             moved with it), a new client goes to the empty b2.
 
 What each balancer did is recorded and the two records must be equal (and
-equal to what the config means). Runs in about 15 s.
+equal to what the config means).
+
+Routed: a multi-tenant config (use_backend on a client-id prefix, a user
+name and a source address; a default backend; the same brokers in several
+backend sections, as separate servers with their own counts) and its
+translation into mqttlb routes place the same clients on the same brokers:
+
+  acme      10 clients "acme/..." spread 5/5 over the tenant's b1, b2;
+  other     6 clients without a rule spread 3/3 over the default b2, b3
+            (b2 again, but counted apart from the tenant's b2, as HAProxy
+            counts servers per backend);
+  ops       clients logging in as "ops" land on b3, the lab's address
+            127.0.0.7 on b1, and "ops" from the lab on b3 (the first rule
+            that matches wins).
+
+Both together run in about 20 s.
 """
+import json
 import os
 import signal
 import socket
@@ -33,10 +49,9 @@ HAPROXY = "/usr/sbin/haproxy"
 NAMES = ("b1", "b2", "b3")
 
 
-def haproxy_cfg(port, mport, sock, brokers):
-    check = connect_packet("haproxy-hc", 4, 60).hex()
-    servers = "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p, _ in brokers)
-    return f"""# Sticky MQTT load balancing, as the broker vendors' guides write it.
+def head(title, port, sock):
+    """global, defaults and the MQTT frontend up to its routing rules."""
+    return f"""# {title}
 global
     nbthread 2
     hard-stop-after 1s
@@ -52,7 +67,14 @@ frontend mqtt
     bind 127.0.0.1:{port}
     tcp-request inspect-delay 5s
     tcp-request content reject unless {{ req.payload(0,0),mqtt_is_valid }}
-    default_backend brokers
+"""
+
+
+def haproxy_cfg(port, mport, sock, brokers):
+    check = connect_packet("haproxy-hc", 4, 60).hex()
+    servers = "".join(f"    server {n} 127.0.0.1:{p}\n" for n, p, _ in brokers)
+    title = "Sticky MQTT load balancing, as the broker vendors' guides write it."
+    return head(title, port, sock) + f"""    default_backend brokers
 
 backend brokers
     balance leastconn
@@ -70,6 +92,37 @@ frontend prometheus
     bind 127.0.0.1:{mport}
     mode http
     http-request use-service prometheus-exporter if {{ path /metrics }}
+"""
+
+
+def routed_cfg(port, sock, brokers):
+    p = {n: port_ for n, port_, _ in brokers}
+    title = "Tenants on their own brokers, as the multi-tenant guides write it."
+    return head(title, port, sock) + f"""    acl tenant_acme req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg acme/
+    acl is_ops req.payload(0,0),mqtt_field_value(connect,username) -m str ops
+    acl from_lab src 127.0.0.7/32
+    use_backend acme if tenant_acme
+    use_backend ops if is_ops
+    use_backend lab if from_lab
+    default_backend shared
+
+backend shared
+    balance leastconn
+    server b2 127.0.0.1:{p["b2"]}
+    server b3 127.0.0.1:{p["b3"]}
+
+backend acme
+    balance leastconn
+    server b1 127.0.0.1:{p["b1"]}
+    server b2 127.0.0.1:{p["b2"]}
+
+backend ops
+    balance leastconn
+    server b3 127.0.0.1:{p["b3"]}
+
+backend lab
+    balance leastconn
+    server b1 127.0.0.1:{p["b1"]}
 """
 
 
@@ -110,7 +163,9 @@ class MqttlbStates:
                 for n in NAMES}
 
 
-class Compare(TestCase):
+class SideBySide(TestCase):
+    """Three Mosquitto brokers; HAProxy runs self.cfg, then mqttlb its translation."""
+
     def setUp(self):
         if not os.access(HAPROXY, os.X_OK):
             self.skipTest("haproxy not installed")
@@ -122,9 +177,31 @@ class Compare(TestCase):
         self.port, self.mport = free_port(), free_port()
         self.sock = os.path.join(d, "haproxy.sock")
         self.cfg = os.path.join(d, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(haproxy_cfg(self.port, self.mport, self.sock, self.brokers))
         self.json = os.path.join(d, "mqttlb.json")
+
+    def write_cfg(self, text):
+        with open(self.cfg, "w") as f:
+            f.write(text)
+
+    def both(self, through_haproxy, through_mqttlb):
+        """Runs each balancer in turn on self.port; returns what each play recorded."""
+        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
+        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
+        self.assertTrue(h.alive(), h.output())
+        by_haproxy = through_haproxy()
+        h.stop()
+
+        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
+        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
+        m.wait_for_line(r"listening: mqtt on", timeout=20)
+        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
+        return by_haproxy, through_mqttlb()
+
+
+class Compare(SideBySide):
+    def setUp(self):
+        super().setUp()
+        self.write_cfg(haproxy_cfg(self.port, self.mport, self.sock, self.brokers))
 
     def broker(self, name):
         return next(p for n, _, p in self.brokers if n == name)
@@ -199,22 +276,59 @@ class Compare(TestCase):
                              text=True, timeout=30)
         self.assertEqual(chk.returncode, 0, chk.stdout + chk.stderr)
 
-        h = self.spawn([HAPROXY, "-db", "-f", self.cfg], name="haproxy")
-        wait_until(lambda: port_open(self.port) or not h.alive(), 10, what="haproxy port")
-        self.assertTrue(h.alive(), h.output())
-        by_haproxy = self.play(HAProxyStates(self.sock))
-        h.stop()
-
-        m = self.spawn([binary("mqttlb"), "-c", self.json], name="mqttlb")
-        self.addCleanup(lb_helpers._stopped_cleanly, self, m)
-        m.wait_for_line(r"listening: mqtt on", timeout=20)
-        wait_until(lambda: port_open(self.port), 10, what="mqttlb port")
-        by_mqttlb = self.play(MqttlbStates(self.mport))
+        by_haproxy, by_mqttlb = self.both(lambda: self.play(HAProxyStates(self.sock)),
+                                          lambda: self.play(MqttlbStates(self.mport)))
 
         expected = {"spread": [10, 10, 10], "affinity": (True, True), "closed_when_down": 10,
                     "others_kept": 20, "moved_to": [5, 5], "moved_client_stays": True,
                     "newcomer_on": "b2"}
         self.assertEqual(by_haproxy, expected, "HAProxy itself did not behave as its config says")
+        self.assertEqual(by_mqttlb, by_haproxy)
+
+
+class Routed(SideBySide):
+    def setUp(self):
+        super().setUp()
+        self.write_cfg(routed_cfg(self.port, self.sock, self.brokers))
+
+    def play(self):
+        probes = Probes(self.brokers)
+        self.addCleanup(probes.close)
+        held = []
+
+        def land(cid, **kw):
+            s, _ = mqtt_connect(self.port, cid, **kw)
+            held.append(s)  # held open: leastconn counts it
+            return probes.which(s, cid.replace("/", "_"))
+
+        def counts(names):
+            return {n: names.count(n) for n in sorted(set(names))}
+
+        rec = {"acme": counts([land(f"acme/dev-{i}") for i in range(10)]),
+               "other": counts([land(f"other-{i}") for i in range(6)]),
+               "ops": sorted({land(f"tool-{i}", username="ops") for i in range(2)}),
+               "lab": sorted({land(f"lab-{i}", source="127.0.0.7") for i in range(2)}),
+               "ops_from_lab": land("tool-lab", username="ops", source="127.0.0.7")}
+        for s in held:
+            s.close()
+        return rec
+
+    def test_routed_clients_land_alike(self):
+        imp = subprocess.run([binary("mqttlb"), "import-haproxy", self.cfg, "-o", self.json],
+                             capture_output=True, text=True, timeout=30)
+        self.assertIn(imp.returncode, (0, 1), imp.stderr)
+        self.assertNotIn("routing not translated", imp.stderr)
+        with open(self.json) as f:
+            routes = json.load(f)["routes"]
+        self.assertEqual([r["match"] for r in routes],
+                         [{"client_id_prefix": "acme/"}, {"username": "ops"},
+                          {"source": "127.0.0.7"}])
+
+        by_haproxy, by_mqttlb = self.both(self.play, self.play)
+
+        expected = {"acme": {"b1": 5, "b2": 5}, "other": {"b2": 3, "b3": 3}, "ops": ["b3"],
+                    "lab": ["b1"], "ops_from_lab": "b3"}
+        self.assertEqual(by_haproxy, expected, "HAProxy itself did not route as its config says")
         self.assertEqual(by_mqttlb, by_haproxy)
 
 

@@ -7,38 +7,15 @@
 #include <string>
 
 #include "import/haproxy_import.hpp"
+#include "tests/unit/import/import_test_util.hpp"
 
+using import_test::dump;
+using import_test::note_at;
+using import_test::tr;
 using importer::NoteKind;
 using importer::Result;
 
 namespace {
-
-std::string dump(const Result& r) {
-  std::string s = "exit " + std::to_string(r.exit_code) + "\n";
-  for (const auto& n : r.notes)
-    s += std::to_string(n.line) + ": " + importer::to_string(n.kind) + ": `" + n.directive +
-         "`: " + n.message + "\n";
-  return s + r.config.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Result tr(const std::string& cfg, std::map<std::string, std::string> files = {},
-          bool validate = true) {
-  importer::Options o;
-  o.validate = validate;
-  o.read_file = [files](const std::string& p) -> std::optional<std::string> {
-    auto it = files.find(p);
-    if (it == files.end()) return std::nullopt;
-    return it->second;
-  };
-  return importer::translate(cfg, o);
-}
-
-// The note on `line`, or nullptr.
-const importer::Note* note_at(const Result& r, size_t line, const std::string& part = "") {
-  for (const auto& n : r.notes)
-    if (n.line == line && n.message.find(part) != std::string::npos) return &n;
-  return nullptr;
-}
 
 const std::string kFront = R"(frontend mqtt
     bind 127.0.0.1:1883
@@ -246,7 +223,7 @@ backend brokers
   CHECK(note_at(r, 10, "outside mqttlb's range"));
 }
 
-TEST_CASE("a server without a port uses the listener's; use_backend is reported") {
+TEST_CASE("a server without a port uses the listener's; use_backend becomes a route") {
   Result r = tr(R"(frontend mqtt
     bind 127.0.0.1:1883
     acl is_iot req.payload(0,0),mqtt_field_value(connect,client_identifier) -m beg iot-
@@ -259,12 +236,17 @@ backend iot
 )");
   INFO(dump(r));
   CHECK(r.config["backends"][0]["address"] == "127.0.0.1:1883");
-  REQUIRE(note_at(r, 4, "routing by client id not translated"));
-  REQUIRE(note_at(r, 3, "used by line 4"));
-  REQUIRE(note_at(r, 8, "not used by any translated frontend"));
+  CHECK(r.config["backends"][1]["address"] == "127.0.0.1:2883");
+  CHECK(r.config["routes"] ==
+        nlohmann::ordered_json::parse(
+            R"([{"match": {"client_id_prefix": "iot-"}, "backends": ["i1"]}])"));
+  CHECK_FALSE(note_at(r, 3));  // the ACL translates exactly
+  // The guides' mistake: without inspect-delay HAProxy never saw the client id here.
+  REQUIRE(note_at(r, 4, "never matched"));
+  CHECK(r.exit_code == 1);
 }
 
-TEST_CASE("frontends sharing one pool become listeners; a different pool is not translated") {
+TEST_CASE("frontends sharing one pool become listeners; a different pool is routed by listener") {
   Result r = tr(R"(defaults
     mode tcp
     timeout connect 2s
@@ -285,10 +267,16 @@ backend c
     server s1 127.0.0.1:1884
 )");
   INFO(dump(r));
-  REQUIRE(r.config["listeners"].size() == 2);
-  CHECK(r.config["listeners"][1]["name"] == "again");
+  REQUIRE(r.config["listeners"].size() == 3);
+  CHECK(r.config["listeners"][1]["name"] == "other");
+  CHECK(r.config["listeners"][2]["name"] == "again");
   CHECK(r.config["balance"]["backend_connect_timeout_ms"] == 2000);
-  REQUIRE(note_at(r, 7, "whose servers differ"));
+  // b's servers are backends of their own, reached only through `other`.
+  CHECK(r.config["backends"].size() == 2);
+  CHECK(r.config["backends"][1]["name"] == "t1");
+  CHECK(r.config["routes"] ==
+        nlohmann::ordered_json::parse(R"([{"match": {"listener": "other"}, "backends": ["t1"]}])"));
+  CHECK(r.exit_code == 0);
 }
 
 TEST_CASE("idle timeouts, maxconn, nbthread, hard-stop-after") {
