@@ -292,6 +292,12 @@ Metrics::Metrics(prometheus::Registry& reg)
                       .Help("Sessions whose sockets were joined for in-kernel forwarding")
                       .Register(reg)
                       .Add({});
+  auto& kpk = BuildCounter()
+                  .Name("mqttlb_kernel_packets_total")
+                  .Help("MQTT packets forwarded in the kernel (joined sessions), by direction")
+                  .Register(reg);
+  kernel_packets_c2b = &kpk.Add({{"direction", "client_to_backend"}});
+  kernel_packets_b2c = &kpk.Add({{"direction", "backend_to_client"}});
   auto& fb = BuildCounter()
                  .Name("mqttlb_kernel_fallbacks_total")
                  .Help(

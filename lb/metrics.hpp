@@ -124,6 +124,8 @@ class Metrics {
   prometheus::Gauge* sessions_userspace = nullptr;
   prometheus::Gauge* sessions_kernel = nullptr;
   prometheus::Counter* kernel_joins = nullptr;  // sessions joined in the kernel
+  prometheus::Counter* kernel_packets_c2b = nullptr;
+  prometheus::Counter* kernel_packets_b2c = nullptr;
   std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> kernel_fallbacks{};
   prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
   prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate

@@ -74,6 +74,9 @@ class Pump {
     prometheus::Gauge* on_kernel = nullptr;
     prometheus::Counter* joins = nullptr;
     std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> fallbacks{};
+    // MQTT packets the kernel forwarded, by direction (mqttlb_kernel_packets_total)
+    prometheus::Counter* packets_c2b = nullptr;
+    prometheus::Counter* packets_b2c = nullptr;
   };
 
   Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Counters counters,
@@ -158,6 +161,7 @@ class Pump {
   KState kstate_ = KState::Off;
   bool fallback_counted_ = false;
   uint64_t k_c2b_ = 0, k_b2c_ = 0, k_pk_c2b_ = 0, k_pk_b2c_ = 0;  // already accounted
+  uint64_t k_pkm_c2b_ = 0, k_pkm_b2c_ = 0;                        // packets in the metric
   std::vector<uint8_t> held_client_, held_backend_;               // read during a take-back
   bool held_client_eof_ = false, held_backend_eof_ = false;
   uint64_t us_read_c_ = 0, us_read_b_ = 0;  // read by the pump since the join

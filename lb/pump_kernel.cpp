@@ -145,6 +145,16 @@ void Pump::sync_kernel(bool final) {
     if (counters_.b2c) counters_.b2c->Increment(static_cast<double>(s.b2c.bytes - k_b2c_));
     k_b2c_ = s.b2c.bytes;
   }
+  if (s.c2b.packets > k_pkm_c2b_) {
+    if (counters_.packets_c2b)
+      counters_.packets_c2b->Increment(static_cast<double>(s.c2b.packets - k_pkm_c2b_));
+    k_pkm_c2b_ = s.c2b.packets;
+  }
+  if (s.b2c.packets > k_pkm_b2c_) {
+    if (counters_.packets_b2c)
+      counters_.packets_b2c->Increment(static_cast<double>(s.b2c.packets - k_pkm_b2c_));
+    k_pkm_b2c_ = s.b2c.packets;
+  }
   // bpf_ktime_get_ns() and uv_now() both count CLOCK_MONOTONIC, but uv_now()
   // is the loop's cached time: a redirect just now can be later than it.
   uint64_t last_ms = s.last_ns / 1'000'000;

@@ -327,6 +327,11 @@ class KernelForwarding(harness.TestCase):
         c2b = len(fb.data)
         self.assertEqual(metric(mport, 'mqttlb_bytes_total{direction="client_to_backend"}'), c2b)
         self.assertEqual(metric(mport, 'mqttlb_bytes_total{direction="backend_to_client"}'), 4 + 6)
+        # Packets the kernel forwarded: the client's PUBLISH (the CONNECT and
+        # CONNACK crossed before the join; the broker's PUBLISH after the
+        # client's FIN took the session back to the pump).
+        self.assertEqual(metric(mport, 'mqttlb_kernel_packets_total{direction="client_to_backend"}'), 1)
+        self.assertEqual(metric(mport, 'mqttlb_kernel_packets_total{direction="backend_to_client"}'), 0)
         self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}'), 0)
         self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="userspace"}'), 0)
 
