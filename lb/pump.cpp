@@ -53,11 +53,11 @@ std::optional<uint8_t> ConnackWatch::feed(const uint8_t* data, size_t len) {
   return std::nullopt;
 }
 
-Pump::Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Counters counters,
-           uint64_t idle_ms, bool watch_connack)
-    : host_(host), client_(client), backend_(backend), counters_(counters), idle_ms_(idle_ms) {
+Pump::Pump(PumpHost& host, net::Transport* client, net::Transport* backend,
+           const Counters& counters, uint64_t idle_ms, bool watch_connack)
+    : host_(host), client_(client), backend_(backend), counters_(&counters), idle_ms_(idle_ms) {
   if (watch_connack) watch_.emplace();
-  if (counters_.on_userspace) counters_.on_userspace->Increment();
+  if (counters_->on_userspace) counters_->on_userspace->Increment();
 }
 
 void Pump::start() {
@@ -65,22 +65,22 @@ void Pump::start() {
   host_.arm_timer(idle_ms_);
   backend_->start_read();
   client_->start_read();  // a TLS client may deliver held records from inside this call
-  if (engine_ && !done_) maybe_join();
+  if (k_ && !done_) maybe_join();
 }
 
 void Pump::on_read(net::Transport* t, const uint8_t* data, size_t len) {
   if (done_) return;
-  if (kernel_ && !replaying_) (t == client_ ? us_read_c_ : us_read_b_) += len;
-  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+  if (k_ && k_->kernel && !k_->replaying) (t == client_ ? k_->us_read_c : k_->us_read_b) += len;
+  if (kstate() == KState::Joined || kstate() == KState::TakingBack) {
     // Only bytes the verdict left to userspace come here: hold them (one read
     // at most per side: the side stops) until the kernel's backlog is out.
     if (t != client_ && t != backend_) return;
-    std::vector<uint8_t>& h = t == client_ ? held_client_ : held_backend_;
+    std::vector<uint8_t>& h = t == client_ ? k_->held_client : k_->held_backend;
     h.insert(h.end(), data, data + len);
     t->stop_read();
     KernelSplice::Sample smp;
     SpliceFallback why = SpliceFallback::Event;
-    if (kernel_->sample(smp)) {
+    if (k_->kernel->sample(smp)) {
       uint32_t r = t == client_ ? smp.c2b.pass_reason : smp.b2c.pass_reason;
       if (r == 1) why = SpliceFallback::Backpressure;  // SPLICE_WHY_BACKPRESSURE
       if (r == 2) why = SpliceFallback::Malformed;     // SPLICE_WHY_MALFORMED
@@ -105,7 +105,7 @@ void Pump::on_read(net::Transport* t, const uint8_t* data, size_t len) {
 
 void Pump::forward(net::Transport* from, net::Transport* to, const uint8_t* data, size_t len) {
   last_activity_ms_ = host_.now_ms();
-  prometheus::Counter* c = from == client_ ? counters_.c2b : counters_.b2c;
+  prometheus::Counter* c = from == client_ ? counters_->c2b : counters_->b2c;
   if (c) c->Increment(static_cast<double>(len));
   if (to->write(data, len) != 0) {
     done_ = true;
@@ -114,7 +114,7 @@ void Pump::forward(net::Transport* from, net::Transport* to, const uint8_t* data
   if (to->pending() > kHighWater) {
     (from == client_ ? client_paused_ : backend_paused_) = true;
     from->stop_read();
-  } else if (engine_ && kstate_ == KState::Off && to->pending() == 0) {
+  } else if (k_ && kstate() == KState::Off && to->pending() == 0) {
     maybe_join();
   }
 }
@@ -122,13 +122,13 @@ void Pump::forward(net::Transport* from, net::Transport* to, const uint8_t* data
 void Pump::finish_with(std::vector<uint8_t> to_client, std::vector<uint8_t> to_backend,
                        CloseReason why) {
   if (done_ || finishing_) return;
-  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+  if (kstate() == KState::Joined || kstate() == KState::TakingBack) {
     // At a packet boundary only userspace can say: take the session back first.
-    if (!held_finish_) {
-      held_finish_ = true;
-      held_to_client_ = std::move(to_client);
-      held_to_backend_ = std::move(to_backend);
-      held_why_ = why;
+    if (!k_->held_finish) {
+      k_->held_finish = true;
+      k_->held_to_client = std::move(to_client);
+      k_->held_to_backend = std::move(to_backend);
+      k_->held_why = why;
     }
     return take_back(SpliceFallback::Event);
   }
@@ -181,14 +181,14 @@ void Pump::on_read_finishing(net::Transport* t, const uint8_t* data, size_t len)
     return host_.pump_done(reason_, true);
   }
   last_activity_ms_ = host_.now_ms();
-  prometheus::Counter* c = from_client ? counters_.c2b : counters_.b2c;
+  prometheus::Counter* c = from_client ? counters_->c2b : counters_->b2c;
   if (c) c->Increment(static_cast<double>(upto));
   if (scan.at_boundary() || scan.malformed()) end_direction(to);
 }
 
 void Pump::on_drained(net::Transport* t) {
   if (done_) return;
-  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) return;
+  if (kstate() == KState::Joined || kstate() == KState::TakingBack) return;
   if (finishing_) return;  // sources are read until their boundary regardless
   if (t == backend_ && client_paused_) {
     client_paused_ = false;
@@ -197,21 +197,21 @@ void Pump::on_drained(net::Transport* t) {
     backend_paused_ = false;
     if (!backend_eof_) backend_->start_read();
   }
-  if (engine_ && kstate_ == KState::Off) maybe_join();
+  if (k_ && kstate() == KState::Off) maybe_join();
 }
 
 void Pump::on_eof(net::Transport* t) {
   if (done_) return;
-  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+  if (kstate() == KState::Joined || kstate() == KState::TakingBack) {
     // The kernel does not forward a FIN: the pump does, after the backlog.
-    if (t == client_) held_client_eof_ = true;
-    if (t == backend_) held_backend_eof_ = true;
+    if (t == client_) k_->held_client_eof = true;
+    if (t == backend_) k_->held_backend_eof = true;
     t->stop_read();
     return take_back(SpliceFallback::Event);
   }
-  if (kernel_ && !eof_is_final(t)) {
+  if (k_ && k_->kernel && !eof_is_final(t)) {
     // Bytes the verdict passed are still on their way to the socket's queue.
-    (t == client_ ? eof_wait_c_ : eof_wait_b_) = true;
+    (t == client_ ? k_->eof_wait_c : k_->eof_wait_b) = true;
     t->stop_read();
     return host_.arm_timer(kDrainPollMs);
   }
@@ -267,7 +267,8 @@ void Pump::on_error(net::Transport* t, int) {
 
 void Pump::on_timer() {
   if (done_) return;
-  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack || eof_wait_c_ || eof_wait_b_)
+  if (kstate() == KState::Joined || kstate() == KState::TakingBack ||
+      (k_ && (k_->eof_wait_c || k_->eof_wait_b)))
     return kernel_timer();
   if (finishing_) {  // kFinishMs passed: whatever the peers do, it ends now
     done_ = true;

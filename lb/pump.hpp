@@ -79,8 +79,10 @@ class Pump {
     prometheus::Counter* packets_b2c = nullptr;
   };
 
-  Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Counters counters,
+  // `counters` outlives the pump (one per worker).
+  Pump(PumpHost& host, net::Transport* client, net::Transport* backend, const Counters& counters,
        uint64_t idle_ms, bool watch_connack);
+  Pump(PumpHost&, net::Transport*, net::Transport*, Counters&&, uint64_t, bool) = delete;
   ~Pump();
   Pump(const Pump&) = delete;
   Pump& operator=(const Pump&) = delete;
@@ -88,10 +90,11 @@ class Pump {
   // Before start(): join the two sockets in the kernel once the pump is idle
   // (lb/pump_kernel.cpp, docs/forwarding.md). Unset: userspace only.
   void use_kernel(SpliceEngine* engine, uv_loop_t* loop) {
-    engine_ = engine;
-    loop_ = loop;
+    k_ = std::make_unique<KernelPath>();
+    k_->engine = engine;
+    k_->loop = loop;
   }
-  bool in_kernel() const { return kstate_ == KState::Joined; }
+  bool in_kernel() const { return kstate() == KState::Joined; }
   // Counted once per session that asked for the kernel path and does not get it.
   void count_fallback(SpliceFallback why);
 
@@ -152,30 +155,37 @@ class Pump {
   static constexpr uint64_t kSyncMs = 1000;  // counters and idle check while joined
   static constexpr uint64_t kDrainPollMs = 1;
 
-  SpliceEngine* engine_ = nullptr;
-  uv_loop_t* loop_ = nullptr;
   struct EndWatch;  // heap, freed in its close callback (it may outlive the pump)
-  EndWatch* watch_c_ = nullptr;
-  EndWatch* watch_b_ = nullptr;
-  std::unique_ptr<KernelSplice> kernel_;
-  KState kstate_ = KState::Off;
+  // Everything of the kernel path, allocated only for a session that may take
+  // it (use_kernel): a userspace session does not pay for it (idle memory,
+  // docs/benchmarks.md).
+  struct KernelPath {
+    SpliceEngine* engine = nullptr;
+    uv_loop_t* loop = nullptr;
+    EndWatch* watch_c = nullptr;
+    EndWatch* watch_b = nullptr;
+    std::unique_ptr<KernelSplice> kernel;
+    KState kstate = KState::Off;
+    uint64_t k_c2b = 0, k_b2c = 0, k_pk_c2b = 0, k_pk_b2c = 0;  // already accounted
+    uint64_t k_pkm_c2b = 0, k_pkm_b2c = 0;                      // packets in the metric
+    std::vector<uint8_t> held_client, held_backend;             // read during a take-back
+    bool held_client_eof = false, held_backend_eof = false;
+    uint64_t us_read_c = 0, us_read_b = 0;  // read by the pump since the join
+    bool replaying = false;                 // finish_take_back() re-delivers held bytes
+    bool eof_wait_c = false, eof_wait_b = false;
+    bool held_finish = false;  // finish_with() asked while joined: its arguments
+    std::vector<uint8_t> held_to_client, held_to_backend;
+    CloseReason held_why = CloseReason::Error;
+    std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // false once destroyed
+  };
+  std::unique_ptr<KernelPath> k_;
+  KState kstate() const { return k_ ? k_->kstate : KState::Off; }
   bool fallback_counted_ = false;
-  uint64_t k_c2b_ = 0, k_b2c_ = 0, k_pk_c2b_ = 0, k_pk_b2c_ = 0;  // already accounted
-  uint64_t k_pkm_c2b_ = 0, k_pkm_b2c_ = 0;                        // packets in the metric
-  std::vector<uint8_t> held_client_, held_backend_;               // read during a take-back
-  bool held_client_eof_ = false, held_backend_eof_ = false;
-  uint64_t us_read_c_ = 0, us_read_b_ = 0;  // read by the pump since the join
-  bool replaying_ = false;                  // finish_take_back() re-delivers held bytes
-  bool eof_wait_c_ = false, eof_wait_b_ = false;
-  bool held_finish_ = false;  // finish_with() asked while joined: its arguments
-  std::vector<uint8_t> held_to_client_, held_to_backend_;
-  CloseReason held_why_ = CloseReason::Error;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once destroyed
 
   PumpHost& host_;
   net::Transport* client_;
   net::Transport* backend_;
-  Counters counters_;
+  const Counters* counters_;
   uint64_t idle_ms_;
   uint64_t last_activity_ms_ = 0;
   mqtt::StreamScanner b2c_;  // broker -> client packet boundaries

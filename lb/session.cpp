@@ -293,13 +293,8 @@ void Session::placed(Placement p) {
   snap_.reset();
   ctls_.reset();
   phase_ = Phase::Pump;
-  Metrics& m = srv.metrics();
-  Pump::Counters c{m.bytes_c2b,       m.bytes_b2c,    m.sessions_userspace,
-                   m.sessions_kernel, m.kernel_joins, m.kernel_fallbacks};
-  c.packets_c2b = m.kernel_packets_c2b;
-  c.packets_b2c = m.kernel_packets_b2c;
   PumpHost& host = *this;
-  pump_ = std::make_unique<Pump>(host, client_, backend_, c, idle_ms_,
+  pump_ = std::make_unique<Pump>(host, client_, backend_, w_.pump_counters(), idle_ms_,
                                  p.answer == Placement::Answer::Authenticating);
   if (fwd != conf::Forwarding::Userspace) {
     // docs/forwarding.md: joined in the kernel once idle, when it can be.

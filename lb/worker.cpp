@@ -190,6 +190,18 @@ void Worker::stop() {
   mailbox_.close();
 }
 
+const Pump::Counters& Worker::pump_counters() {
+  if (!pump_counters_) {
+    Metrics& m = server_.metrics();
+    Pump::Counters c{m.bytes_c2b,       m.bytes_b2c,    m.sessions_userspace,
+                     m.sessions_kernel, m.kernel_joins, m.kernel_fallbacks};
+    c.packets_c2b = m.kernel_packets_c2b;
+    c.packets_b2c = m.kernel_packets_b2c;
+    pump_counters_ = c;
+  }
+  return *pump_counters_;
+}
+
 void Worker::close_session(uint64_t id, CloseReason why) {
   auto it = sessions_.find(id);
   if (it != sessions_.end()) it->second->close(why);

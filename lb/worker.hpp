@@ -82,6 +82,8 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   net::Slab* slab() { return slab_.get(); }
   TimerHeap& timers() { return timers_; }
+  // The metrics every pump of this worker counts in (one copy, not one per session).
+  const Pump::Counters& pump_counters();
   int index() const { return index_; }
   bool accepting() const { return accepting_; }
 
@@ -99,7 +101,8 @@ class Worker {
   uv_loop_t loop_;
   net::Mailbox mailbox_;
   uv_timer_t drain_timer_;
-  TimerHeap timers_;  // every session's stage timer (lb/timer_heap.hpp)
+  TimerHeap timers_;                             // every session's stage timer (lb/timer_heap.hpp)
+  std::optional<Pump::Counters> pump_counters_;  // built at the first placement
   std::unique_ptr<net::Slab> slab_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;

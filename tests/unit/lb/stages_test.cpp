@@ -100,6 +100,7 @@ struct PumpRig : lb::PumpHost {
   prometheus::Registry reg;
   prometheus::Counter* c2b = &prometheus::BuildCounter().Name("c2b").Register(reg).Add({});
   prometheus::Counter* b2c = &prometheus::BuildCounter().Name("b2c").Register(reg).Add({});
+  lb::Pump::Counters counters{c2b, b2c};  // outlives the pump
   FakeTransport client, backend;
   lb::Pump pump;
   uint64_t now = 1000, armed = 0;
@@ -107,7 +108,7 @@ struct PumpRig : lb::PumpHost {
   std::vector<uint8_t> connacks;
   bool reset = false;
 
-  explicit PumpRig(bool watch = false) : pump(*this, &client, &backend, {c2b, b2c}, 90'000, watch) {
+  explicit PumpRig(bool watch = false) : pump(*this, &client, &backend, counters, 90'000, watch) {
     client.set_sink(nullptr);
     pump.start();
   }
