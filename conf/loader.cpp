@@ -64,7 +64,7 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
   if (arr.empty()) e.add(ptr, "at least one listener is required");
   std::set<std::string> names, binds;
   for (size_t i = 0; i < arr.size(); ++i) {
-    Obj o(e, arr[i], child(ptr, i), {"name", "bind", "tls", "websocket"});
+    Obj o(e, arr[i], child(ptr, i), {"name", "bind", "tls", "websocket", "identity"});
     if (!o.valid()) continue;
     Listener l;
     if (o.require("name") && o.get_string("name", l.name, true) && !names.insert(l.name).second)
@@ -82,8 +82,17 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
                     {{"none", ListenerTls::Verify::None},
                      {"optional", ListenerTls::Verify::Optional},
                      {"required", ListenerTls::Verify::Required}});
-        if (const json* id = to.find("identity")) {
-          Obj io(e, *id, to.at("identity"), {"from", "enforce"});
+        // The identity object sits in `tls`, or beside it on the listener
+        // (the same thing, SPEC.md's "listener identity"); not both.
+        const json* id = to.find("identity");
+        std::string id_at = id ? to.at("identity") : std::string();
+        if (const json* lid = o.find("identity")) {
+          if (id) e.add(o.at("identity"), "given twice: here and in tls.identity");
+          id = lid;
+          id_at = o.at("identity");
+        }
+        if (id) {
+          Obj io(e, *id, id_at, {"from", "enforce"});
           io.get_enum("from", tls.identity_from,
                       {{"cn", ListenerTls::IdentityFrom::Cn},
                        {"san-dns", ListenerTls::IdentityFrom::SanDns},
@@ -103,6 +112,8 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
         l.tls = tls;
       }
     }
+    if (o.find("identity") && !o.find("tls"))
+      e.add(o.at("identity"), "needs \"tls\": the identity comes from the client certificate");
     if (const json* w = o.find("websocket")) {
       Obj wo(e, *w, o.at("websocket"), {"path", "to_backend", "max_handshake_bytes"});
       if (wo.valid()) {

@@ -298,3 +298,36 @@ TEST_CASE("listener websocket: defaults, both modes, and clear errors") {
             "/listeners/1/websocket/to_backend: \"websocket\" needs every backend's "
             "websocket_port (the broker's WebSocket port); /backends/0 (b1) has none"));
 }
+
+TEST_CASE(
+    "listener identity: in tls or beside it (the same setting), never both, never without tls") {
+  const char* tls =
+      R"("tls": {"cert": "s.crt", "key": "s.key", "ca": "ca.crt", "verify_client": "required")";
+  auto cfg = [&](const std::string& listener) {
+    return conf::load_string(R"({"listeners": [{"name": "mqtts", "bind": "0.0.0.0:8883", )" +
+                             listener +
+                             R"(}], "backends": [{"name": "b1", "address": "127.0.0.1:1884"}]})");
+  };
+  auto inside =
+      cfg(std::string(tls) + R"(, "identity": {"from": "san-dns", "enforce": "rewrite"}})");
+  auto beside =
+      cfg(std::string(tls) + R"(}, "identity": {"from": "san-dns", "enforce": "rewrite"})");
+  REQUIRE_MESSAGE(inside.ok(), dump(inside));
+  REQUIRE_MESSAGE(beside.ok(), dump(beside));
+  for (const auto* r : {&inside, &beside}) {
+    REQUIRE(r->config->listeners[0].tls);
+    CHECK(r->config->listeners[0].tls->identity_from == conf::ListenerTls::IdentityFrom::SanDns);
+    CHECK(r->config->listeners[0].tls->identity_enforce == conf::ListenerTls::Enforce::Rewrite);
+  }
+  auto twice = cfg(std::string(tls) +
+                   R"(, "identity": {"enforce": "match"}}, "identity": {"enforce": "match"})");
+  CHECK(has(twice, "/listeners/0/identity: given twice: here and in tls.identity"));
+  auto plain = cfg(R"("identity": {"enforce": "match"})");
+  CHECK(
+      has(plain,
+          "/listeners/0/identity: needs \"tls\": the identity comes from the client certificate"));
+  auto bad = cfg(std::string(tls) + R"(}, "identity": {"from": "cn", "enforce": "sometimes"})");
+  CHECK(has(bad,
+            "/listeners/0/identity/enforce: \"sometimes\" is not one of \"off\", \"match\", "
+            "\"rewrite\""));
+}
