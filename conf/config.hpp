@@ -224,6 +224,11 @@ struct Discovery {
   Backend templ;                    // "template": every backend key but name and address
 };
 
+// How a placed plain-TCP session's bytes are forwarded (docs/forwarding.md):
+// the userspace pump, the kernel (BPF sockhash; the programs must load, or
+// mqttlb does not start), or the kernel when it can and the pump otherwise.
+enum class Forwarding { Userspace, Kernel, Auto };
+
 struct Config {
   std::vector<Listener> listeners;
   std::vector<Backend> backends;  // may be empty when discovery is given
@@ -237,7 +242,8 @@ struct Config {
   Admin admin;
   Evacuation evacuation;
   Upgrade upgrade;
-  uint32_t workers = 0;  // 0 = number of cores
+  uint32_t workers = 0;                           // 0 = number of cores
+  Forwarding forwarding = Forwarding::Userspace;  // a reload applies it to new sessions
 };
 
 }  // namespace conf

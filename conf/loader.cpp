@@ -515,9 +515,10 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
     return r;
   }
   Config c;
-  Obj root(e, doc, "",
-           {"listeners", "backends", "balance", "health", "limits", "metrics", "admin",
-            "evacuation", "upgrade", "routes", "workers", "affinity_store", "discovery"});
+  Obj root(
+      e, doc, "",
+      {"listeners", "backends", "balance", "health", "limits", "metrics", "admin", "evacuation",
+       "upgrade", "routes", "workers", "affinity_store", "discovery", "forwarding"});
   if (!root.valid()) return r;
   if (root.require("listeners")) load_listeners(e, *root.find("listeners"), "/listeners", c);
   // Backends come from the file, from DNS (discovery[]), or both; at least one source.
@@ -553,6 +554,10 @@ LoadResult load_string(const std::string& text, const LoadOptions& opts) {
   if (const json* j = root.find("routes")) load_routes(e, *j, "/routes", c);
   check_websocket_backends(e, c);
   root.get_uint("workers", c.workers, 0, 256);
+  root.get_enum("forwarding", c.forwarding,
+                {{"userspace", Forwarding::Userspace},
+                 {"kernel", Forwarding::Kernel},
+                 {"auto", Forwarding::Auto}});
   r.parsed = c;
   if (r.errors.empty()) r.config = std::move(c);
   return r;

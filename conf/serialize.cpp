@@ -192,6 +192,9 @@ json to_json(const Config& c, bool redact) {
   j["upgrade"] = {{"evict_rate_per_s", c.upgrade.evict_rate_per_s},
                   {"deadline_s", c.upgrade.deadline_s}};
   j["workers"] = c.workers;
+  j["forwarding"] = c.forwarding == Forwarding::Kernel ? "kernel"
+                    : c.forwarding == Forwarding::Auto ? "auto"
+                                                       : "userspace";
   scale_out(c, j, redact);
   return j;
 }
@@ -214,7 +217,7 @@ std::vector<std::string> diff(const Config& before, const Config& after) {
       if (!y.count(n)) out.push_back(std::string("/") + list + "/" + n + ": removed");
   }
   for (const char* sec : {"balance", "health", "limits", "routes", "metrics", "admin", "evacuation",
-                          "upgrade", "workers", "affinity_store", "discovery"})
+                          "upgrade", "workers", "affinity_store", "discovery", "forwarding"})
     if (a.value(sec, json()) != b.value(sec, json()))
       out.push_back(std::string("/") + sec + ": changed");
   return out;

@@ -1,11 +1,11 @@
 # Sourced by deploy/quickstart.sh and tests/run.sh: installs the Debian 12
 # packages mqttlb needs that are not installed yet (apt-get, as root).
-MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev libwslay-dev libhttp-parser-dev"
+MQTTLB_BUILD_DEPS="cmake make g++ pkg-config libuv1-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev openssl libhiredis-dev libc-ares-dev libmicrohttpd-dev libcurl4-openssl-dev libwslay-dev libhttp-parser-dev clang libbpf-dev"
 # The shared libraries build/mqttlb and build/mqttlb-broker link (their NEEDED
 # entries, checked by tests/integration/test_container_image.py) and the CA
 # store backends' TLS uses by default: all the container image's final stage
 # installs.
-MQTTLB_RUNTIME_LIBS="libc6 libgcc-s1 libstdc++6 libuv1 libssl3 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4 libwslay1 libhttp-parser2.9 ca-certificates"
+MQTTLB_RUNTIME_LIBS="libc6 libgcc-s1 libstdc++6 libuv1 libssl3 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libhiredis0.14 libc-ares2 libmicrohttpd12 libcurl4 libwslay1 libhttp-parser2.9 libbpf1 ca-certificates"
 # What the quickstart needs to run: the libraries plus its demo clients.
 MQTTLB_RUN_DEPS="$MQTTLB_RUNTIME_LIBS mosquitto-clients python3"
 # Peers used by the integration tests and the benchmark comparison.

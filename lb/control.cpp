@@ -319,7 +319,8 @@ AdminReply Control::client(const std::string& client_id) {
             {"peer", info->peer},
             {"listener", info->listener},
             {"protocol_version", version},
-            {"keep_alive_s", info->keep_alive}};
+            {"keep_alive_s", info->keep_alive},
+            {"forwarding", info->forwarding}};
   if (!info->tls_version.empty())
     j["tls"] = {{"version", info->tls_version}, {"client_subject", info->tls_subject}};
   else

@@ -162,7 +162,7 @@ void print_human(const std::string& cmd, const json& j) {
   } else if (cmd == "client") {
     std::vector<std::vector<std::string>> rows;
     for (const char* k : {"client_id", "backend", "connected_since", "peer", "listener",
-                          "protocol_version", "keep_alive_s"})
+                          "protocol_version", "keep_alive_s", "forwarding"})
       rows.push_back({std::string(k) + ":", str(j, k)});
     const json tls = j.contains("tls") ? j["tls"] : json();
     rows.push_back({"tls:", tls.is_object() ? str(tls, "version") : "no"});

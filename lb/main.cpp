@@ -18,6 +18,7 @@
 #include "lb/config_check.hpp"
 #include "lb/control.hpp"
 #include "lb/ctl.hpp"
+#include "lb/kernel_splice.hpp"
 #include "lb/log.hpp"
 #include "lb/scale_out.hpp"
 #include "lb/server.hpp"
@@ -27,14 +28,16 @@
 namespace {
 
 void usage() {
-  std::fprintf(stderr,
-               "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
-               "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
-               "       mqttlb ctl [-c FILE] COMMAND  talk to the admin API (mqttlb ctl --help)\n"
-               "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
-               "                               translate an HAProxy config "
-               "(docs/migrating-from-haproxy.md)\n"
-               "       mqttlb --version\n");
+  std::fprintf(
+      stderr,
+      "usage: mqttlb -c FILE [-v]     run with the JSON config FILE\n"
+      "       mqttlb --check -c FILE  validate FILE (exit 0 valid, 1 invalid)\n"
+      "       mqttlb --forwarding-check  can forwarding \"kernel\" be used here (exit 0 yes)\n"
+      "       mqttlb ctl [-c FILE] COMMAND  talk to the admin API (mqttlb ctl --help)\n"
+      "       mqttlb import-haproxy haproxy.cfg [-o mqttlb.json]\n"
+      "                               translate an HAProxy config "
+      "(docs/migrating-from-haproxy.md)\n"
+      "       mqttlb --version\n");
 }
 
 // The backends the health monitor checks, with the Status objects the workers
@@ -88,6 +91,16 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "import-haproxy") == 0)
     return importer::run(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "ctl") == 0) return lb::ctl::run(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "--forwarding-check") == 0) {
+    // docs/forwarding.md: can "forwarding": "kernel" be used here?
+    std::string why;
+    if (lb::SpliceEngine::get(&why)) {
+      std::printf("kernel: available\n");
+      return 0;
+    }
+    std::printf("kernel: unavailable: %s\n", why.c_str());
+    return 1;
+  }
   lb::upgrade::self_exe();  // resolved now: a package upgrade may replace the file later
   std::string path;
   bool check = false;

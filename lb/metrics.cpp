@@ -281,6 +281,31 @@ Metrics::Metrics(prometheus::Registry& reg)
                    .Help("Sessions moved off their backend (evacuation, removed backend, upgrade)")
                    .Register(reg)
                    .Add({});
+  auto& fwd = BuildGauge()
+                  .Name("mqttlb_sessions_forwarding")
+                  .Help("Placed sessions by forwarding path (userspace pump or kernel sockhash)")
+                  .Register(reg);
+  sessions_userspace = &fwd.Add({{"path", "userspace"}});
+  sessions_kernel = &fwd.Add({{"path", "kernel"}});
+  kernel_joins = &BuildCounter()
+                      .Name("mqttlb_kernel_joins_total")
+                      .Help("Sessions whose sockets were joined for in-kernel forwarding")
+                      .Register(reg)
+                      .Add({});
+  auto& kpk = BuildCounter()
+                  .Name("mqttlb_kernel_packets_total")
+                  .Help("MQTT packets forwarded in the kernel (joined sessions), by direction")
+                  .Register(reg);
+  kernel_packets_c2b = &kpk.Add({{"direction", "client_to_backend"}});
+  kernel_packets_b2c = &kpk.Add({{"direction", "backend_to_client"}});
+  auto& fb = BuildCounter()
+                 .Name("mqttlb_kernel_fallbacks_total")
+                 .Help(
+                     "Sessions that asked for in-kernel forwarding and ran (or went back) to "
+                     "the userspace pump, by reason")
+                 .Register(reg);
+  for (size_t i = 0; i < kernel_fallbacks.size(); ++i)
+    kernel_fallbacks[i] = &fb.Add({{"reason", to_string(static_cast<SpliceFallback>(i))}});
   BuildGauge()
       .Name("mqttlb_build_info")
       .Help("Always 1; the labels say which mqttlb this is")

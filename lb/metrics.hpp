@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "lb/kernel_splice.hpp"
 #include "lb/outcome.hpp"
 #include "net/tls_transport.hpp"
 #include "net/ws_frame.hpp"
@@ -118,6 +119,14 @@ class Metrics {
   prometheus::Counter* affinity_miss = nullptr;      // no entry: placed by the algorithm
   prometheus::Counter* affinity_moved = nullptr;     // had an entry, placed elsewhere
   prometheus::Counter* evacuated = nullptr;          // sessions moved off by an evacuation/upgrade
+  // In-kernel forwarding (docs/forwarding.md): placed sessions by path, and
+  // sessions that asked for the kernel path and did not get or keep it.
+  prometheus::Gauge* sessions_userspace = nullptr;
+  prometheus::Gauge* sessions_kernel = nullptr;
+  prometheus::Counter* kernel_joins = nullptr;  // sessions joined in the kernel
+  prometheus::Counter* kernel_packets_c2b = nullptr;
+  prometheus::Counter* kernel_packets_b2c = nullptr;
+  std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> kernel_fallbacks{};
   prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
   prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate
   // MQTT over WebSocket, by side: [0] clients' handshakes with a websocket

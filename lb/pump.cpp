@@ -1,6 +1,7 @@
 #include "lb/pump.hpp"
 
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 
 #include <span>
 
@@ -56,6 +57,7 @@ Pump::Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Coun
            uint64_t idle_ms, bool watch_connack)
     : host_(host), client_(client), backend_(backend), counters_(counters), idle_ms_(idle_ms) {
   if (watch_connack) watch_.emplace();
+  if (counters_.on_userspace) counters_.on_userspace->Increment();
 }
 
 void Pump::start() {
@@ -63,10 +65,28 @@ void Pump::start() {
   host_.arm_timer(idle_ms_);
   backend_->start_read();
   client_->start_read();  // a TLS client may deliver held records from inside this call
+  if (engine_ && !done_) maybe_join();
 }
 
 void Pump::on_read(net::Transport* t, const uint8_t* data, size_t len) {
   if (done_) return;
+  if (kernel_ && !replaying_) (t == client_ ? us_read_c_ : us_read_b_) += len;
+  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+    // Only bytes the verdict left to userspace come here: hold them (one read
+    // at most per side: the side stops) until the kernel's backlog is out.
+    if (t != client_ && t != backend_) return;
+    std::vector<uint8_t>& h = t == client_ ? held_client_ : held_backend_;
+    h.insert(h.end(), data, data + len);
+    t->stop_read();
+    KernelSplice::Sample smp;
+    SpliceFallback why = SpliceFallback::Event;
+    if (kernel_->sample(smp)) {
+      uint32_t r = t == client_ ? smp.c2b.pass_reason : smp.b2c.pass_reason;
+      if (r == 1) why = SpliceFallback::Backpressure;  // SPLICE_WHY_BACKPRESSURE
+      if (r == 2) why = SpliceFallback::Malformed;     // SPLICE_WHY_MALFORMED
+    }
+    return take_back(why);
+  }
   if (finishing_) return on_read_finishing(t, data, len);
   if (t == client_) {
     c2b_.feed(std::span<const uint8_t>(data, len));
@@ -94,12 +114,24 @@ void Pump::forward(net::Transport* from, net::Transport* to, const uint8_t* data
   if (to->pending() > kHighWater) {
     (from == client_ ? client_paused_ : backend_paused_) = true;
     from->stop_read();
+  } else if (engine_ && kstate_ == KState::Off && to->pending() == 0) {
+    maybe_join();
   }
 }
 
 void Pump::finish_with(std::vector<uint8_t> to_client, std::vector<uint8_t> to_backend,
                        CloseReason why) {
   if (done_ || finishing_) return;
+  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+    // At a packet boundary only userspace can say: take the session back first.
+    if (!held_finish_) {
+      held_finish_ = true;
+      held_to_client_ = std::move(to_client);
+      held_to_backend_ = std::move(to_backend);
+      held_why_ = why;
+    }
+    return take_back(SpliceFallback::Event);
+  }
   finishing_ = true;
   reason_ = why;
   inject_client_ = std::move(to_client);
@@ -156,6 +188,7 @@ void Pump::on_read_finishing(net::Transport* t, const uint8_t* data, size_t len)
 
 void Pump::on_drained(net::Transport* t) {
   if (done_) return;
+  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) return;
   if (finishing_) return;  // sources are read until their boundary regardless
   if (t == backend_ && client_paused_) {
     client_paused_ = false;
@@ -164,10 +197,24 @@ void Pump::on_drained(net::Transport* t) {
     backend_paused_ = false;
     if (!backend_eof_) backend_->start_read();
   }
+  if (engine_ && kstate_ == KState::Off) maybe_join();
 }
 
 void Pump::on_eof(net::Transport* t) {
   if (done_) return;
+  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack) {
+    // The kernel does not forward a FIN: the pump does, after the backlog.
+    if (t == client_) held_client_eof_ = true;
+    if (t == backend_) held_backend_eof_ = true;
+    t->stop_read();
+    return take_back(SpliceFallback::Event);
+  }
+  if (kernel_ && !eof_is_final(t)) {
+    // Bytes the verdict passed are still on their way to the socket's queue.
+    (t == client_ ? eof_wait_c_ : eof_wait_b_) = true;
+    t->stop_read();
+    return host_.arm_timer(kDrainPollMs);
+  }
   if (finishing_) {
     if (t == client_) client_eof_ = true;
     if (t == backend_) backend_eof_ = true;
@@ -220,6 +267,8 @@ void Pump::on_error(net::Transport* t, int) {
 
 void Pump::on_timer() {
   if (done_) return;
+  if (kstate_ == KState::Joined || kstate_ == KState::TakingBack || eof_wait_c_ || eof_wait_b_)
+    return kernel_timer();
   if (finishing_) {  // kFinishMs passed: whatever the peers do, it ends now
     done_ = true;
     return host_.pump_done(reason_, false);

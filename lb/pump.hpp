@@ -16,11 +16,16 @@
 // pump only uses the two it was given and reports its end through PumpHost.
 #pragma once
 
+#include <uv.h>
+
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "lb/kernel_splice.hpp"
 #include "lb/outcome.hpp"
 #include "lb/stage.hpp"
 #include "mqtt/frame.hpp"
@@ -28,7 +33,8 @@
 
 namespace prometheus {
 class Counter;
-}
+class Gauge;
+}  // namespace prometheus
 
 namespace lb {
 
@@ -63,12 +69,31 @@ class Pump {
   struct Counters {
     prometheus::Counter* c2b = nullptr;
     prometheus::Counter* b2c = nullptr;
+    // mqttlb_sessions_forwarding{path} and mqttlb_kernel_fallbacks_total{reason}
+    prometheus::Gauge* on_userspace = nullptr;
+    prometheus::Gauge* on_kernel = nullptr;
+    prometheus::Counter* joins = nullptr;
+    std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> fallbacks{};
+    // MQTT packets the kernel forwarded, by direction (mqttlb_kernel_packets_total)
+    prometheus::Counter* packets_c2b = nullptr;
+    prometheus::Counter* packets_b2c = nullptr;
   };
 
   Pump(PumpHost& host, net::Transport* client, net::Transport* backend, Counters counters,
        uint64_t idle_ms, bool watch_connack);
+  ~Pump();
   Pump(const Pump&) = delete;
   Pump& operator=(const Pump&) = delete;
+
+  // Before start(): join the two sockets in the kernel once the pump is idle
+  // (lb/pump_kernel.cpp, docs/forwarding.md). Unset: userspace only.
+  void use_kernel(SpliceEngine* engine, uv_loop_t* loop) {
+    engine_ = engine;
+    loop_ = loop;
+  }
+  bool in_kernel() const { return kstate_ == KState::Joined; }
+  // Counted once per session that asked for the kernel path and does not get it.
+  void count_fallback(SpliceFallback why);
 
   void start();  // reads both sides, arms the idle timer
   void on_read(net::Transport* t, const uint8_t* data, size_t len);
@@ -99,6 +124,53 @@ class Pump {
   // finish_with: the direction into `to` ends here (inject, then half-close).
   void end_direction(net::Transport* to);
   void on_read_finishing(net::Transport* t, const uint8_t* data, size_t len);
+
+  // In-kernel forwarding (lb/pump_kernel.cpp). Joined: the kernel forwards and
+  // every pump event (bytes the verdict left to userspace, EOF, finish_with)
+  // starts a take-back; TakingBack: both sockets pass to userspace, the events
+  // are held until the kernel's backlog reached the peers (drained), then
+  // replayed in order; Back: userspace for good.
+  enum class KState : uint8_t { Off, Joined, TakingBack, Back };
+  void maybe_join();
+  // While joined the pump does not read (each redirected skb would wake the
+  // loop for nothing): a poll handle per socket on a dup of its descriptor
+  // waits only for EOF / errors (UV_DISCONNECT), and the sync timer looks for
+  // skbs the verdict left to userspace. Closed at the take-back.
+  void watch_ends();
+  void unwatch_ends();
+  void kernel_event();
+  static void watch_cb(uv_poll_t* h, int status, int events);
+  static void watch_close_cb(uv_handle_t* h);
+  void take_back(SpliceFallback why);
+  void kernel_timer();
+  void finish_take_back();
+  void sync_kernel(bool final);
+  // An EOF on t is the stream's end (KernelSplice::received); else the pump
+  // reads t itself until it is (poll_eof_wait).
+  bool eof_is_final(net::Transport* t);
+  void poll_eof_wait();
+  static constexpr uint64_t kSyncMs = 1000;  // counters and idle check while joined
+  static constexpr uint64_t kDrainPollMs = 1;
+
+  SpliceEngine* engine_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  struct EndWatch;  // heap, freed in its close callback (it may outlive the pump)
+  EndWatch* watch_c_ = nullptr;
+  EndWatch* watch_b_ = nullptr;
+  std::unique_ptr<KernelSplice> kernel_;
+  KState kstate_ = KState::Off;
+  bool fallback_counted_ = false;
+  uint64_t k_c2b_ = 0, k_b2c_ = 0, k_pk_c2b_ = 0, k_pk_b2c_ = 0;  // already accounted
+  uint64_t k_pkm_c2b_ = 0, k_pkm_b2c_ = 0;                        // packets in the metric
+  std::vector<uint8_t> held_client_, held_backend_;               // read during a take-back
+  bool held_client_eof_ = false, held_backend_eof_ = false;
+  uint64_t us_read_c_ = 0, us_read_b_ = 0;  // read by the pump since the join
+  bool replaying_ = false;                  // finish_take_back() re-delivers held bytes
+  bool eof_wait_c_ = false, eof_wait_b_ = false;
+  bool held_finish_ = false;  // finish_with() asked while joined: its arguments
+  std::vector<uint8_t> held_to_client_, held_to_backend_;
+  CloseReason held_why_ = CloseReason::Error;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once destroyed
 
   PumpHost& host_;
   net::Transport* client_;

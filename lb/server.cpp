@@ -1,9 +1,11 @@
 #include "lb/server.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
+#include "lb/kernel_splice.hpp"
 #include "lb/log.hpp"
 #include "lb/worker.hpp"
 #include "net/limits.hpp"
@@ -148,11 +150,36 @@ void Server::build_listener_tls(const conf::Config& cfg, Snapshot& s) {
   }
 }
 
+bool forwarding_ok(conf::Forwarding f, std::string& err) {
+  if (f == conf::Forwarding::Userspace) return true;
+  std::string why;
+  SpliceEngine* e = SpliceEngine::get(&why);
+  static std::atomic<int> logged{-1};  // the last mode logged: once each, not per reload
+  int mode = static_cast<int>(f) * 2 + (e ? 1 : 0);
+  bool log = logged.exchange(mode) != mode;
+  if (e) {
+    if (log)
+      logf(LogLevel::Info,
+           "forwarding %s: plain-TCP sessions are joined in the kernel (BPF sockhash) once "
+           "placed; TLS and WebSocket sessions stay in the userspace pump",
+           f == conf::Forwarding::Kernel ? "kernel" : "auto");
+    return true;
+  }
+  if (f == conf::Forwarding::Kernel) {
+    err = "/forwarding: \"kernel\" but in-kernel forwarding is unavailable: " + why;
+    return false;
+  }
+  if (log)
+    logf(LogLevel::Warn, "forwarding auto: every session uses the userspace pump: %s", why.c_str());
+  return true;
+}
+
 bool Server::start(std::string& err, std::map<std::string, std::vector<int>> inherited) {
   if (!tls_error_.empty()) {
     err = tls_error_;
     return false;
   }
+  if (!forwarding_ok(snapshot()->cfg.forwarding, err)) return false;
   std::vector<conf::Listener> fresh;
   for (const auto& l : listeners_)
     if (!inherited.count(l.name)) fresh.push_back(l);

@@ -50,6 +50,10 @@ class Worker;
 // session, a reserve for listeners, metrics and health checks.
 uint32_t default_max_connections(uint64_t nofile);
 
+// conf "forwarding" (docs/forwarding.md): false (err set) when "kernel" is
+// asked and the BPF programs do not load; logs once which path is in use.
+bool forwarding_ok(conf::Forwarding f, std::string& err);
+
 class Server final : public StoreSink {
  public:
   static constexpr size_t kMaxWorkers = 256;

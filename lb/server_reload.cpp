@@ -47,6 +47,11 @@ bool probe(const conf::Endpoint& ep, std::string& err) {
 
 std::unique_ptr<Server::Prepared> Server::prepare(const conf::Config& cfg,
                                                   std::vector<std::string>& errors) {
+  std::string ferr;
+  if (!forwarding_ok(cfg.forwarding, ferr)) {
+    errors.push_back(ferr);
+    return nullptr;
+  }
   auto p = std::make_unique<Prepared>();
   p->cfg = cfg;
   const size_t target = target_workers(cfg);

@@ -289,13 +289,25 @@ void Session::placed(Placement p) {
   if (client_->write(p.to_client.data(), p.to_client.size()) != 0)
     return close(CloseReason::Client, true);
   info_.reset();
+  const conf::Forwarding fwd = snap_->cfg.forwarding;  // as placed: a reload changes new sessions
   snap_.reset();
   ctls_.reset();
   phase_ = Phase::Pump;
-  Pump::Counters c{srv.metrics().bytes_c2b, srv.metrics().bytes_b2c};
+  Metrics& m = srv.metrics();
+  Pump::Counters c{m.bytes_c2b,       m.bytes_b2c,    m.sessions_userspace,
+                   m.sessions_kernel, m.kernel_joins, m.kernel_fallbacks};
+  c.packets_c2b = m.kernel_packets_c2b;
+  c.packets_b2c = m.kernel_packets_b2c;
   PumpHost& host = *this;
   pump_ = std::make_unique<Pump>(host, client_, backend_, c, idle_ms_,
                                  p.answer == Placement::Answer::Authenticating);
+  if (fwd != conf::Forwarding::Userspace) {
+    // docs/forwarding.md: joined in the kernel once idle, when it can be.
+    if (SpliceEngine* e = SpliceEngine::get(nullptr))
+      pump_->use_kernel(e, w_.loop());
+    else
+      pump_->count_fallback(SpliceFallback::Unavailable);
+  }
   pump_->start();
 }
 
@@ -372,6 +384,7 @@ std::optional<Session::Info> Session::info() const {
   i.connected_since_ms = placed_wall_ms_;
   i.protocol_level = version_ == mqtt::Version::V5 ? 5 : version_ == mqtt::Version::V31 ? 3 : 4;
   i.keep_alive = keep_alive_;
+  i.forwarding = pump_ && pump_->in_kernel() ? "kernel" : "userspace";
   return i;
 }
 

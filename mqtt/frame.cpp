@@ -1,7 +1,6 @@
 #include "mqtt/frame.hpp"
 
 #include <algorithm>
-
 #include <cassert>
 
 namespace mqtt {
@@ -76,6 +75,19 @@ size_t StreamScanner::feed_to_boundary(std::span<const uint8_t> chunk) {
     if (state_ == State::Type) return i;  // a packet just ended
   }
   return i;
+}
+
+StreamScanner::Raw StreamScanner::raw() const {
+  return Raw{static_cast<uint8_t>(state_), len_bytes_, len_value_, len_mult_, body_left_};
+}
+
+void StreamScanner::set_raw(const Raw& r, uint64_t packets) {
+  state_ = r.state <= 3 ? static_cast<State>(r.state) : State::Bad;
+  len_bytes_ = r.len_bytes;
+  len_value_ = r.len_value;
+  len_mult_ = r.len_mult;
+  body_left_ = r.body_left;
+  packets_ += packets;
 }
 
 bool StreamScanner::feed(std::span<const uint8_t> chunk) {

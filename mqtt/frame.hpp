@@ -72,6 +72,20 @@ class StreamScanner {
   // Bytes still missing to finish the current packet's body (0 in header states).
   uint64_t body_left() const { return body_left_; }
 
+  // The whole state, to hand a stream over to another scanner (the in-kernel
+  // forwarding's, lb/bpf/splice_abi.h) and back. state: 0 type, 1 length,
+  // 2 body, 3 malformed.
+  struct Raw {
+    uint8_t state = 0;
+    uint8_t len_bytes = 0;
+    uint32_t len_value = 0;
+    uint32_t len_mult = 1;
+    uint64_t body_left = 0;
+  };
+  Raw raw() const;
+  // Continues from `r` (packets() is kept and advanced by `packets`).
+  void set_raw(const Raw& r, uint64_t packets);
+
  private:
   enum class State : uint8_t { Type, Length, Body, Bad };
   State state_ = State::Type;

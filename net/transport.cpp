@@ -24,6 +24,12 @@ TcpTransport::TcpTransport(uv_loop_t* loop, Slab* slab, TransportSink* sink, Mem
   tcp_.data = this;
 }
 
+int TcpTransport::native_fd() const {
+  uv_os_fd_t fd = -1;
+  if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+  return fd;
+}
+
 int TcpTransport::open(int fd) {
   return uv_tcp_open(&tcp_, fd);
 }

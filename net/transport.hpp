@@ -62,6 +62,10 @@ class Transport {
   virtual bool closing() const = 0;
   // Why the last connect/read failed beyond the uv error (e.g. a TLS alert); may be empty.
   virtual std::string error_detail() const { return {}; }
+  // The connected TCP socket when every byte written here goes to it as is
+  // (plain TCP), else -1 (TLS, WebSocket): what in-kernel forwarding
+  // (lb/kernel_splice.hpp) can join.
+  virtual int native_fd() const { return -1; }
 };
 
 // Per-loop read slab: every read on a loop lands here and is consumed (or
@@ -90,6 +94,7 @@ class TcpTransport final : public Transport {
   void shutdown() override;
   void close(bool reset) override;
   bool closing() const override { return closing_; }
+  int native_fd() const override;
 
   static constexpr size_t kLowWater = 16 * 1024;
 

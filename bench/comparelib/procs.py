@@ -134,6 +134,27 @@ def cpu_seconds(pids):
     return total
 
 
+def kworker_cpu():
+    """CPU seconds of the kernel's worker threads, all of them (so a little of
+    the machine's other work too). In-kernel forwarding sends redirected skbs
+    from kworkers (the psock backlog): that part of its cost is here, not in
+    the balancer's process."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        if not st[st.index("(") + 1:].startswith("kworker"):
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
 def children_cpu():
     """CPU seconds of our waited-for children: the finished mqttlb-bench runs."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -107,6 +107,7 @@ def msg_columns():
             ("balancer CPU s / M msgs", lambda rs: cell(rs, "cpu"), "cpu"),
             ("broker CPU s / M msgs", lambda rs: cell(rs, "bcpu"), None),
             ("bench CPU s / M msgs", lambda rs: cell(rs, "gcpu"), None),
+            ("kworker CPU s / M msgs", lambda rs: cell(rs, "kcpu"), None),
             ("lost (all runs)", lambda rs: str(total([r for r in rs if "error" not in r], "lost")), None)]
 
 

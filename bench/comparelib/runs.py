@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 
-from comparelib.procs import children_cpu, cpu_seconds, fd_count, pss_bytes, wait_until
+from comparelib.procs import children_cpu, cpu_seconds, fd_count, kworker_cpu, pss_bytes, wait_until
 
 # Connection attempts in flight during storms. Mosquitto listens with a backlog
 # of 100: above that, SYNs are dropped and retried after 1 s, which would
@@ -53,9 +53,9 @@ def msg_run(bench, target, broker_target, scen, d, tls=None):
     pids = target.pids()
     bpids = broker_target.pids() if broker_target else []
     port = target.tls_port if tls else target.port
-    c0, b0, g0 = cpu_seconds(pids), cpu_seconds(bpids), children_cpu()
+    c0, b0, g0, k0 = cpu_seconds(pids), cpu_seconds(bpids), children_cpu(), kworker_cpu()
     r, err = run_bench(bench, port, scen["args"] + ["-d", d] + list(tls or []), d + 60)
-    c1, b1, g1 = cpu_seconds(pids), cpu_seconds(bpids), children_cpu()
+    c1, b1, g1, k1 = cpu_seconds(pids), cpu_seconds(bpids), children_cpu(), kworker_cpu()
     if err:
         return {"error": err}
     m = r["messages"]
@@ -68,6 +68,7 @@ def msg_run(bench, target, broker_target, scen, d, tls=None):
     if bpids:
         out["bcpu"] = (b1 - b0) / n * 1e6
     out["gcpu"] = (g1 - g0) / n * 1e6
+    out["kcpu"] = (k1 - k0) / n * 1e6
     return out
 
 

@@ -8,6 +8,7 @@ import re
 import select
 import socket
 import struct
+import subprocess
 import time
 import urllib.request
 
@@ -142,6 +143,15 @@ def start_backends(tc, n=3):
             p, port = tc.start_mosquitto()
         out.append((name, port, p))
     return out
+
+
+def kernel_forwarding_or_skip(tc):
+    """Skips the test unless "forwarding": "kernel" works here (mqttlb built
+    with BPF, the programs load: root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)."""
+    r = subprocess.run([binary("mqttlb"), "--forwarding-check"], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        tc.skipTest((r.stdout or r.stderr).strip() or "in-kernel forwarding unavailable")
 
 
 def start_mqttlb(tc, backends, verbose=False, wrapper=(), **sections):

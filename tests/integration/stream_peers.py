@@ -222,16 +222,28 @@ def tls_client_context(ca):
 
 
 def run_client(port, stream, rng, seg_mode, tls_ctx=None, record_sizes=None, timeout=30.0,
-               host="127.0.0.1"):
+               host="127.0.0.1", after_connack=None):
     """Connects, sends `stream` (the CONNECT and what follows) cut by seg_mode,
     half-closes (TLS: close_notify in the same TCP write as the last bytes, then
-    FIN), reads until EOF. Returns every plaintext byte received."""
+    FIN), reads until EOF. Returns every plaintext byte received.
+    after_connack (plain only): send the CONNECT alone, read the CONNACK, call
+    it, then send the rest (a session idle once placed: in-kernel forwarding)."""
     deadline = time.monotonic() + timeout
     s = socket.create_connection((host, port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     got = bytearray()
     try:
         if tls_ctx is None:
+            if after_connack is not None:
+                n = first_packet_len(stream)
+                s.sendall(stream[:n])
+                while len(got) < len(CONNACK_OK):
+                    d = s.recv(65536)
+                    if not d:
+                        return bytes(got)
+                    got.extend(d)
+                after_connack()
+                stream = stream[n:]
             pump(s, segments(rng, stream, seg_mode), lambda d: got.extend(d), deadline)
             return bytes(got)
         t = MemTls(s, tls_ctx)
@@ -273,9 +285,10 @@ class ScriptedBroker:
         self._threads.append(t)
         tc.addCleanup(self.close)
 
-    def expect(self, client_id, b2c_segments, half_close=True):
+    def expect(self, client_id, b2c_segments, half_close=True, gate=None):
+        """gate (a threading.Event): the segments wait, after the CONNACK, until it is set."""
         with self._cv:
-            self._plans[client_id] = (list(b2c_segments), half_close)
+            self._plans[client_id] = (list(b2c_segments), half_close, gate)
 
     def result(self, client_id, timeout=30.0):
         """Bytes received on the connection of client_id (CONNECT included), once it ended."""
@@ -343,8 +356,22 @@ class ScriptedBroker:
                         return
                 return
             with self._cv:
-                plan, half = self._plans.pop(cid, ([], True))
-            pump(c, [self.connack] + plan, lambda d: buf.extend(d), deadline, half_close=half)
+                plan, half, gate = self._plans.pop(cid, ([], True, None))
+            if gate is not None:
+                c.sendall(self.connack)
+                c.setblocking(False)
+                while not gate.wait(0.02):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("gate never opened")
+                    try:
+                        d = c.recv(65536)
+                        if d:
+                            buf.extend(d)
+                    except (BlockingIOError, InterruptedError):
+                        pass
+            else:
+                plan = [self.connack] + plan
+            pump(c, plan, lambda d: buf.extend(d), deadline, half_close=half)
             with self._cv:
                 self._results[cid] = bytes(buf)
                 self._cv.notify_all()

@@ -234,6 +234,30 @@ TEST_CASE("a number JSON cannot represent is an error, not a crash (found by fuz
   CHECK(r.errors[0].find("number overflow") != std::string::npos);
 }
 
+TEST_CASE("forwarding: userspace by default, kernel/auto read, anything else refused") {
+  auto with = [](const char* v) {
+    std::string s = std::string(R"({"listeners": [{"name": "mqtt", "bind": "127.0.0.1:1883"}],
+      "backends": [{"name": "b1", "address": "127.0.0.1:1884"}], "forwarding": )") +
+                    v + "}";
+    return conf::load_string(s);
+  };
+  auto d = conf::load_string(kMinimal);
+  REQUIRE(d.ok());
+  CHECK(d.config->forwarding == conf::Forwarding::Userspace);
+  auto k = with(R"("kernel")");
+  REQUIRE_MESSAGE(k.ok(), dump(k));
+  CHECK(k.config->forwarding == conf::Forwarding::Kernel);
+  auto a = with(R"("auto")");
+  REQUIRE(a.ok());
+  CHECK(a.config->forwarding == conf::Forwarding::Auto);
+  for (const char* bad : {R"("splice")", "true", "1", R"("Kernel")"}) {
+    CAPTURE(bad);
+    auto r = with(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.errors[0].rfind("/forwarding", 0) == 0);
+  }
+}
+
 TEST_CASE("listener websocket: defaults, both modes, and clear errors") {
   auto ok = conf::load_string(R"({
     "listeners": [{"name": "ws", "bind": "127.0.0.1:8080", "websocket": {}},

@@ -381,3 +381,24 @@ TEST_CASE("StreamScanner::feed_to_boundary stops exactly at every packet end, wh
     CHECK(s.packets() == ends.size());
   }
 }
+
+TEST_CASE("StreamScanner: raw() / set_raw() hand a stream over at any byte") {
+  // What in-kernel forwarding does on a take-back: one scanner reads a prefix,
+  // another continues from its raw state, and the boundaries are the same.
+  std::mt19937 rng(77);
+  for (int round = 0; round < 40; ++round) {
+    CAPTURE(round);
+    std::vector<size_t> ends;
+    Bytes s = random_stream(rng, 1 + static_cast<int>(rng() % 40), ends);
+    size_t cut = rng() % (s.size() + 1);
+    mqtt::StreamScanner a, b;
+    REQUIRE(a.feed(std::span<const uint8_t>(s).subspan(0, cut)));
+    b.set_raw(a.raw(), a.packets());
+    REQUIRE(b.feed(std::span<const uint8_t>(s).subspan(cut)));
+    CHECK(b.at_boundary());
+    CHECK(b.packets() == ends.size());
+  }
+  mqtt::StreamScanner bad;
+  bad.set_raw(mqtt::StreamScanner::Raw{3, 0, 0, 1, 0}, 0);
+  CHECK(bad.malformed());
+}

@@ -1,0 +1,408 @@
+"""In-kernel forwarding ("forwarding": "kernel", docs/forwarding.md), against
+raw TCP peers: a placed session idle after its CONNACK is joined in the
+kernel, and then
+- a take-back in the middle of two busy streams (an evacuation: DISCONNECT
+  injected at packet boundaries both ways) loses and duplicates nothing:
+  each peer gets an exact prefix of the other's numbered packets, then the
+  DISCONNECT, then EOF;
+- a stalled client keeps the kernel's queues bounded (the session goes back
+  to the userspace pump's backpressure) and then gets every byte in order;
+- the idle timeout holds while only the kernel forwards;
+- a reset and a half-close reach the other side; the byte counters count
+  what crossed, once.
+Skipped (with the reason) where the BPF programs cannot load; there,
+WithoutPrivileges still runs: "auto" falls back to the pump, "kernel" does
+not start."""
+import os
+import random
+import socket
+import struct
+import threading
+import time
+
+import harness
+from harness import wait_until
+from admin_helpers import start_lb_admin
+from lb_helpers import connect_packet, kernel_forwarding_or_skip, metric, start_mqttlb
+from stream_peers import _varint, first_packet_len
+from test_lb_forwarding import CONNACK, FakeBroker, rss_kib
+
+CONNACK5 = b"\x20\x03\x00\x00\x00"
+
+
+def numbered(seq, level=5):
+    """PUBLISH number `seq`: its size (10 B .. 9 KB) and content follow from seq."""
+    r = random.Random(seq)
+    size = r.choice((10, 60, 300, 1500, 9000))
+    body = b"\x00\x01n" + (b"\x00" if level == 5 else b"") + struct.pack("!I", seq) + \
+        bytes([seq % 251]) * size
+    return b"\x30" + _varint(len(body)) + body
+
+
+def split_packets(data):
+    """The whole packets at the start of data, and the length of a partial rest."""
+    out, i = [], 0
+    while True:
+        n = first_packet_len(data[i:])
+        if n is None or i + n > len(data):
+            return out, len(data) - i
+        out.append(data[i:i + n])
+        i += n
+
+
+class Peer:
+    """One side of a session: writes numbered PUBLISHes (in random cuts) until
+    told to stop or the socket fails, and records everything it reads."""
+
+    def __init__(self, sock, seed):
+        self.sock, self.rng = sock, random.Random(seed)
+        self.got = bytearray()
+        self.eof = threading.Event()
+        self.sent_packets = 0
+        self.stop = threading.Event()
+
+    def start_reader(self):
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        self.sock.settimeout(30)
+        try:
+            while True:
+                b = self.sock.recv(1 << 16)
+                if not b:
+                    break
+                self.got.extend(b)
+        except OSError:
+            pass
+        self.eof.set()
+
+    def start_writer(self):
+        threading.Thread(target=self._write, daemon=True).start()
+
+    def _write(self):
+        seq = 0
+        try:
+            while not self.stop.is_set() and seq < 100000:
+                p = numbered(seq)
+                i = 0
+                while i < len(p):
+                    n = self.rng.randrange(1, 20000)
+                    self.sock.sendall(p[i:i + n])
+                    i += n
+                seq += 1
+                self.sent_packets = seq
+                # About 1 MB/s: a reader stalled 100 ms by a busy machine stays
+                # under the kernel's backlog bound (that take-back is tested apart).
+                time.sleep(0.002)
+        except OSError:
+            pass
+
+
+def check_prefix(tc, what, packets, first):
+    """packets: the numbered PUBLISHes 0..k exactly, then one DISCONNECT."""
+    tc.assertGreater(len(packets), 1, f"{what}: nothing flowed")
+    tc.assertEqual(packets[-1][0], 0xE0, f"{what}: does not end with a DISCONNECT")
+    for seq, p in enumerate(packets[:-1]):
+        tc.assertEqual(p, numbered(seq), f"{what}: packet {seq} of {len(packets) - 1} differs")
+    return len(packets) - 1
+
+
+class KernelForwarding(harness.TestCase):
+    def setUp(self):
+        kernel_forwarding_or_skip(self)
+
+    def test_take_back_mid_stream_loses_and_duplicates_nothing(self):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        bport = srv.getsockname()[1]
+        _, port, a, _, _ = start_lb_admin(self, [("b1", bport)], health={"enabled": False},
+                                          workers=1, forwarding="kernel")
+        c = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(c.close)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(connect_packet("mid-stream", 5))
+        srv.settimeout(10)
+        b, _ = srv.accept()
+        self.addCleanup(b.close)
+        got = bytearray()
+        b.settimeout(10)
+        while first_packet_len(bytes(got)) is None:
+            got.extend(b.recv(4096))
+        b.sendall(CONNACK5)
+        c.settimeout(10)
+        self.assertEqual(c.recv(5), CONNACK5)
+        wait_until(lambda: a.get("/api/v1/clients/mid-stream").json.get("forwarding") == "kernel",
+                   10, what="session joined in the kernel")
+        client, broker = Peer(c, 1), Peer(b, 2)
+        broker.got.extend(got)
+        for p in (client, broker):
+            p.start_reader()
+            p.start_writer()
+        wait_until(lambda: client.sent_packets > 200 and broker.sent_packets > 200, 20,
+                   what="both streams flowing")
+        path = a.get("/api/v1/clients/mid-stream").json.get("forwarding")
+        self.assertEqual(path, "kernel", "taken back before the evacuation")
+        r = a.post("/api/v1/backends/b1/evacuate", {"rate_per_s": 1000, "deadline_s": 10})
+        self.assertEqual(r.status, 202, r)
+        self.assertTrue(client.eof.wait(15), "the client was not ended")
+        self.assertTrue(broker.eof.wait(15), "the broker was not ended")
+        client.stop.set()
+        broker.stop.set()
+        # The client: numbered packets 0..k, the DISCONNECT, EOF.
+        pk, rest = split_packets(bytes(client.got))
+        self.assertEqual(rest, 0, "the client got a partial packet")
+        k = check_prefix(self, "client", pk, 0)  # (the CONNACK was read before)
+        # The broker: the CONNECT, numbered packets 0..m, a normal DISCONNECT, EOF.
+        pk, rest = split_packets(bytes(broker.got))
+        self.assertEqual(rest, 0, "the broker got a partial packet")
+        self.assertEqual(pk[0][0], 0x10)
+        m = check_prefix(self, "broker", pk[1:], 0)
+        print(f"evacuated mid-stream ({path} path then) after {k} packets to the client, {m} to "
+              "the broker", flush=True)
+
+    def joined_session(self, fb, port, mport, cid, keepalive=60):
+        s = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(s.close)
+        s.sendall(connect_packet(cid, 4, keepalive))
+        s.settimeout(5)
+        self.assertEqual(s.recv(4), CONNACK)
+        wait_until(lambda: metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}') == 1, 10,
+                   what="session joined in the kernel")
+        return s
+
+    def fake_and_lb(self, **sections):
+        fb = FakeBroker()
+        self.addCleanup(fb.close)
+        p, port, mport, _ = start_mqttlb(
+            self, [{"name": "fake", "address": f"127.0.0.1:{fb.port}"}], workers=1,
+            health={"enabled": False}, forwarding="kernel", **sections)
+        return fb, p, port, mport
+
+    def test_stalled_client_bounds_the_kernel_queues_and_loses_nothing(self):
+        fb, p, port, mport = self.fake_and_lb()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.connect(("127.0.0.1", port))
+        self.addCleanup(s.close)
+        s.sendall(connect_packet("slow-reader", 4, 0))
+        s.settimeout(5)
+        self.assertEqual(s.recv(4), CONNACK)
+        wait_until(lambda: metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}') == 1, 10,
+                   what="session joined in the kernel")
+        rss0 = rss_kib(p.pid)
+        total = 64 * 1024 * 1024
+        # 1 MiB of whole PUBLISHes (16 x 64 KiB), repeated: the kernel path
+        # forwards MQTT (bytes that are not go back to userspace: tested below).
+        body = b"\x00\x01t" + os.urandom(65536 - 4 - 3)
+        chunk = (b"\x30" + _varint(len(body)) + body) * 16
+        self.assertEqual(len(chunk), 1 << 20)
+        fb.peer.settimeout(2.0)
+        sent = 0
+        try:
+            while sent < total:
+                sent += fb.peer.send(chunk)
+        except socket.timeout:
+            pass
+        # Without a bound the verdict would redirect all 64 MiB into the
+        # client's psock queue (measured: it does, on 6.18). With it: the
+        # socket buffers on the way, a few MiB.
+        print(f"stalled client: the broker could send {sent / 2**20:.1f} MiB", flush=True)
+        self.assertLess(sent, 16 * 1024 * 1024, "the broker was not slowed down")
+        self.assertEqual(metric(mport, 'mqttlb_kernel_fallbacks_total{reason="backpressure"}'), 1)
+        grown = rss_kib(p.pid) - rss0
+        self.assertLess(grown, 16 * 1024, f"mqttlb grew by {grown} KiB while the client stalled")
+        got = bytearray()
+        done = threading.Event()
+
+        def drain():
+            s.settimeout(10)
+            try:
+                while len(got) < total:
+                    b = s.recv(1 << 20)
+                    if not b:
+                        break
+                    got.extend(b)
+            except OSError:
+                pass
+            done.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        fb.peer.settimeout(30)
+        view = memoryview(chunk)
+        off = sent % len(chunk)
+        while sent < total:
+            n = fb.peer.send(view[off:])
+            sent += n
+            off = (off + n) % len(chunk)
+        self.assertTrue(done.wait(60), "client did not receive everything")
+        self.assertEqual(len(got), total)
+        self.assertEqual(bytes(got), chunk * 64)
+
+    def test_idle_timeout_holds_while_the_kernel_forwards(self):
+        # keep-alive 1 s: idle timeout 1.5 s + 500 ms grace.
+        fb, _, port, mport = self.fake_and_lb(limits={"idle_grace_ms": 500})
+        s = self.joined_session(fb, port, mport, "idler", keepalive=1)
+        t0 = time.monotonic()
+        sent = 0
+        while time.monotonic() - t0 < 4.0:  # twice the idle timeout, traffic every 0.3 s
+            s.sendall(b"\xc0\x00")  # PINGREQ
+            sent += 2
+            fb.peer.sendall(b"\xd0\x00")  # PINGRESP
+            self.assertEqual(s.recv(2), b"\xd0\x00")
+            time.sleep(0.3)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}'), 1,
+                         "the session did not stay in the kernel while busy")
+        quiet = time.monotonic()
+        s.settimeout(10)
+        self.assertEqual(s.recv(1), b"", "not closed when idle")
+        waited = time.monotonic() - quiet
+        self.assertGreater(waited, 1.5)
+        self.assertLess(waited, 5.0)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_closed_total{reason="idle_timeout"}'), 1)
+        wait_until(lambda: len(fb.data) >= sent, 5, what="pings at the broker")
+        self.assertTrue(fb.data.endswith(b"\xc0\x00" * (sent // 2)))
+
+    def test_busy_sessions_are_not_idle(self):
+        """24 sessions pinging as fast as they can through the kernel for
+        3.5 s (three counter/idle ticks): none is closed. bench/compare's QoS 1
+        rate runs lost a connection now and then before two fixes (a redirect
+        later than the loop's cached time underflowed the idle check; a
+        per-CPU scan buffer shared by a verdict and a softirq nested in it);
+        this holds the property, it does not reproduce those races every time."""
+        _, bport = self.start_our_broker()
+        _, port, mport, _ = start_mqttlb(self, [("b1", bport)], workers=2,
+                                         health={"enabled": False}, forwarding="kernel")
+        n, errors = 24, []
+
+        def pinger(i):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(connect_packet(f"busy-{i}", 4, 60))
+                if s.recv(4) != CONNACK:
+                    raise AssertionError("no CONNACK")
+                end = time.monotonic() + 3.5  # three sync ticks (one a second)
+                while time.monotonic() < end:
+                    s.sendall(b"\xc0\x00")
+                    got = b""
+                    while len(got) < 2:
+                        b = s.recv(2 - len(got))
+                        if not b:
+                            raise AssertionError("closed while busy")
+                        got += b
+                s.close()
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(f"session {i}: {e!r}")
+
+        threads = [threading.Thread(target=pinger, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(metric(mport, "mqttlb_kernel_joins_total"), n)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_closed_total{reason="idle_timeout"}'), 0)
+
+    def test_half_close_and_counters(self):
+        fb, _, port, mport = self.fake_and_lb()
+        s = self.joined_session(fb, port, mport, "halfer")
+        s.sendall(b"\x30\x05\x00\x01tAB")
+        s.shutdown(socket.SHUT_WR)
+        self.assertTrue(fb.eof.wait(5), "the client's FIN did not reach the broker")
+        self.assertTrue(fb.data.endswith(b"\x30\x05\x00\x01tAB"))
+        # The other direction still flows, then its FIN closes the session.
+        fb.peer.sendall(b"\x30\x04\x00\x01zz")
+        fb.peer.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        s.settimeout(5)
+        while True:
+            b = s.recv(100)
+            if not b:
+                break
+            got.extend(b)
+        self.assertEqual(bytes(got), b"\x30\x04\x00\x01zz")
+        wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 5, what="closed")
+        c2b = len(fb.data)
+        self.assertEqual(metric(mport, 'mqttlb_bytes_total{direction="client_to_backend"}'), c2b)
+        self.assertEqual(metric(mport, 'mqttlb_bytes_total{direction="backend_to_client"}'), 4 + 6)
+        # Packets the kernel forwarded: the client's PUBLISH (the CONNECT and
+        # CONNACK crossed before the join; the broker's PUBLISH after the
+        # client's FIN took the session back to the pump).
+        self.assertEqual(metric(mport, 'mqttlb_kernel_packets_total{direction="client_to_backend"}'), 1)
+        self.assertEqual(metric(mport, 'mqttlb_kernel_packets_total{direction="backend_to_client"}'), 0)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}'), 0)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="userspace"}'), 0)
+
+    def test_malformed_stream_goes_back_to_userspace_byte_for_byte(self):
+        fb, _, port, mport = self.fake_and_lb()
+        s = self.joined_session(fb, port, mport, "garbage")
+        # A 5-byte Remaining Length: the kernel stops there; the userspace pump
+        # forwards every byte as it always did.
+        junk = b"\x30\x02ab" + b"\x30\xff\xff\xff\xff\x7f" + os.urandom(3000)
+        fb.peer.sendall(junk)
+        got = bytearray()
+        s.settimeout(5)
+        while len(got) < len(junk):
+            b = s.recv(65536)
+            if not b:
+                break
+            got.extend(b)
+        self.assertEqual(bytes(got), junk)
+        self.assertEqual(metric(mport, 'mqttlb_kernel_fallbacks_total{reason="malformed"}'), 1)
+
+    def test_reset_propagates(self):
+        fb, _, port, mport = self.fake_and_lb()
+        s = self.joined_session(fb, port, mport, "resetter")
+        s.sendall(b"\x30\x03\x00\x01t")
+        wait_until(lambda: fb.data.endswith(b"\x30\x03\x00\x01t"), 5, what="bytes at the broker")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        self.assertTrue(fb.eof.wait(5), "client reset not propagated to the broker")
+        wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 5, what="closed")
+
+
+class WithoutPrivileges(harness.TestCase):
+    """Where the BPF programs cannot load (here: mqttlb started without any
+    capability): "auto" says so once and forwards in the pump; "kernel"
+    refuses to start and says why. Runs wherever the suite runs as root."""
+    DROP = ("/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all")
+
+    def setUp(self):
+        if os.geteuid() != 0 or not os.access(self.DROP[0], os.X_OK):
+            self.skipTest("needs root and setpriv to run mqttlb without capabilities")
+
+    def test_auto_falls_back_to_the_pump_and_says_why(self):
+        fb = FakeBroker()
+        self.addCleanup(fb.close)
+        p, port, mport, _ = start_mqttlb(
+            self, [{"name": "fake", "address": f"127.0.0.1:{fb.port}"}], wrapper=self.DROP,
+            workers=1, health={"enabled": False}, forwarding="auto")
+        p.wait_for_line(r"forwarding auto: every session uses the userspace pump: .*not permitted")
+        s = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(s.close)
+        s.sendall(connect_packet("no-bpf", 4))
+        s.settimeout(5)
+        self.assertEqual(s.recv(4), CONNACK)
+        s.sendall(b"\x30\x03\x00\x01t")
+        wait_until(lambda: fb.data.endswith(b"\x30\x03\x00\x01t"), 5, what="bytes at the broker")
+        self.assertEqual(metric(mport, 'mqttlb_kernel_fallbacks_total{reason="unavailable"}'), 1)
+        self.assertEqual(metric(mport, "mqttlb_kernel_joins_total"), 0)
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="userspace"}'), 1)
+
+    def test_kernel_refuses_to_start_and_says_why(self):
+        d = self.tmpdir()
+        path = os.path.join(d, "mqttlb.json")
+        with open(path, "w") as f:
+            f.write('{"listeners": [{"name": "mqtt", "bind": "127.0.0.1:%d"}], '
+                    '"backends": [{"name": "b1", "address": "127.0.0.1:1"}], '
+                    '"health": {"enabled": false}, "forwarding": "kernel"}' % harness.free_port())
+        p = self.spawn(list(self.DROP) + [harness.binary("mqttlb"), "-c", path], name="mqttlb")
+        p.wait_for_line(r'/forwarding: "kernel" but in-kernel forwarding is unavailable', 20)
+        wait_until(lambda: not p.alive(), 10, what="mqttlb exits")
+        self.assertEqual(p.p.returncode, 1)
+
+
+if __name__ == "__main__":
+    harness.main()
