@@ -71,6 +71,10 @@ struct Backend {
   // on reload (docs/admin-api.md "Which wins").
   bool weight_given = false;
   bool admin_given = false;
+  // Not a config key: the rank of an SRV target's priority (lb/srv_plan.hpp);
+  // 0 for every other backend. A backend takes new clients only while no
+  // healthy backend of a lower tier may take that client (PlaceStage::choose).
+  uint32_t tier = 0;
 };
 
 enum class Algorithm { LeastConn, RoundRobin, ConsistentHash };

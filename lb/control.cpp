@@ -3,6 +3,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <thread>
@@ -139,7 +140,17 @@ AdminReply Control::readyz() {
 
 // ---- backends -------------------------------------------------------------------------
 
-json Control::backend_json(const RuntimeBackend& b, int64_t now_ms) const {
+// The lowest SRV tier (conf::Backend::tier) with a backend taking new
+// clients; UINT32_MAX when none is up. A backend of a higher tier is on
+// standby (ignoring routes: a route's pool may still use it).
+static uint32_t active_tier(const Snapshot& s) {
+  uint32_t t = UINT32_MAX;
+  for (const auto& b : s.backends)
+    if (b.state->status->accepts_new()) t = std::min(t, b.cfg.tier);
+  return t;
+}
+
+json Control::backend_json(const RuntimeBackend& b, int64_t now_ms, uint32_t tier) const {
   const health::Status& st = *b.state->status;
   double factor = st.weight_factor(now_ms);
   int64_t connecting = 0, queued = 0;
@@ -153,6 +164,8 @@ json Control::backend_json(const RuntimeBackend& b, int64_t now_ms) const {
             {"admin", admin_name(b.cfg.admin)},
             {"weight", b.cfg.weight},
             {"effective_weight", b.cfg.weight * factor},
+            {"tier", b.cfg.tier},
+            {"standby", b.cfg.tier > tier},
             {"sessions", b.state->active.load()},
             {"connecting", connecting},
             {"queued", queued}};
@@ -173,7 +186,8 @@ AdminReply Control::backends() {
   auto snap = server_.snapshot();
   json list = json::array();
   int64_t now = steady_ms();
-  for (const auto& b : snap->backends) list.push_back(backend_json(b, now));
+  const uint32_t tier = active_tier(*snap);
+  for (const auto& b : snap->backends) list.push_back(backend_json(b, now, tier));
   return {200, {{"backends", list}}};
 }
 
@@ -211,8 +225,9 @@ AdminReply Control::set_backend(const std::string& name, const json& body) {
     monitor_.set_admin_state(name, to_health(*state));
     await_admin(name, server_, *state);
   }
-  const RuntimeBackend* b = find(*server_.snapshot(), name);
-  return {200, b ? backend_json(*b, steady_ms()) : json::object()};
+  auto now_snap = server_.snapshot();
+  const RuntimeBackend* b = find(*now_snap, name);
+  return {200, b ? backend_json(*b, steady_ms(), active_tier(*now_snap)) : json::object()};
 }
 
 AdminReply Control::evacuate(const std::string& name, const json& body) {

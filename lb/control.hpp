@@ -64,7 +64,8 @@ class Control final : public AdminOps {
   static nlohmann::json to_json(const Evacuation& e);
 
  private:
-  nlohmann::json backend_json(const RuntimeBackend& b, int64_t now_ms) const;
+  // tier: the lowest tier taking new clients (active_tier in control.cpp).
+  nlohmann::json backend_json(const RuntimeBackend& b, int64_t now_ms, uint32_t tier) const;
 
   Server& server_;
   health::Monitor& monitor_;

@@ -12,6 +12,7 @@
 
 #include "lb/dns_answer.hpp"
 #include "lb/log.hpp"
+#include "lb/srv_plan.hpp"
 
 namespace lb {
 
@@ -244,22 +245,28 @@ struct Entry {
     if (ares_parse_srv_reply(buf, len, &srv) != ARES_SUCCESS || !srv) return e->done("empty");
     if (auto ttl = dns::min_answer_ttl(buf, static_cast<size_t>(len), kTypeSRV))
       e->min_ttl = std::min(e->min_ttl, *ttl);
-    // Each target is resolved (A); the lookup is done when all have answered.
-    std::vector<std::pair<std::string, uint16_t>> targets;
-    for (ares_srv_reply* r = srv; r; r = r->next) targets.emplace_back(r->host, r->port);
+    std::vector<dns::SrvRecord> records;
+    for (ares_srv_reply* r = srv; r; r = r->next)
+      records.push_back({r->host, r->port, r->priority, r->weight});
     ares_free_data(srv);
+    // RFC 2782 priorities become tiers, weights backend weights (lb/srv_plan).
+    auto targets = dns::plan_srv(records);
+    if (targets.empty()) return e->done("empty");
+    // Each target is resolved (A; AAAA when it has no A record); the lookup
+    // is done when all have answered.
     e->waiting = static_cast<int>(targets.size());
-    for (const auto& [host, port] : targets) {
-      auto* t = new Target{e, e->generation, host, port};
-      ares_search(e->ch, host.c_str(), kClassIn, kTypeA, on_target, t);
+    for (auto& t : targets) {
+      auto* q = new Target{e, e->generation, std::move(t), false};
+      ares_search(e->ch, q->srv.target.c_str(), kClassIn, kTypeA, on_target, q);
     }
   }
 
+  // One SRV target being resolved; owned by the c-ares callback (on_target).
   struct Target {
     Entry* e;
     uint64_t generation;
-    std::string host;
-    uint16_t port;
+    dns::SrvTarget srv;
+    bool aaaa;  // the A query found nothing: this is the AAAA one
   };
 
   static void on_target(void* arg, int status, int, unsigned char* buf, int len) {
@@ -267,21 +274,31 @@ struct Entry {
     Entry* e = t->e;
     if (e->stopping || status == ARES_EDESTRUCTION || t->generation != e->generation) return;
     std::vector<Addr> addrs;
-    if (status == ARES_SUCCESS && parse_addrs(kTypeA, buf, len, addrs)) {
-      // One backend per target: its lowest address (stable when it has several).
-      std::sort(addrs.begin(), addrs.end(),
-                [](const Addr& a, const Addr& b) { return a.host < b.host; });
-      e->add(addrs[0].host, t->port, addrs[0].ttl, t->host);
-    } else if (status != ARES_SUCCESS && status != ARES_ENODATA && status != ARES_ENOTFOUND) {
+    const bool none = status == ARES_ENODATA || status == ARES_ENOTFOUND;
+    if (status == ARES_SUCCESS && parse_addrs(t->aaaa ? kTypeAAAA : kTypeA, buf, len, addrs)) {
+      // One backend per address, each with the target's weight and tier.
+      for (const auto& a : addrs)
+        e->add(a.host, t->srv.port, a.ttl, t->srv.target + "-" + a.host, t->srv.weight,
+               t->srv.tier);
+    } else if ((status == ARES_SUCCESS || none) && !t->aaaa) {
+      t->aaaa = true;  // no A record: ask for AAAA (still one lookup outstanding)
+      Target* q = t.release();
+      ares_search(e->ch, q->srv.target.c_str(), kClassIn, kTypeAAAA, on_target, q);
+      return;
+    } else if (status != ARES_SUCCESS && !none) {
       e->error = true;  // the set would be incomplete: keep the last good one
     }
     if (--e->waiting == 0) e->done(e->error ? "a target did not resolve" : nullptr);
   }
 
-  void add(const std::string& addr, uint16_t port, uint32_t ttl, const std::string& label) {
+  // weight 0: the template's. tier: lb/srv_plan.hpp (0 for A / AAAA).
+  void add(const std::string& addr, uint16_t port, uint32_t ttl, const std::string& label,
+           uint32_t weight = 0, uint32_t tier = 0) {
     conf::Backend b = cfg.templ;
     b.name = Discovery::backend_name(cfg, label, port);
     b.address = conf::Endpoint{addr, port};
+    if (weight) b.weight = weight;
+    b.tier = tier;
     min_ttl = std::min(min_ttl, ttl);
     for (const auto& f : found)
       if (f.name == b.name) return;

@@ -2,8 +2,12 @@
 // name is resolved with c-ares (A, AAAA or SRV, with the records' TTLs) and
 // each address becomes a backend named after its record:
 //   A / AAAA: DNS-ADDRESS-PORT          e.g. brokers.mqtt.svc-10.0.0.7-1883
-//   SRV:      DNS-TARGET-PORT           (the target resolved with A)
-// with the entry's template for every other key. The result goes to
+//   SRV:      DNS-TARGET-ADDRESS-PORT   e.g. _mqtt._tcp.x-b1.x-10.0.0.7-1883
+// with the entry's template for every other key. SRV (RFC 2782, see
+// lb/srv_plan.hpp): every target is resolved with A (AAAA when it has no A
+// record), one backend per address; its priority's rank is the backend's
+// tier (failover order), its weight, scaled to 1..256, the backend's weight
+// (the template's weight is not used). The result goes to
 // `on_result` (Server::set_discovered). An empty or failed answer keeps the
 // last good set (counted, logged once until it answers again); the name is
 // asked again after min(interval_ms, TTL) (not sooner than 1 s, unless

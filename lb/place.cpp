@@ -51,12 +51,19 @@ int PlaceStage::choose(bool& retry_same) {
   const int64_t now = steady_ms();
   std::vector<Candidate> c(s.backends.size());
   bool untried = false;
+  uint32_t tier = UINT32_MAX;
   for (size_t i = 0; i < c.size(); ++i) {
     const auto& b = s.backends[i];
     c[i].name = b.cfg.name;
     c[i].weight = b.cfg.weight * b.state->status->weight_factor(now);
     c[i].active = b.state->active.load(std::memory_order_relaxed);
     c[i].eligible = b.state->status->accepts_new() && (!req_.pool || (*req_.pool)[i]);
+    if (c[i].eligible) tier = std::min(tier, b.cfg.tier);
+  }
+  // SRV priorities (lb/srv_plan.hpp): only the lowest tier with a healthy
+  // backend for this client; a higher tier is a failover, as if drained.
+  for (size_t i = 0; i < c.size(); ++i) {
+    c[i].eligible = c[i].eligible && s.backends[i].cfg.tier == tier;
     untried |= c[i].eligible && tried_[i] == 0;
   }
   // Untried backends first; when every healthy one was tried, the same ones

@@ -20,7 +20,8 @@ bool same(const conf::Backend& a, const conf::Backend& b) {
              : std::string("-");
   };
   return a.name == b.name && a.address.str() == b.address.str() && a.weight == b.weight &&
-         a.proxy_protocol == b.proxy_protocol && a.admin == b.admin && tls(a.tls) == tls(b.tls);
+         a.tier == b.tier && a.proxy_protocol == b.proxy_protocol && a.admin == b.admin &&
+         tls(a.tls) == tls(b.tls);
 }
 
 bool same(const std::vector<conf::Backend>& a, const std::vector<conf::Backend>& b) {

@@ -55,16 +55,33 @@ class Dnsmasq:
     def __init__(self, tc, ttl=1, extra=()):
         self.tc = tc
         self.port = free_port()
+        self.ttl = ttl
         d = tc.tmpdir()
         self.hosts = os.path.join(d, "hosts")
         open(self.hosts, "w").close()
-        self.proc = tc.spawn([DNSMASQ, f"--port={self.port}", "--listen-address=127.0.0.1",
-                              "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts",
-                              "--local=/test/", f"--addn-hosts={self.hosts}",
-                              f"--local-ttl={ttl}", "--log-queries", "--pid-file=",
-                              "--user=root"] + list(extra), name=f"dnsmasq:{self.port}")
-        self.proc.wait_for_line(r"started, version", timeout=10)
+        self._start(extra)
         self.reloads = 0
+
+    def _start(self, extra):
+        self.proc = self.tc.spawn([DNSMASQ, f"--port={self.port}", "--listen-address=127.0.0.1",
+                                   "--bind-interfaces", "--no-daemon", "--no-resolv",
+                                   "--no-hosts", "--local=/test/", f"--addn-hosts={self.hosts}",
+                                   f"--local-ttl={self.ttl}", "--log-queries", "--pid-file=",
+                                   "--user=root"] + list(extra), name=f"dnsmasq:{self.port}")
+        self.proc.wait_for_line(r"started, version", timeout=10)
+
+    def restart(self, extra):
+        """Command-line records (--srv-host) are not re-read on SIGHUP: stops
+        this dnsmasq (by PID) and starts one with `extra` on the same port and
+        hosts file. Lookups in between fail (clients keep their last answer)."""
+        self.proc.stop()
+        self._start(extra)
+
+    @staticmethod
+    def srv_hosts(name, records):
+        """--srv-host options: records [(target, port, priority, weight)]."""
+        return [f"--srv-host={name},{t},{port},{prio},{weight}"
+                for t, port, prio, weight in records]
 
     def set_hosts(self, records):
         """records: [(ip, name)]. Waits until dnsmasq has read the new file."""

@@ -4,7 +4,7 @@ a record added -> the backend appears, is health-checked and takes clients;
 a record removed -> the backend drains (its sessions are moved off, no new
 ones); an empty answer keeps the pool; SIGHUP to mqttlb keeps discovered
 backends; the records' TTL (1 s) is respected although interval_ms is a
-minute; SRV records give one backend per target and port."""
+minute. SRV records: test_lb_discovery_srv.py."""
 import json
 import os
 import signal
@@ -161,27 +161,6 @@ class DiscoveryTest(harness.TestCase):
                            text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"^/discovery/0/template/tls/ca: CA '/nonexistent.pem'")
-
-    def test_srv_records_give_one_backend_per_target(self):
-        p1, p2 = free_port(), free_port()
-        for p in (p1, p2):
-            self.start_our_broker(port=p)
-        srv = "_mqtt._tcp.srv.test"
-        dns = Dnsmasq(self, ttl=1, extra=[f"--srv-host={srv},b1.srv.test,{p1}",
-                                          f"--srv-host={srv},b2.srv.test,{p2}",
-                                          "--host-record=b1.srv.test,127.0.0.1",
-                                          "--host-record=b2.srv.test,127.0.0.1"])
-        lb, lport, mport, _ = start_mqttlb(
-            self, [],
-            discovery=[{"dns": srv, "type": "SRV", "interval_ms": 60000,
-                        "resolvers": [f"127.0.0.1:{dns.port}"]}],
-            health={"interval_ms": 200, "timeout_ms": 150, "rise": 1})
-        names = [f"{srv}-b1.srv.test-{p1}", f"{srv}-b2.srv.test-{p2}"]
-        wait_until(lambda: all(up(mport, n) for n in names), 10, what="SRV targets up")
-        socks = [mqtt_connect(lport, f"srv-{i}")[0] for i in range(4)]
-        self.assertEqual(discovered(mport), {names[0]: 2, names[1]: 2})
-        for s in socks:
-            s.close()
 
 
 if __name__ == "__main__":

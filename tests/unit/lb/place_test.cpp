@@ -382,3 +382,52 @@ TEST_CASE("place: each worker's lane gets its share of the backend's slots and q
   CHECK(w.state(0).lanes[0]->queued() == 1);                      // and 1 queue place:
   CHECK(w.attempt_failures(0, lb::AttemptFail::QueueFull) == 1);  // the 4th found it full
 }
+
+TEST_CASE("place: SRV tiers: a higher tier takes new clients only when no lower one is up") {
+  World w(3);
+  w.snap->backends[1].cfg.tier = 1;  // failover tier (SRV: a higher priority value)
+  w.snap->backends[2].cfg.tier = 2;
+  auto first_try = [&](lb::AffinityTable* aff = nullptr, const std::vector<bool>* pool = nullptr) {
+    Host h(w);
+    lb::PlaceRequest r = request();
+    r.affinity = aff;
+    r.pool = pool;
+    lb::PlaceStage stage(h, w.snap, std::move(r), 1);
+    stage.start();
+    return h.tried.empty() ? std::string("none") : h.tried[0];
+  };
+  CHECK(first_try() == "b1");
+  // A client placed on the failover tier (while b1 was down) comes back to
+  // b1 once it is up: the standby tier is treated as drained.
+  lb::AffinityTable aff(100, 1 << 20, 60'000);
+  aff.put(lb::client_key("dev1"), w.state(1).name_hash, lb::steady_ms());
+  CHECK(first_try(&aff) == "b1");
+  w.state(0).status->state.store(health::State::Down);
+  CHECK(first_try() == "b2");
+  CHECK(first_try(&aff) == "b2");
+  w.state(1).status->state.store(health::State::Drain);  // admin drain counts as not up
+  CHECK(first_try() == "b3");
+  w.state(2).status->state.store(health::State::Down);
+  CHECK(first_try() == "none");
+  // Tiers are per client pool: a route whose pool holds only tier 1 uses it.
+  w.state(0).status->state.store(health::State::Up);
+  w.state(1).status->state.store(health::State::Up);
+  std::vector<bool> pool{false, true, false};
+  CHECK(first_try(nullptr, &pool) == "b2");
+}
+
+TEST_CASE(
+    "place: SRV tiers: a failed attempt on an up lower tier is retried there, not failed over") {
+  World w(2);
+  w.snap->backends[1].cfg.tier = 1;
+  Host h(w);
+  lb::PlaceStage stage(h, w.snap, request(), 3);
+  stage.start();
+  REQUIRE(h.tried.size() == 1);
+  CHECK(h.tried[0] == "b1");
+  stage.on_backend_connect(h.current(), UV_ECONNREFUSED);
+  CHECK(h.armed > 0);  // the back-off before trying b1 again (health still says up)
+  stage.on_timer();
+  REQUIRE(h.tried.size() == 2);
+  CHECK(h.tried[1] == "b1");
+}
