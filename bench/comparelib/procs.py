@@ -135,11 +135,12 @@ def cpu_seconds(pids):
 
 
 def kworker_cpu():
-    """CPU seconds of the kernel's worker threads, all of them (so a little of
-    the machine's other work too). In-kernel forwarding sends redirected skbs
-    from kworkers (the psock backlog): that part of its cost is here, not in
-    the balancer's process."""
-    total = 0
+    """CPU seconds of the kernel's worker threads, by pid, all of them (so a
+    little of the machine's other work too). In-kernel forwarding sends
+    redirected skbs from kworkers (the psock backlog): that part of its cost is
+    here, not in the balancer's process. Subtract with kworker_delta: kworkers
+    come and go."""
+    total = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -151,8 +152,19 @@ def kworker_cpu():
         if not st[st.index("(") + 1:].startswith("kworker"):
             continue
         fields = st[st.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+        total[d] = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return total
+
+
+def kworker_delta(before, after):
+    """CPU seconds kworkers spent between two kworker_cpu() samples: a thread
+    that exited in between is not counted (its last figure is unknown), one
+    that started (or a reused pid) counts from zero; never negative."""
+    total = 0.0
+    for pid, cpu in after.items():
+        was = before.get(pid, 0.0)
+        total += cpu - was if cpu >= was else cpu
+    return total
 
 
 def children_cpu():

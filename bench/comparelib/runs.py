@@ -8,7 +8,8 @@ import json
 import subprocess
 import time
 
-from comparelib.procs import children_cpu, cpu_seconds, fd_count, kworker_cpu, pss_bytes, wait_until
+from comparelib.procs import (children_cpu, cpu_seconds, fd_count, kworker_cpu, kworker_delta, pss_bytes,
+                              wait_until)
 
 # Connection attempts in flight during storms. Mosquitto listens with a backlog
 # of 100: above that, SYNs are dropped and retried after 1 s, which would
@@ -68,7 +69,7 @@ def msg_run(bench, target, broker_target, scen, d, tls=None):
     if bpids:
         out["bcpu"] = (b1 - b0) / n * 1e6
     out["gcpu"] = (g1 - g0) / n * 1e6
-    out["kcpu"] = (k1 - k0) / n * 1e6
+    out["kcpu"] = kworker_delta(k0, k1) / n * 1e6
     return out
 
 
