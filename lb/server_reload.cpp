@@ -169,17 +169,7 @@ void Server::commit(std::unique_ptr<Prepared> p) {
   listeners_ = cfg.listeners;
   // Backends the file no longer names take no new clients (they are not in the
   // snapshot); their sessions move off at the configured rate.
-  for (const auto& name : p->removed_backends) {
-    auto ev = std::make_shared<Evacuation>();
-    ev->backend = name;
-    ev->rate_per_s = cfg.evacuation.rate_per_s;
-    ev->deadline_ms = uint64_t{cfg.evacuation.deadline_s} * 1000;
-    ev->reason = 0x9C;  // use another server
-    ev->started_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-    start_evacuation(ev);
-  }
+  for (const auto& name : p->removed_backends) evacuate_removed(name, cfg);
   if (added || !p->retire.empty() || !p->remove_listeners.empty())
     logf(LogLevel::Info, "reload: %zu workers accepting (%d added, %zu retiring), %zu listeners",
          active_slots_.size(), added, p->retire.size(), listeners_.size());

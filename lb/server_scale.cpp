@@ -122,7 +122,7 @@ bool Server::apply_discovered() {
 
 // A backend that left the DNS answer is treated like one a reload removed:
 // no new clients (it is not in the snapshot), its sessions move off at the
-// configured rate (Server::commit does the same).
+// configured rate (Server::commit uses it for the backends a reload removed).
 void Server::evacuate_removed(const std::string& backend, const conf::Config& cfg) {
   auto ev = std::make_shared<Evacuation>();
   ev->backend = backend;
