@@ -26,6 +26,9 @@ struct ListenerTls {
   // Device identity from the client certificate (docs/config.md "identity").
   enum class IdentityFrom { Cn, SanDns, SanUri } identity_from = IdentityFrom::Cn;
   enum class Enforce { Off, Match, Rewrite } identity_enforce = Enforce::Off;
+  // Who protects the records once a TLS 1.3 session is placed (docs/tls.md
+  // "Record layer handover"): mqttlb frees OpenSSL's state; openssl keeps it.
+  enum class RecordLayer { Mqttlb, OpenSsl } record_layer = RecordLayer::Mqttlb;
 };
 
 // MQTT over WebSocket on a listener (docs/websocket.md).

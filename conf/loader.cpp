@@ -72,7 +72,8 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
     if (o.require("bind") && o.get_endpoint("bind", l.bind) && !binds.insert(l.bind.str()).second)
       e.add(o.at("bind"), "address " + l.bind.str() + " is already used by another listener");
     if (const json* t = o.find("tls")) {
-      Obj to(e, *t, o.at("tls"), {"cert", "key", "ca", "verify_client", "identity"});
+      Obj to(e, *t, o.at("tls"),
+             {"cert", "key", "ca", "verify_client", "identity", "record_layer"});
       if (to.valid()) {
         ListenerTls tls;
         if (to.require("cert")) to.get_string("cert", tls.cert, true);
@@ -82,6 +83,9 @@ void load_listeners(Errors& e, const json& arr, const std::string& ptr, Config& 
                     {{"none", ListenerTls::Verify::None},
                      {"optional", ListenerTls::Verify::Optional},
                      {"required", ListenerTls::Verify::Required}});
+        to.get_enum("record_layer", tls.record_layer,
+                    {{"mqttlb", ListenerTls::RecordLayer::Mqttlb},
+                     {"openssl", ListenerTls::RecordLayer::OpenSsl}});
         // The identity object sits in `tls`, or beside it on the listener
         // (the same thing, SPEC.md's "listener identity"); not both.
         const json* id = to.find("identity");

@@ -38,6 +38,8 @@ json listener(const Listener& l) {
         {"key", l.tls->key},
         {"ca", l.tls->ca},
         {"verify_client", name(l.tls->verify_client)},
+        {"record_layer",
+         l.tls->record_layer == ListenerTls::RecordLayer::OpenSsl ? "openssl" : "mqttlb"},
         {"identity",
          {{"from", l.tls->identity_from == ListenerTls::IdentityFrom::SanDns   ? "san-dns"
                    : l.tls->identity_from == ListenerTls::IdentityFrom::SanUri ? "san-uri"

@@ -322,7 +322,9 @@ AdminReply Control::client(const std::string& client_id) {
             {"keep_alive_s", info->keep_alive},
             {"forwarding", info->forwarding}};
   if (!info->tls_version.empty())
-    j["tls"] = {{"version", info->tls_version}, {"client_subject", info->tls_subject}};
+    j["tls"] = {{"version", info->tls_version},
+                {"client_subject", info->tls_subject},
+                {"record_layer", info->tls_record_layer}};
   else
     j["tls"] = nullptr;
   return {200, j};

@@ -292,6 +292,9 @@ void Session::placed(Placement p) {
   const conf::Forwarding fwd = snap_->cfg.forwarding;  // as placed: a reload changes new sessions
   snap_.reset();
   ctls_.reset();
+  // Nothing more is read from the client's certificate: its TLS 1.3 records
+  // may move to mqttlb and OpenSSL's state be freed (docs/tls.md).
+  if (client_tls_) client_tls_->allow_handover();
   phase_ = Phase::Pump;
   PumpHost& host = *this;
   pump_ = std::make_unique<Pump>(host, client_, backend_, w_.pump_counters(), idle_ms_,
@@ -375,6 +378,7 @@ std::optional<Session::Info> Session::info() const {
   if (client_tls_) {
     i.tls_version = client_tls_->engine().protocol();
     i.tls_subject = client_tls_->engine().peer_subject();
+    i.tls_record_layer = client_tls_->engine().handed_over() ? "mqttlb" : "openssl";
   }
   i.connected_since_ms = placed_wall_ms_;
   i.protocol_level = version_ == mqtt::Version::V5 ? 5 : version_ == mqtt::Version::V31 ? 3 : 4;

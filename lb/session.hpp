@@ -73,8 +73,9 @@ class Session final : public net::TransportSink,
   // What the admin API shows of a placed session.
   struct Info {
     std::string backend, listener, peer, tls_version, tls_subject;
-    std::string forwarding;          // "kernel" while joined (docs/forwarding.md), else "userspace"
-    int64_t connected_since_ms = 0;  // wall clock, ms since the epoch
+    std::string forwarding;  // "kernel" while joined (docs/forwarding.md), else "userspace"
+    const char* tls_record_layer = "";  // "mqttlb" once handed over (docs/tls.md), else "openssl"
+    int64_t connected_since_ms = 0;     // wall clock, ms since the epoch
     int protocol_level = 0;
     uint16_t keep_alive = 0;
   };

@@ -87,6 +87,9 @@ class TlsTransport final : public Transport, private TransportSink {
   int begin_handshake();
 
   const tls::Engine& engine() const { return engine_; }
+  // Server role: see tls::Engine::allow_handover (the record layer moves to
+  // mqttlb once nothing more is read from the client's certificate).
+  void allow_handover() { engine_.allow_handover(); }
   bool handshake_done() const { return engine_.handshake_done(); }
   // Client role resumption: offer `s` before connecting; after data was read,
   // session() is worth keeping for the next connection.

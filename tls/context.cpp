@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 
+#include "tls/engine.hpp"
 #include "tls/errors.hpp"
 #include "tls/tickets.hpp"
 
@@ -256,6 +257,10 @@ std::unique_ptr<Context> Context::server(const conf::ListenerTls& cfg, std::stri
   // One TLS 1.3 ticket per handshake (OpenSSL's default is 2): a client that
   // reconnects gets a fresh one on each resumed connection.
   SSL_CTX_set_num_tickets(ctx, 1);
+  if (cfg.record_layer == conf::ListenerTls::RecordLayer::Mqttlb) {
+    detail::install_handover(ctx);  // the key log callback that feeds the handover
+    c->handover_ = true;
+  }
   ERR_clear_error();
   return c;
 }

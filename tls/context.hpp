@@ -72,12 +72,16 @@ class Context {
   int64_t not_after() const;
   // Server only: begins a new ticket-key period now (tls/tickets.hpp).
   void rotate_ticket_keys();
+  // Server only: engines may hand TLS 1.3 records over to mqttlb
+  // (tls/engine.hpp; the listener's tls.record_layer "mqttlb").
+  bool handover() const { return handover_; }
 
  private:
   Context(SSL_CTX* ctx, Role role) : ctx_(ctx), role_(role) {}
   SSL_CTX* ctx_;  // owned: one reference, released in the destructor
   Role role_;
   std::string sid_;  // server: session id context (32 bytes)
+  bool handover_ = false;
 };
 
 }  // namespace tls

@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "tls/errors.hpp"
+#include "tls/records.hpp"
 
 namespace tls {
 
@@ -124,6 +125,114 @@ struct EngineBio {
   }
 };
 
+// ---- Handover ---------------------------------------------------------------
+// Captured during the handshake, then (once handed over) the record layer and
+// what the engine still answers for the SSL it freed.
+struct Engine::Handover {
+  // From the key log: the client's and our application traffic secrets.
+  uint8_t read_secret[48];
+  uint8_t write_secret[48];
+  uint8_t read_len = 0, write_len = 0;
+  // From the message callback: records OpenSSL read / wrote under them.
+  uint64_t read_seq = 0, write_seq = 0;
+  bool key_update = false;  // a KeyUpdate went by: OpenSSL's keys moved on
+  bool wanted = false;      // allow_handover() was called
+  bool done = false;        // rec is in charge; the SSL is freed
+  // After the handover.
+  Records rec;
+  const char* version = "";
+  const char* cipher = "";
+  bool verified = false;
+  bool reused = false;
+  std::string subject;
+  std::string alpn;
+  // A record decrypted in place at in_[in_off_ + plain_off] that the caller's
+  // buffer could not take whole; the record is rec_len bytes from in_off_.
+  size_t plain_off = 0, plain_len = 0, rec_len = 0;
+
+  ~Handover() {
+    OPENSSL_cleanse(read_secret, sizeof read_secret);
+    OPENSSL_cleanse(write_secret, sizeof write_secret);
+  }
+};
+
+namespace {
+
+int engine_index() {
+  static const int idx = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return idx;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// "<LABEL> <client random, 64 hex> <secret, hex>" (NSS key log format).
+// Returns the secret's length (32 or 48), 0 if the line is not that.
+size_t parse_secret(std::string_view line, std::string_view label, uint8_t* out) {
+  if (line.size() < label.size() + 1 || line.substr(0, label.size()) != label ||
+      line[label.size()] != ' ')
+    return 0;
+  line.remove_prefix(label.size() + 1);
+  size_t sp = line.find(' ');
+  if (sp == std::string_view::npos) return 0;
+  line.remove_prefix(sp + 1);
+  size_t n = line.size() / 2;
+  if (line.size() % 2 != 0 || (n != 32 && n != 48)) return 0;
+  for (size_t i = 0; i < n; ++i) {
+    int hi = hex_value(line[2 * i]), lo = hex_value(line[2 * i + 1]);
+    if (hi < 0 || lo < 0) return 0;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return n;
+}
+
+}  // namespace
+
+struct EngineCallbacks {
+  // Key log: each traffic secret when OpenSSL switches to it. Server side,
+  // CLIENT_TRAFFIC_SECRET_0 comes when the client's Finished was read (the
+  // next record it reads is the first under it), SERVER_TRAFFIC_SECRET_0
+  // right after our Finished was written.
+  static void keylog(const SSL* ssl, const char* line) {
+    auto* e = static_cast<Engine*>(SSL_get_ex_data(ssl, engine_index()));
+    if (!e || !e->hand_) return;
+    Engine::Handover& h = *e->hand_;
+    std::string_view l(line);
+    if (size_t n = parse_secret(l, "CLIENT_TRAFFIC_SECRET_0", h.read_secret)) {
+      h.read_len = static_cast<uint8_t>(n);
+      h.read_seq = 0;
+    } else if (size_t m = parse_secret(l, "SERVER_TRAFFIC_SECRET_0", h.write_secret)) {
+      h.write_len = static_cast<uint8_t>(m);
+      h.write_seq = 0;
+    }
+  }
+
+  // Message callback: every record header OpenSSL reads or writes (counted
+  // once the direction's application secret is in use), and every handshake
+  // message (a KeyUpdate makes the counts and secrets stale).
+  static void message(int write_p, int, int content_type, const void* buf, size_t len, SSL*,
+                      void* arg) {
+    auto* e = static_cast<Engine*>(arg);
+    if (!e || !e->hand_) return;
+    Engine::Handover& h = *e->hand_;
+    if (content_type == SSL3_RT_HEADER) {
+      if (write_p && h.write_len) ++h.write_seq;
+      if (!write_p && h.read_len) ++h.read_seq;
+    } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+               static_cast<const uint8_t*>(buf)[0] == SSL3_MT_KEY_UPDATE) {
+      h.key_update = true;
+    }
+  }
+};
+
+void detail::install_handover(SSL_CTX* ctx) {
+  SSL_CTX_set_keylog_callback(ctx, EngineCallbacks::keylog);
+}
+
 // ---- Engine -----------------------------------------------------------------
 
 namespace {
@@ -195,6 +304,12 @@ Engine::Engine(Context& ctx, Role role, std::string_view sni, Limits limits)
     }
   } else {
     SSL_set_accept_state(ssl_);
+    if (ctx.handover()) {
+      hand_ = std::make_unique<Handover>();
+      SSL_set_ex_data(ssl_, engine_index(), this);
+      SSL_set_msg_callback(ssl_, EngineCallbacks::message);
+      SSL_set_msg_callback_arg(ssl_, this);
+    }
   }
 }
 
@@ -242,6 +357,7 @@ void Engine::drive() {
   int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     handshake_done_ = true;
+    if (hand_ && SSL_version(ssl_) != TLS1_3_VERSION) drop_handover();  // TLS 1.2 stays
     if (!early_.empty()) {
       std::vector<uint8_t> early;
       early.swap(early_);
@@ -256,7 +372,7 @@ void Engine::drive() {
 }
 
 size_t Engine::feed_ciphertext(std::span<const uint8_t> in) {
-  if (failed_ || !ssl_) return 0;
+  if (failed_ || (!ssl_ && !handed_over())) return 0;
   size_t held = in_.size() - in_off_;
   size_t room = held >= limits_.max_ciphertext_in ? 0 : limits_.max_ciphertext_in - held;
   size_t n = std::min(in.size(), room);
@@ -275,7 +391,10 @@ size_t Engine::feed_ciphertext(std::span<const uint8_t> in) {
 }
 
 size_t Engine::read_plaintext(std::span<uint8_t> out) {
-  if (failed_ || peer_closed_ || !ssl_) return 0;
+  if (failed_ || peer_closed_) return 0;
+  if (hand_) try_handover();
+  if (handed_over()) return out.empty() ? 0 : read_records(out);
+  if (!ssl_) return 0;
   if (!started_) start();
   drive();
   if (!handshake_done_ || failed_ || out.empty()) return 0;
@@ -313,7 +432,19 @@ size_t Engine::write_now(std::span<const uint8_t> in) {
 }
 
 size_t Engine::write_plaintext(std::span<const uint8_t> in) {
-  if (failed_ || shutdown_sent_ || !ssl_) return 0;
+  if (failed_ || shutdown_sent_) return 0;
+  if (hand_) try_handover();
+  if (handed_over()) {
+    size_t pending = pending_ciphertext();
+    if (pending >= limits_.max_ciphertext_out) return 0;
+    auto chunk = in.first(std::min(in.size(), limits_.max_ciphertext_out - pending));
+    if (!hand_->rec.seal_data(chunk, out_)) {
+      records_failed("TLS write failed");
+      return 0;
+    }
+    return chunk.size();
+  }
+  if (!ssl_) return 0;
   if (!started_) start();
   drive();
   if (failed_) return 0;
@@ -370,6 +501,12 @@ bool Engine::want_write() const {
 }
 
 void Engine::shutdown() {
+  if (handed_over()) {
+    if (shutdown_sent_) return;
+    shutdown_sent_ = true;
+    if (!failed_) hand_->rec.seal_alert(1, 0, out_);  // close_notify
+    return;
+  }
   if (shutdown_sent_ || !ssl_) return;
   shutdown_sent_ = true;
   release(early_);  // accepted before the handshake completed: never sent
@@ -395,10 +532,12 @@ Session Engine::get_session() const {
 }
 
 bool Engine::session_reused() const {
+  if (handed_over()) return hand_->reused;
   return ssl_ && SSL_session_reused(ssl_) == 1;
 }
 
 std::string Engine::alpn() const {
+  if (handed_over()) return hand_->alpn;
   if (!ssl_) return {};
   const unsigned char* p = nullptr;
   unsigned int n = 0;
@@ -407,21 +546,24 @@ std::string Engine::alpn() const {
 }
 
 std::string Engine::protocol() const {
+  if (handed_over()) return hand_->version;
   return ssl_ && handshake_done_ ? SSL_get_version(ssl_) : "";
 }
 
 std::string Engine::cipher() const {
+  if (handed_over()) return hand_->cipher;
   const char* c = ssl_ && handshake_done_ ? SSL_get_cipher_name(ssl_) : nullptr;
   return c ? c : "";
 }
 
 std::string Engine::peer_subject() const {
+  if (handed_over()) return hand_->subject;
   X509* cert = ssl_ ? SSL_get0_peer_certificate(ssl_) : nullptr;
   return cert ? name_string(X509_get_subject_name(cert)) : std::string();
 }
 
 std::string Engine::peer_identity(IdentityFrom from) const {
-  if (!peer_verified()) return {};
+  if (!ssl_ || !peer_verified()) return {};
   X509* cert = SSL_get0_peer_certificate(ssl_);
   if (from == IdentityFrom::Cn) {
     X509_NAME* n = X509_get_subject_name(cert);
@@ -452,8 +594,123 @@ std::string Engine::peer_identity(IdentityFrom from) const {
 }
 
 bool Engine::peer_verified() const {
+  if (handed_over()) return hand_->verified;
   return ssl_ && handshake_done_ && SSL_get0_peer_certificate(ssl_) != nullptr &&
          SSL_get_verify_result(ssl_) == X509_V_OK;
+}
+
+// ---- the handover -------------------------------------------------------------
+
+bool Engine::handed_over() const {
+  return hand_ && hand_->done;
+}
+
+void Engine::allow_handover() {
+  if (!hand_) return;
+  hand_->wanted = true;
+  try_handover();
+}
+
+void Engine::drop_handover() {
+  if (!hand_ || hand_->done) return;
+  if (ssl_) {
+    SSL_set_msg_callback(ssl_, nullptr);
+    SSL_set_ex_data(ssl_, engine_index(), nullptr);
+  }
+  hand_.reset();
+}
+
+void Engine::try_handover() {
+  Handover& h = *hand_;
+  if (h.done || !h.wanted || !ssl_ || !handshake_done_ || failed_ || shutdown_sent_ ||
+      peer_closed_ || !early_.empty())
+    return;
+  if (h.key_update || h.read_len == 0 || h.write_len == 0 || SSL_version(ssl_) != TLS1_3_VERSION)
+    return drop_handover();
+  // A record OpenSSL started to read (or plaintext it holds) stays its own:
+  // try again once it is through.
+  if (SSL_has_pending(ssl_) || SSL_pending(ssl_) > 0) return;
+  const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
+  Aead aead;
+  switch (c ? SSL_CIPHER_get_protocol_id(c) : 0) {
+    case 0x1301:
+      aead = Aead::Aes128GcmSha256;
+      break;
+    case 0x1302:
+      aead = Aead::Aes256GcmSha384;
+      break;
+    case 0x1303:
+      aead = Aead::Chacha20Poly1305Sha256;
+      break;
+    default:  // the CCM suites: OpenSSL keeps them
+      return drop_handover();
+  }
+  if (!h.rec.init(aead, {std::span<const uint8_t>(h.read_secret, h.read_len), h.read_seq},
+                  {std::span<const uint8_t>(h.write_secret, h.write_len), h.write_seq}))
+    return drop_handover();
+  OPENSSL_cleanse(h.read_secret, sizeof h.read_secret);
+  OPENSSL_cleanse(h.write_secret, sizeof h.write_secret);
+  h.version = SSL_get_version(ssl_);  // static strings in OpenSSL
+  h.cipher = SSL_CIPHER_get_name(c);
+  h.verified = peer_verified();
+  h.subject = peer_subject();
+  h.alpn = alpn();
+  h.reused = SSL_session_reused(ssl_) == 1;
+  h.done = true;
+  SSL_free(ssl_);  // frees bio_ too; in_ keeps what OpenSSL did not read, whole records
+  ssl_ = nullptr;
+  bio_ = nullptr;
+}
+
+size_t Engine::read_records(std::span<uint8_t> out) {
+  Handover& h = *hand_;
+  while (!failed_ && !peer_closed_) {
+    if (h.plain_len > 0) {
+      size_t k = std::min(out.size(), h.plain_len);
+      std::memcpy(out.data(), in_.data() + in_off_ + h.plain_off, k);
+      h.plain_off += k;
+      h.plain_len -= k;
+      if (h.plain_len == 0) {
+        in_off_ += h.rec_len;
+        h.rec_len = 0;
+        release_drained_input();
+      }
+      return k;
+    }
+    Records::Read r = h.rec.open(std::span<uint8_t>(in_).subspan(in_off_), out_);
+    switch (r.kind) {
+      case Records::Read::Kind::NeedMore:
+        release_drained_input();
+        return 0;
+      case Records::Read::Kind::Record:
+        in_off_ += r.consumed;
+        continue;
+      case Records::Read::Kind::Data:
+        h.plain_off = r.offset;
+        h.plain_len = r.length;
+        h.rec_len = r.consumed;
+        continue;
+      case Records::Read::Kind::Closed:
+        peer_closed_ = true;  // close_notify: what follows is ignored
+        release(in_);
+        in_off_ = 0;
+        return 0;
+      case Records::Read::Kind::Failed:
+        records_failed("TLS read failed");
+        return 0;
+    }
+  }
+  return 0;
+}
+
+void Engine::records_failed(std::string_view what) {
+  failed_ = true;
+  error_ = std::string(what) + ": " + hand_->rec.error();
+  if (int a = hand_->rec.peer_alert(); a >= 0)
+    error_ += std::string(" (") + SSL_alert_desc_string_long(a) + ")";
+  hand_->plain_len = 0;
+  release(in_);  // an alert for the peer may sit in out_ to be taken
+  in_off_ = 0;
 }
 
 }  // namespace tls

@@ -19,10 +19,22 @@
 //    max_ciphertext_out bytes) and sent as soon as it completes;
 //  - an idle engine holds no buffers: ours are released when drained, and
 //    OpenSSL's with SSL_MODE_RELEASE_BUFFERS.
+//
+// Handover (server role, a context with handover on; docs/tls.md "Record
+// layer handover"): after allow_handover(), a TLS 1.3 session with AES-GCM or
+// ChaCha20-Poly1305 moves from OpenSSL to tls/records.hpp at the first moment
+// OpenSSL holds no partial record, and its SSL object (about 14 KB) is freed.
+// The traffic secrets come from OpenSSL's key log callback, the sequence
+// numbers from counting records in its message callback, both during the
+// handshake. A session that saw a KeyUpdate before the handover, or TLS 1.2,
+// stays with OpenSSL. Nothing changes for the caller but what OpenSSL alone
+// knew: after the handover peer_identity() and sessions are empty; protocol(),
+// cipher(), alpn(), peer_subject(), peer_verified() keep their values.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -139,11 +151,25 @@ class Engine {
   enum class IdentityFrom : uint8_t { Cn, SanDns, SanUri };
   std::string peer_identity(IdentityFrom from) const;
 
+  // Server role: the caller needs nothing more that only OpenSSL knows (the
+  // peer's certificate fields): hand the record layer over as soon as
+  // it can be (see the top of this file). Does nothing on a context without
+  // handover, or for a session that cannot be handed over.
+  void allow_handover();
+  bool handed_over() const;  // records are ours now; native() is null
+
   Role role() const { return role_; }
-  SSL* native() const { return ssl_; }
+  SSL* native() const { return ssl_; }  // null after the handover
+
+  struct Handover;  // engine.cpp
 
  private:
   friend struct EngineBio;
+  friend struct EngineCallbacks;
+  void try_handover();
+  void drop_handover();                         // this session stays with OpenSSL
+  size_t read_records(std::span<uint8_t> out);  // after the handover
+  void records_failed(std::string_view what);
   void drive();  // advances the handshake; flushes early plaintext when it completes
   void start();
   void fail(std::string_view what, int ret);
@@ -154,11 +180,12 @@ class Engine {
   BIO* bio_ = nullptr;  // our BIO (see engine.cpp): reads in_, writes out_
   Role role_;
   Limits limits_;
-  std::vector<uint8_t> in_;     // ciphertext fed but not yet consumed by OpenSSL
-  size_t in_off_ = 0;           // in_[in_off_..] is unconsumed
-  std::vector<uint8_t> out_;    // ciphertext produced, not yet taken
-  size_t out_off_ = 0;          // out_[out_off_..] is pending
-  std::vector<uint8_t> early_;  // plaintext accepted before the handshake completed
+  std::vector<uint8_t> in_;         // ciphertext fed but not yet consumed by OpenSSL
+  size_t in_off_ = 0;               // in_[in_off_..] is unconsumed
+  std::vector<uint8_t> out_;        // ciphertext produced, not yet taken
+  size_t out_off_ = 0;              // out_[out_off_..] is pending
+  std::vector<uint8_t> early_;      // plaintext accepted before the handshake completed
+  std::unique_ptr<Handover> hand_;  // server engines of a handover context, until it cannot be
   bool started_ = false;
   bool handshake_done_ = false;
   bool failed_ = false;
@@ -166,5 +193,11 @@ class Engine {
   bool peer_closed_ = false;
   std::string error_;
 };
+
+namespace detail {
+// Server contexts with handover: OpenSSL's key log callback, which hands the
+// TLS 1.3 traffic secrets to the engine of each connection (never logged).
+void install_handover(SSL_CTX* ctx);
+}  // namespace detail
 
 }  // namespace tls

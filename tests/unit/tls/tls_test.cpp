@@ -3,148 +3,13 @@
 #include <doctest/doctest.h>
 #include <openssl/ssl.h>
 
-#include <algorithm>
-#include <fstream>
-#include <memory>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include "tls/context.hpp"
-#include "tls/engine.hpp"
-#include "tls_pki.hpp"
+#include "tls_link.hpp"
 
-using tls::Context;
-using tls::Engine;
-using tls::Role;
-using tls_test::cert;
-
-namespace {
-
-using Verify = conf::ListenerTls::Verify;
-
-std::unique_ptr<Context> server_ctx(const std::string& crt = "server.crt",
-                                    const std::string& key = "server.key",
-                                    Verify verify = Verify::None, const std::string& ca = "") {
-  conf::ListenerTls cfg;
-  cfg.cert = cert(crt);
-  cfg.key = cert(key);
-  cfg.verify_client = verify;
-  if (!ca.empty()) cfg.ca = cert(ca);
-  std::string err;
-  auto c = Context::server(cfg, err);
-  INFO(err);
-  REQUIRE(c);
-  CHECK(err.empty());
-  return c;
-}
-
-std::unique_ptr<Context> client_ctx(const std::string& ca = "ca.crt", const std::string& crt = "",
-                                    const std::string& key = "") {
-  tls::ClientOptions o;
-  o.ca = cert(ca);
-  if (!crt.empty()) {
-    o.cert = cert(crt);
-    o.key = cert(key);
-  }
-  std::string err;
-  auto c = Context::client(o, err);
-  INFO(err);
-  REQUIRE(c);
-  return c;
-}
-
-std::span<const uint8_t> bytes(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-// Reads every plaintext byte available into got; returns how many.
-size_t drain(Engine& e, std::string& got) {
-  uint8_t buf[4096];
-  size_t total = 0;
-  while (size_t n = e.read_plaintext(buf)) {
-    got.append(reinterpret_cast<char*>(buf), n);
-    total += n;
-  }
-  return total;
-}
-
-// One direction: takes `from`'s pending ciphertext and feeds it to `to` in
-// pieces of at most `chunk` bytes, reading `to`'s plaintext after each feed
-// (as a socket loop would). Returns false if there was nothing to move.
-bool transfer(Engine& from, Engine& to, std::string& to_got, size_t chunk) {
-  std::vector<uint8_t> buf;
-  from.take_ciphertext(buf);
-  if (buf.empty()) return false;
-  size_t off = 0;
-  while (off < buf.size() && !to.failed()) {
-    size_t want = std::min(chunk, buf.size() - off);
-    size_t n = to.feed_ciphertext(std::span(buf).subspan(off, want));
-    // documented guarantee: after draining plaintext, a feed of up to
-    // max_ciphertext_in - kMaxRecordSize bytes is accepted whole
-    if (want <= Engine::Limits{}.max_ciphertext_in - Engine::kMaxRecordSize && !to.failed())
-      REQUIRE(n == want);
-    off += n;
-    size_t r = drain(to, to_got);
-    REQUIRE((n > 0 || r > 0 || to.failed()));  // never stuck while its plaintext is read
-  }
-  return true;
-}
-
-struct Link {
-  Link(Engine& client, Engine& server) : c(client), s(server) {}
-  Engine& c;
-  Engine& s;
-  std::string c_got, s_got;  // plaintext received by the client / the server
-  size_t chunk = SIZE_MAX;
-
-  // Moves bytes both ways until neither side has anything to send.
-  void pump() {
-    for (int round = 0; round < 100000; ++round) {
-      bool a = transfer(c, s, s_got, chunk);
-      drain(c, c_got);
-      bool b = transfer(s, c, c_got, chunk);
-      drain(s, s_got);
-      if (!a && !b) return;
-    }
-    FAIL("the two engines never went quiet");
-  }
-
-  // Writes all of `data` from `from`, pumping whenever the engine is full.
-  void send_all(Engine& from, const std::string& data) {
-    size_t off = 0;
-    for (int round = 0; off < data.size(); ++round) {
-      REQUIRE(round < 1000000);
-      size_t n = from.write_plaintext(bytes(data).subspan(off));
-      off += n;
-      REQUIRE(!from.failed());
-      pump();
-    }
-    pump();
-  }
-};
-
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  uint32_t x = 2463534242u;
-  for (auto& ch : s) {  // xorshift: no repeating period a bug could hide in
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    ch = static_cast<char>(x);
-  }
-  return s;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
+using namespace tls_test;
 
 TEST_CASE("handshake and data both ways") {
   auto sctx = server_ctx();
@@ -170,6 +35,7 @@ TEST_CASE("handshake and data both ways") {
   CHECK(l.c_got == "hello from server");
   CHECK_FALSE(c.failed());
   CHECK_FALSE(s.failed());
+  check_record_layer(s);
 }
 
 TEST_CASE("TLS 1.2 peers still work") {
@@ -225,6 +91,7 @@ TEST_CASE("1 MiB each way; pending output stays bounded") {
   CHECK(l.s_got.size() == up.size());
   CHECK(l.s_got == up);
   CHECK(l.c_got == down);
+  check_record_layer(s);
 }
 
 TEST_CASE("feeding more than the input limit without reading is refused, then resumes") {
@@ -254,6 +121,7 @@ TEST_CASE("feeding more than the input limit without reading is refused, then re
   }
   drain(s, got);
   CHECK(got == data);
+  check_record_layer(s);
 }
 
 TEST_CASE("pull API: ciphertext taken in small pieces while writing") {
@@ -276,6 +144,7 @@ TEST_CASE("pull API: ciphertext taken in small pieces while writing") {
     drain(s, got);
   }
   CHECK(got == data);
+  check_record_layer(s);
 }
 
 TEST_CASE("byte-by-byte feeding") {
@@ -291,6 +160,7 @@ TEST_CASE("byte-by-byte feeding") {
   CHECK(c.handshake_done());
   CHECK(l.s_got == msg);
   CHECK(l.c_got == "reply");
+  check_record_layer(s);
 }
 
 // The schedule is seeded, but handshake sizes vary (ECDSA signatures, key
@@ -338,6 +208,7 @@ TEST_CASE("random chunking and interleaving (seeded)") {
     }
     CHECK(s_got == up);
     CHECK(c_got == down);
+    check_record_layer(s);
   }
 }
 
@@ -631,6 +502,7 @@ TEST_CASE("close_notify") {
   CHECK(l.c_got == "bye");
   CHECK(c.peer_closed());
   CHECK_FALSE(c.failed());
+  check_record_layer(s);
 }
 
 TEST_CASE("garbage ciphertext fails cleanly") {
