@@ -369,7 +369,42 @@ def ws_connect_seeds():
     }
 
 
+def records_seeds():
+    """Programs for fuzz_records.cpp: a suite byte, then client operations
+    (op % 8: 0-3 data record [u16 length, padding byte, content], 4 any
+    content type [type, length % 16, bytes, padding % 4], 5 KeyUpdate
+    (op & 0x10: requested), 6 raw bytes [count % 32, bytes], 7 a flipped bit
+    [u16 position])."""
+    def data(content, pad=0, op=0):
+        return bytes([op]) + struct.pack(">H", len(content)) + bytes([pad]) + content
+
+    def typed(t, body, pad=0):
+        return bytes([4, t, len(body)]) + body + bytes([pad])
+
+    out = {}
+    for suite in range(3):
+        out[f"data-{suite}"] = bytes([suite]) + data(b"hello") + data(b" world", 7)
+        out[f"keyupdate-{suite}"] = (bytes([suite]) + data(b"a") + bytes([5 | 0x10]) + data(b"b")
+                                      + bytes([5]) + data(b"c"))
+    out["padded-max"] = b"\x00" + data(b"", 255, op=0x80)
+    out["largest-plaintext"] = b"\x01" + bytes([0x40]) + struct.pack(">H", 16384) + b"\x00"
+    out["plaintext-overflow"] = b"\x01" + bytes([0xc0]) + struct.pack(">H", 16384) + b"\x01"
+    out["close-notify"] = b"\x00" + data(b"x") + typed(21, b"\x01\x00") + data(b"ignored")
+    out["user-canceled"] = b"\x02" + typed(21, b"\x01\x5a") + data(b"kept")
+    out["fatal-alert"] = b"\x00" + typed(21, b"\x02\x50")
+    out["keyupdate-split"] = b"\x00" + typed(22, b"\x18\x00\x00") + typed(22, b"\x01\x00")
+    out["ticket-from-client"] = b"\x00" + typed(22, b"\x04\x00\x00\x00")
+    out["empty-handshake"] = b"\x00" + typed(22, b"")
+    out["no-content-type"] = b"\x00" + typed(0, b"", 3)
+    out["ccs"] = b"\x00" + bytes([6, 6, 20, 3, 3, 0, 1, 1])
+    out["flipped-bit"] = b"\x02" + data(b"tampered") + bytes([7 | 0x20, 0, 9])
+    out["short-record"] = b"\x00" + bytes([6, 10, 23, 3, 3, 0, 5, 1, 2, 3, 4, 5])
+    out["overlong-header"] = b"\x00" + bytes([6, 5, 23, 3, 3, 0x41, 0x01])
+    return out
+
+
 if __name__ == "__main__":
+    write("records", records_seeds())
     write("ws_http", ws_http_seeds())
     write("ws_frame", ws_frame_seeds())
     write("ws_connect", ws_connect_seeds())
