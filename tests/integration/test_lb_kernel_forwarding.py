@@ -168,8 +168,12 @@ class KernelForwarding(harness.TestCase):
         print(f"evacuated mid-stream ({path} path then) after {k} packets to the client, {m} to "
               "the broker", flush=True)
 
-    def joined_session(self, fb, port, mport, cid, keepalive=60):
-        s = socket.create_connection(("127.0.0.1", port))
+    def joined_session(self, fb, port, mport, cid, keepalive=60, buf=None):
+        """A client session joined in the kernel; buf: (SO_RCVBUF or SO_SNDBUF, bytes)."""
+        s = socket.socket()
+        if buf:
+            s.setsockopt(socket.SOL_SOCKET, *buf)
+        s.connect(("127.0.0.1", port))
         self.addCleanup(s.close)
         s.sendall(connect_packet(cid, 4, keepalive))
         s.settimeout(5)
@@ -188,15 +192,7 @@ class KernelForwarding(harness.TestCase):
 
     def test_stalled_client_bounds_the_kernel_queues_and_loses_nothing(self):
         fb, p, port, mport = self.fake_and_lb()
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.connect(("127.0.0.1", port))
-        self.addCleanup(s.close)
-        s.sendall(connect_packet("slow-reader", 4, 0))
-        s.settimeout(5)
-        self.assertEqual(s.recv(4), CONNACK)
-        wait_until(lambda: metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}') == 1, 10,
-                   what="session joined in the kernel")
+        s = self.joined_session(fb, port, mport, "slow-reader", 0, (socket.SO_RCVBUF, 64 * 1024))
         rss0 = rss_kib(p.pid)
         total = 64 * 1024 * 1024
         # 1 MiB of whole PUBLISHes (16 x 64 KiB), repeated: the kernel path
@@ -257,36 +253,16 @@ class KernelForwarding(harness.TestCase):
         self.addCleanup(sub.close)
         sub.send(subscribe([("frozen/t", 0)]))
         self.assertEqual(sub.recv()[0], 0x90)
-        got, got_eof = bytearray(), threading.Event()
-
-        def read_sub():
-            sub.sock.settimeout(60)
-            got.extend(sub.buf)
-            try:
-                while True:
-                    b = sub.sock.recv(1 << 20)
-                    if not b:
-                        break
-                    got.extend(b)
-            except OSError:
-                pass
-            got_eof.set()
-
-        threading.Thread(target=read_sub, daemon=True).start()
+        reader = Peer(sub.sock, 0)  # records what the subscriber reads
+        reader.got.extend(sub.buf)
+        reader.start_reader()
+        got, got_eof = reader.got, reader.eof
         n, slow = 6000, 100  # 8 KiB messages: 47 MiB, the first 100 paced
 
         def msg(seq):
             return publish("frozen/t", struct.pack("!I", seq) + bytes([seq % 251]) * 8188)
 
-        c = socket.socket()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-        c.connect(("127.0.0.1", port))
-        self.addCleanup(c.close)
-        c.sendall(connect_packet("frozen-pub", 4, 60))
-        c.settimeout(5)
-        self.assertEqual(c.recv(4), CONNACK)
-        wait_until(lambda: metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}') == 1, 10,
-                   what="publisher joined in the kernel")
+        c = self.joined_session(None, port, mport, "frozen-pub", 60, (socket.SO_SNDBUF, 64 * 1024))
         size = len(msg(0))
         sent, go_fast, pub_done = [0], threading.Event(), threading.Event()
 
