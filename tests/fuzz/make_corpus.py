@@ -209,6 +209,9 @@ def splice_scan_seeds():
         "max-packet-128": bytes([129, 2]) + frame(bytes(128), 0x30) + frame(bytes(129), 0x30),
         "explicit-max": b"\xff\x02" + pipelined,
         "empty-stream": b"\x00\x00",
+        # 33,000 PINGREQs: more framing steps than one skb may take (the verdict
+        # passes it, SPLICE_WHY_SCAN); cut smaller, it forwards them all.
+        "over-step-bound": b"\x00\x02" + b"\xc0\x00" * 33000,
     }
     return seeds
 
