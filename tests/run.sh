@@ -54,7 +54,7 @@ if [ "${MQTTLB_FUZZ_SMOKE:-0}" = "1" ]; then
   echo "=== fuzz smoke run (clang + libFuzzer, ${MQTTLB_FUZZ_SECONDS:-10} s per target)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMQTTLB_FUZZ=ON -DMQTTLB_TESTS=ON >/dev/null
-  targets="connect frame proxy config tls_transport haproxy_tokenizer haproxy_acl peer rewrite store admin_route ws_http ws_frame ws_connect records"
+  targets="connect frame proxy config tls_transport haproxy_tokenizer haproxy_acl peer rewrite store admin_route ws_http ws_frame ws_connect records splice_scan"
   # shellcheck disable=SC2086
   cmake --build build-fuzz -j"$JOBS" --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
   root=$(pwd)

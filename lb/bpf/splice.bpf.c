@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "splice_abi.h"
+#include "splice_scan.h"
 
 /* CO-RE: only the field used, relocated against the running kernel's BTF. */
 struct tcp_sock {
@@ -47,72 +48,25 @@ struct {
   __type(value, struct splice_state);
 } states SEC(".maps");
 
-#define MQTT_MAX_REMAINING 268435455u
-#define SCAN_STEPS (1u << 16) /* framing steps per skb (bpf_loop bound) */
-
 struct scan_ctx {
   struct __sk_buff* skb;
   struct splice_scan* w;
 };
 
-/* One framing step: skip as much body as is here, or take one header byte.
- * Returns 1 to stop (end of skb or malformed). */
+/* One framing step (splice_scan.h): skip as much body as is here, or take
+ * one header byte. Returns 1 to stop (end of skb or malformed). */
 static long scan_step(__u32 i, void* data) {
   struct scan_ctx* x = data;
   struct splice_scan* c = x->w;
   (void)i;
   if (c->pos >= c->len) return 1;
-  if (c->state == SPLICE_SCAN_BODY) {
-    __u32 here = c->len - c->pos;
-    __u32 k = c->body_left < here ? c->body_left : here;
-    c->pos += k;
-    c->body_left -= k;
-    if (c->body_left == 0) {
-      c->state = SPLICE_SCAN_TYPE;
-      c->packets++;
-    }
-    return 0;
-  }
+  if (c->state == SPLICE_SCAN_BODY) return splice_scan_skip_body(c);
   __u8 b = 0;
   if (bpf_skb_load_bytes(x->skb, c->pos, &b, 1) < 0) {
     c->bad = 1;
     return 1;
   }
-  c->pos++;
-  if (c->state == SPLICE_SCAN_TYPE) {
-    if ((b >> 4) == 0) { /* packet type 0 is reserved: malformed */
-      c->bad = 1;
-      return 1;
-    }
-    c->state = SPLICE_SCAN_LENGTH;
-    c->len_value = 0;
-    c->len_mult = 1;
-    c->len_bytes = 0;
-    return 0;
-  }
-  /* SPLICE_SCAN_LENGTH */
-  c->len_value += (b & 0x7Fu) * c->len_mult;
-  c->len_mult *= 128;
-  c->len_bytes++;
-  if (b & 0x80) {
-    if (c->len_bytes >= 4) { /* a 5th length byte: malformed */
-      c->bad = 1;
-      return 1;
-    }
-    return 0;
-  }
-  if (c->len_value > c->max_packet) {
-    c->bad = 1;
-    return 1;
-  }
-  c->body_left = c->len_value;
-  if (c->body_left == 0) {
-    c->state = SPLICE_SCAN_TYPE;
-    c->packets++;
-  } else {
-    c->state = SPLICE_SCAN_BODY;
-  }
-  return 0;
+  return splice_scan_header_byte(c, b);
 }
 
 static int pass(struct splice_state* s, __u32 why) {
@@ -164,26 +118,13 @@ static __attribute__((noinline)) int verdict(struct __sk_buff* skb, struct splic
   if (inflight > s->max_inflight) return pass(s, SPLICE_WHY_BACKPRESSURE);
 
   struct splice_scan* w = &s->work;
-  w->pos = 0;
-  w->len = skb->len;
-  w->state = s->scan_state;
-  w->body_left = s->body_left;
-  w->len_value = s->len_value;
-  w->len_mult = s->len_mult;
-  w->len_bytes = s->len_bytes;
-  w->max_packet = s->max_packet ? s->max_packet : MQTT_MAX_REMAINING;
-  w->packets = 0;
-  w->bad = 0;
+  splice_scan_begin(w, s, skb->len);
   struct scan_ctx c = {.skb = skb, .w = w};
-  bpf_loop(SCAN_STEPS, scan_step, &c, 0);
+  bpf_loop(SPLICE_SCAN_STEPS, scan_step, &c, 0);
   if (w->bad) return pass(s, SPLICE_WHY_MALFORMED);
   if (w->pos < w->len) return pass(s, SPLICE_WHY_SCAN);
 
-  s->scan_state = w->state;
-  s->body_left = w->body_left;
-  s->len_value = w->len_value;
-  s->len_mult = w->len_mult;
-  s->len_bytes = w->len_bytes;
+  splice_scan_commit(s, w);
   __sync_fetch_and_add(&s->packets, w->packets);
   __sync_fetch_and_add(&s->bytes, skb->len);
   s->last_ns = bpf_ktime_get_ns();

@@ -8,8 +8,9 @@ Deterministic: the same files every run. The seeds are built here byte by byte
 username, password and properties, truncations of them, overlong and
 malformed varints, each CONNECT rule violated once, and some garbage (HTTP,
 TLS ClientHello). Files named "crash-*" (reproducers of fixed fuzzer
-findings) and "fuzz-*" (inputs a fuzzer run found, minimized with -merge=1)
-are added by hand (docs/fuzzing.md); this script never deletes them.
+findings), "fuzz-*" (inputs a fuzzer run found, minimized with -merge=1) and
+"hand-*" (seeds written by hand) are added by hand (docs/fuzzing.md); this
+script never deletes them.
 """
 import os
 import random
@@ -183,11 +184,44 @@ def frame_seeds():
     return seeds
 
 
+def splice_scan_seeds():
+    """fuzz_splice_scan: byte 0 picks max_packet (0: the MQTT maximum; 1..128:
+    0..127), byte 1 the segmentation (low 2 bits: segments up to 3, 16, 200 or
+    1500 bytes) and the take-back point; the rest is the stream."""
+    pub = frame(s("a/b") + b"payload", 0x30)
+    pipelined = (b"\xc0\x00" + pub + frame(b"\x00\x01", 0x40) + b"\xd0\x00" +
+                 frame(bytes(300), 0x32) + b"\xe0\x00")
+    big = frame(bytes(2100), 0x30)  # 2-byte length, body over several segments
+    seeds = {
+        "pipelined": b"\x00\x01" + pipelined,
+        "pipelined-mtu": b"\x00\x03" + pipelined,
+        "pipelined-takeback": b"\x00\x16" + pipelined,
+        "varint-4-bytes": b"\x00\x01" + b"\x30\xff\xff\xff\x7f" + bytes(40),
+        "varint-5th-byte": b"\x00\x01" + b"\xc0\x00\x30\xff\xff\xff\xff\x01",
+        "type-0": b"\x00\x01" + b"\xc0\x00" + b"\x00\x00",
+        "type-0-first": b"\x00\x00" + b"\x00\x00",
+        "zero-length-bodies": b"\x00\x01" + b"\xc0\x00\xd0\x00\xe0\x00\x30\x00",
+        "body-split": b"\x00\x02" + big + pub,
+        "body-split-small": b"\x00\x00" + big[:700],
+        "nonminimal-length": b"\x00\x01" + b"\x30\x83\x80\x00abc" + b"\xc0\x00",
+        "max-packet-at": bytes([1 + 10, 1]) + frame(bytes(10), 0x30) + b"\xc0\x00",
+        "max-packet-over": bytes([1 + 10, 1]) + frame(bytes(10), 0x30) + frame(bytes(11), 0x30),
+        "max-packet-zero": bytes([1, 0]) + b"\xc0\x00\xd0\x00" + frame(b"x", 0x30),
+        "max-packet-128": bytes([129, 2]) + frame(bytes(128), 0x30) + frame(bytes(129), 0x30),
+        "explicit-max": b"\xff\x02" + pipelined,
+        "empty-stream": b"\x00\x00",
+        # 33,000 PINGREQs: more framing steps than one skb may take (the verdict
+        # passes it, SPLICE_WHY_SCAN); cut smaller, it forwards them all.
+        "over-step-bound": b"\x00\x02" + b"\xc0\x00" * 33000,
+    }
+    return seeds
+
+
 def write(dirname, seeds):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if not f.startswith(("crash-", "fuzz-")) and f not in seeds:
+        if not f.startswith(("crash-", "fuzz-", "hand-")) and f not in seeds:
             os.remove(os.path.join(d, f))
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as fh:
@@ -411,4 +445,5 @@ if __name__ == "__main__":
     write("store", store_seeds())
     write("connect", connect_seeds())
     write("frame", frame_seeds())
+    write("splice_scan", splice_scan_seeds())
     write("peer", peer_seeds())

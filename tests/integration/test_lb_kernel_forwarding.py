@@ -7,6 +7,9 @@ kernel, and then
   DISCONNECT, then EOF;
 - a stalled client keeps the kernel's queues bounded (the session goes back
   to the userspace pump's backpressure) and then gets every byte in order;
+- so does a frozen broker (SIGSTOP) under a publishing client: the client
+  is held back, and after SIGCONT every message reaches a subscriber once,
+  in order;
 - the idle timeout holds while only the kernel forwards;
 - a reset and a half-close reach the other side; the byte counters count
   what crossed, once.
@@ -15,6 +18,7 @@ WithoutPrivileges still runs: "auto" falls back to the pump, "kernel" does
 not start."""
 import os
 import random
+import signal
 import socket
 import struct
 import threading
@@ -23,6 +27,7 @@ import time
 import harness
 from harness import wait_until
 from admin_helpers import start_lb_admin
+from broker_helpers import publish, raw_connect, subscribe
 from lb_helpers import connect_packet, kernel_forwarding_or_skip, metric, start_mqttlb
 from stream_peers import _varint, first_packet_len
 from test_lb_forwarding import CONNACK, FakeBroker, rss_kib
@@ -39,9 +44,16 @@ def numbered(seq, level=5):
     return b"\x30" + _varint(len(body)) + body
 
 
+def tcp_max(which):
+    """The largest TCP receive ("rmem") or send ("wmem") buffer autotuning may reach."""
+    with open(f"/proc/sys/net/ipv4/tcp_{which}") as f:
+        return int(f.read().split()[2])
+
+
 def split_packets(data):
-    """The whole packets at the start of data, and the length of a partial rest."""
-    out, i = [], 0
+    """The whole packets at the start of data (views: no copies), and the
+    length of a partial rest."""
+    data, out, i = memoryview(data), [], 0
     while True:
         n = first_packet_len(data[i:])
         if n is None or i + n > len(data):
@@ -162,8 +174,12 @@ class KernelForwarding(harness.TestCase):
         print(f"evacuated mid-stream ({path} path then) after {k} packets to the client, {m} to "
               "the broker", flush=True)
 
-    def joined_session(self, fb, port, mport, cid, keepalive=60):
-        s = socket.create_connection(("127.0.0.1", port))
+    def joined_session(self, fb, port, mport, cid, keepalive=60, buf=None):
+        """A client session joined in the kernel; buf: (SO_RCVBUF or SO_SNDBUF, bytes)."""
+        s = socket.socket()
+        if buf:
+            s.setsockopt(socket.SOL_SOCKET, *buf)
+        s.connect(("127.0.0.1", port))
         self.addCleanup(s.close)
         s.sendall(connect_packet(cid, 4, keepalive))
         s.settimeout(5)
@@ -182,15 +198,7 @@ class KernelForwarding(harness.TestCase):
 
     def test_stalled_client_bounds_the_kernel_queues_and_loses_nothing(self):
         fb, p, port, mport = self.fake_and_lb()
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.connect(("127.0.0.1", port))
-        self.addCleanup(s.close)
-        s.sendall(connect_packet("slow-reader", 4, 0))
-        s.settimeout(5)
-        self.assertEqual(s.recv(4), CONNACK)
-        wait_until(lambda: metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}') == 1, 10,
-                   what="session joined in the kernel")
+        s = self.joined_session(fb, port, mport, "slow-reader", 0, (socket.SO_RCVBUF, 64 * 1024))
         rss0 = rss_kib(p.pid)
         total = 64 * 1024 * 1024
         # 1 MiB of whole PUBLISHes (16 x 64 KiB), repeated: the kernel path
@@ -239,6 +247,91 @@ class KernelForwarding(harness.TestCase):
         self.assertTrue(done.wait(60), "client did not receive everything")
         self.assertEqual(len(got), total)
         self.assertEqual(bytes(got), chunk * 64)
+
+    def test_frozen_broker_bounds_the_kernel_queues_and_delivers_once_in_order(self):
+        """The client->broker direction of the cap: the broker process is
+        stopped (its socket still takes bytes until its buffers are full)
+        while the client publishes as fast as it can."""
+        broker, bport = self.start_our_broker(extra=("--max-queued", "100000"))  # drops none
+        lb, port, mport, _ = start_mqttlb(self, [("b1", bport)], workers=1,
+                                          health={"enabled": False}, forwarding="kernel")
+        sub, _ = raw_connect(bport, "frozen-sub")  # at the broker itself: only the publisher joins
+        self.addCleanup(sub.close)
+        sub.send(subscribe([("frozen/t", 0)]))
+        self.assertEqual(sub.recv()[0], 0x90)
+        reader = Peer(sub.sock, 0)  # records what the subscriber reads
+        reader.got.extend(sub.buf)
+        reader.start_reader()
+        got, got_eof = reader.got, reader.eof
+        # Held back, the bytes wait in sockets: mqttlb's client socket (its
+        # receive buffer autotunes up to tcp_rmem's maximum: 18 MiB measured,
+        # with 32 allowed), its backend socket's send queue (tcp_wmem), the
+        # broker's and the client's. Without the cap the client sends it all.
+        bound = tcp_max("rmem") + tcp_max("wmem") + 8 * 1024 * 1024
+        slow = 100  # the first 100 paced
+        n = max(6000, (bound + 16 * 1024 * 1024) // 8192)  # 8 KiB messages
+
+        def msg(seq):
+            return publish("frozen/t", struct.pack("!I", seq) + bytes([seq % 251]) * 8188)
+
+        c = self.joined_session(None, port, mport, "frozen-pub", 60, (socket.SO_SNDBUF, 64 * 1024))
+        size = len(msg(0))
+        sent, go_fast, pub_done = [0], threading.Event(), threading.Event()
+
+        def publisher():
+            c.settimeout(60)
+            try:
+                for seq in range(n):
+                    if seq == slow:
+                        go_fast.wait(30)
+                    c.sendall(msg(seq))
+                    sent[0] = seq + 1
+                    if seq < slow:
+                        time.sleep(0.005)  # 1.6 MB/s: under the cap on a busy machine
+            except OSError:
+                pass
+            pub_done.set()
+
+        threading.Thread(target=publisher, daemon=True).start()
+        wait_until(lambda: len(got) >= slow * size, 20, what="the paced messages at the subscriber")
+        self.assertEqual(metric(mport, 'mqttlb_sessions_forwarding{path="kernel"}'), 1,
+                         "taken back before the broker froze")
+        rss0 = rss_kib(lb.pid)
+        broker.signal(signal.SIGSTOP)
+        try:
+            go_fast.set()
+            last = [sent[0], time.monotonic()]
+
+            def stalled():
+                if sent[0] != last[0]:
+                    last[:] = [sent[0], time.monotonic()]
+                return time.monotonic() - last[1] > 1.0 or pub_done.is_set()
+
+            wait_until(stalled, 30, interval=0.05, what="the publisher held back")
+            frozen = (sent[0] - slow) * size
+            print(f"frozen broker: the client could send {frozen / 2**20:.1f} MiB "
+                  f"(bound {bound / 2**20:.0f})", flush=True)
+            self.assertFalse(pub_done.is_set(), "the client sent everything to a frozen broker")
+            self.assertLess(frozen, bound, "the client was not held back")
+            self.assertEqual(
+                metric(mport, 'mqttlb_kernel_fallbacks_total{reason="backpressure"}'), 1)
+            grown = rss_kib(lb.pid) - rss0
+            self.assertLess(grown, 16 * 1024, f"mqttlb grew by {grown} KiB while the broker froze")
+        finally:
+            broker.signal(signal.SIGCONT)
+        self.assertTrue(pub_done.wait(60), "the publisher did not finish after SIGCONT")
+        self.assertEqual(sent[0], n)
+        wait_until(lambda: len(got) >= n * size or got_eof.is_set(), 60,
+                   what="every message at the subscriber")
+        pk, rest = split_packets(bytes(got))
+        self.assertEqual(rest, 0, "the subscriber got a partial packet")
+        self.assertEqual(len(pk), n, "messages lost or duplicated")
+        for seq, p in enumerate(pk):
+            if p != msg(seq):
+                self.fail(f"message {seq} of {n} differs (out of order, lost or duplicated)")
+        c2b = len(connect_packet("frozen-pub", 4, 60)) + n * size
+        wait_until(lambda: metric(mport, 'mqttlb_bytes_total{direction="client_to_backend"}') ==
+                   c2b, 5, what="client->backend bytes counted once")
 
     def test_idle_timeout_holds_while_the_kernel_forwards(self):
         # keep-alive 1 s: idle timeout 1.5 s + 500 ms grace.
