@@ -78,8 +78,12 @@ Program build(Reader& in) {
         std::vector<uint8_t> body(in.u8() % 16);
         for (auto& b : body) b = in.u8();
         FUZZ_CHECK(client.seal(type, body, p.wire, in.u8() % 4));
-        if (type == Records::kTypeData)
-          p.sealed_data.append(body.begin(), body.end());
+        // The content type is the last non-zero byte of body + type (§5.4):
+        // type 0 with a body ending in 23 is application data.
+        body.push_back(type);
+        while (!body.empty() && body.back() == 0) body.pop_back();
+        if (!body.empty() && body.back() == Records::kTypeData)
+          p.sealed_data.append(body.begin(), body.end() - 1);
         else
           p.valid = false;
         break;
