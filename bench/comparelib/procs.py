@@ -218,9 +218,12 @@ class PathSpec:
     `binary`: the executable it needs (a missing one skips the row with the reason).
     Rows whose key starts with "mqttlb" get a ratio to HAProxy in every table."""
 
-    def __init__(self, key, label, start, children=False, tls=True, binary=None):
+    def __init__(self, key, label, start, children=False, tls=True, binary=None, fds_per_session=2):
         self.key, self.label, self.start, self.children, self.tls = key, label, start, children, tls
         self.binary = binary
+        # Descriptors the balancer holds per idle session: the idle scenarios
+        # hold no more sessions than its open-files limit allows.
+        self.fds_per_session = fds_per_session
 
     def ratio_row(self):
         return self.key.startswith("mqttlb")

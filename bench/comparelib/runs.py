@@ -30,7 +30,11 @@ def parse_bench(code, stdout, stderr):
     except (ValueError, IndexError):
         return None, f"bench exit {code}: {stderr.strip()[:200]}"
     if code != 0:
-        return r, f"exit {code}: {r.get('error') or stderr.strip()[:200]}"
+        why = f"exit {code}: {r.get('error') or stderr.strip()[:200]}"
+        kinds = r.get("failures") or {}
+        if kinds:  # what the bench's report says, not only that it failed
+            why += " (" + ", ".join(f"{n} × {k}" for k, n in sorted(kinds.items())) + ")"
+        return r, why
     return r, None
 
 
@@ -123,9 +127,10 @@ def storm_run(bench, target, n, tls=None):
     return out
 
 
-def idle_run(bench, target, n, sources, tls=None):
+def idle_run(bench, target, n, sources, tls=None, fds_per_session=2):
     """PSS of the path's process before and while n idle connections are held
-    (over TLS when `tls` holds the bench's TLS flags)."""
+    (over TLS when `tls` holds the bench's TLS flags). The sample is taken once
+    the process holds fds_per_session descriptors for each of them."""
     pids = target.pids()
     fd0 = fd_count(pids)
     pss0 = pss_bytes(pids)
@@ -136,7 +141,7 @@ def idle_run(bench, target, n, sources, tls=None):
         args += ["--source-addresses", ",".join(sources)]
     p = subprocess.Popen([bench] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, stdin=subprocess.DEVNULL)
-    per_conn_fds = 2 if target.proc and target.key != "direct" else 1
+    per_conn_fds = fds_per_session if target.proc and target.key != "direct" else 1
     want = fd0 + per_conn_fds * n
     peak = 0
     deadline = time.monotonic() + 90
