@@ -382,59 +382,11 @@ const Hostile kHostile[] = {
        w.rec(23, std::string(16384, 'x'), 1);
        refused(p, peer, w, "2^14 bytes", 22);
      }},
-    {"a record with no content type",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(0, "", 9);
-       refused(p, peer, w, "content type", 10);
-     }},
-    {"an unknown content type",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(99, "?");
-       refused(p, peer, w, "unknown record content type", 10);
-     }},
-    {"a post-handshake message other than KeyUpdate (NewSessionTicket)",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(22, std::string("\x04\x00\x00\x00", 4));
-       refused(p, peer, w, "other than KeyUpdate", 10);
-     }},
-    {"bytes after a KeyUpdate in its record",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(22, std::string("\x18\x00\x00\x01\x00\x18", 6));
-       refused(p, peer, w, "after a KeyUpdate", 10);
-     }},
-    {"a malformed KeyUpdate",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(22, std::string("\x18\x00\x00\x02\x00\x00", 6));
-       refused(p, peer, w, "malformed KeyUpdate", 50);
-     }},
-    {"a KeyUpdate request value that does not exist",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(22, std::string("\x18\x00\x00\x01\x02", 5));
-       refused(p, peer, w, "bad KeyUpdate request", 47);
-     }},
     {"a handshake fragment interleaved with data",
      [](Pair& p, Records& peer) {
        Wire w{peer, {}};
        w.rec(22, std::string("\x18\x00", 2)).rec(23, "data");
        refused(p, peer, w, "interleaved", 10);
-     }},
-    {"an empty handshake record",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(22, "");
-       refused(p, peer, w, "empty handshake record", 10);
-     }},
-    {"a malformed alert",
-     [](Pair& p, Records& peer) {
-       Wire w{peer, {}};
-       w.rec(21, std::string("\x01\x00\x00", 3));
-       refused(p, peer, w, "malformed alert", 50);
      }},
     {"a fatal alert from the client ends it, unanswered",
      [](Pair& p, Records& peer) {
@@ -455,6 +407,46 @@ const Hostile kHostile[] = {
        CHECK(recs[0].first == 0);
      }},
 };
+
+// One protected record the client may not send, what the server's error
+// says, and the alert the client gets back.
+struct BadRecord {
+  const char* name;
+  uint8_t type;
+  std::string body;
+  size_t padding;
+  const char* why;
+  int alert;
+};
+
+const BadRecord kBadRecords[] = {
+    {"a record with no content type", 0, "", 9, "content type", 10},
+    {"an unknown content type", 99, "?", 0, "unknown record content type", 10},
+    {"a post-handshake message other than KeyUpdate (NewSessionTicket)", 22,
+     std::string("\x04\x00\x00\x00", 4), 0, "other than KeyUpdate", 10},
+    {"bytes after a KeyUpdate in its record", 22, std::string("\x18\x00\x00\x01\x00\x18", 6), 0,
+     "after a KeyUpdate", 10},
+    {"a malformed KeyUpdate", 22, std::string("\x18\x00\x00\x02\x00\x00", 6), 0,
+     "malformed KeyUpdate", 50},
+    {"a KeyUpdate request value that does not exist", 22, std::string("\x18\x00\x00\x01\x02", 5), 0,
+     "bad KeyUpdate request", 47},
+    {"an empty handshake record", 22, "", 0, "empty handshake record", 10},
+    {"a malformed alert", 21, std::string("\x01\x00\x00", 3), 0, "malformed alert", 50},
+};
+
+TEST_CASE("a record the client may not send after the handover") {
+  for (const char* suite : kSuites) {
+    for (const BadRecord& b : kBadRecords) {
+      CAPTURE(suite);
+      CAPTURE(b.name);
+      Pair p(suite);
+      auto peer = p.peer();
+      Wire w{*peer, {}};
+      w.rec(b.type, b.body, b.padding);
+      refused(p, *peer, w, b.why, b.alert);
+    }
+  }
+}
 
 TEST_CASE("a hostile client after the handover") {
   for (const char* suite : kSuites) {
