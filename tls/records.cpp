@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <atomic>
 #include <cstring>
@@ -67,13 +66,46 @@ AeadSlot* aead_slot(Aead a) {
   return &s;
 }
 
+// SHA-256 / SHA-384, fetched once per thread (HMAC() would fetch its MAC
+// and digest by name on every call: about 10 us per handover).
+struct DigestCache {
+  EVP_MD* md[2] = {nullptr, nullptr};
+  EVP_MD_CTX* ctx = nullptr;
+  ~DigestCache() {
+    EVP_MD_CTX_free(ctx);
+    for (EVP_MD* m : md) EVP_MD_free(m);
+  }
+};
+
+thread_local DigestCache t_digest;
+
+const EVP_MD* digest(size_t hash_len) {
+  EVP_MD*& m = t_digest.md[hash_len == 48 ? 1 : 0];
+  if (!m) m = EVP_MD_fetch(nullptr, hash_len == 48 ? "SHA2-384" : "SHA2-256", nullptr);
+  if (!t_digest.ctx) t_digest.ctx = EVP_MD_CTX_new();
+  return t_digest.ctx ? m : nullptr;
+}
+
+// H(key XOR pad || msg) into out: either half of HMAC (RFC 2104).
+bool pad_hash(const EVP_MD* md, const uint8_t* key, size_t block, uint8_t pad, const uint8_t* msg,
+              size_t len, uint8_t* out) {
+  uint8_t k[128];
+  for (size_t i = 0; i < block; ++i) k[i] = key[i] ^ pad;
+  EVP_MD_CTX* c = t_digest.ctx;
+  bool ok = EVP_DigestInit_ex2(c, md, nullptr) == 1 && EVP_DigestUpdate(c, k, block) == 1 &&
+            EVP_DigestUpdate(c, msg, len) == 1 && EVP_DigestFinal_ex(c, out, nullptr) == 1;
+  OPENSSL_cleanse(k, sizeof k);
+  return ok;
+}
+
 // HKDF-Expand-Label(secret, label, "", len) (§7.1); len <= the hash length,
-// so HKDF-Expand is a single HMAC block.
-bool expand_label(const EVP_MD* md, const uint8_t* secret, size_t secret_len, const char* label,
-                  uint8_t* out, size_t len) {
+// so HKDF-Expand is a single HMAC block: T(1) = HMAC(secret, info || 0x01).
+bool expand_label(size_t hash_len, const uint8_t* secret, const char* label, uint8_t* out,
+                  size_t len) {
+  const EVP_MD* md = digest(hash_len);
   uint8_t info[2 + 1 + 6 + 32 + 1 + 1];
   size_t llen = std::strlen(label);
-  if (llen > 32 || len > EVP_MAX_MD_SIZE) return false;
+  if (!md || llen > 32 || len > hash_len) return false;
   size_t n = 0;
   info[n++] = static_cast<uint8_t>(len >> 8);
   info[n++] = static_cast<uint8_t>(len);
@@ -83,14 +115,19 @@ bool expand_label(const EVP_MD* md, const uint8_t* secret, size_t secret_len, co
   std::memcpy(info + n, label, llen);
   n += llen;
   info[n++] = 0;  // empty context
-  info[n++] = 1;  // HKDF-Expand's block counter T(1)
-  uint8_t block[EVP_MAX_MD_SIZE];
-  unsigned int blen = 0;
-  if (!HMAC(md, secret, static_cast<int>(secret_len), info, n, block, &blen) || blen < len)
-    return false;
-  std::memcpy(out, block, len);
-  OPENSSL_cleanse(block, sizeof block);
-  return true;
+  info[n++] = 1;  // HKDF-Expand's block counter
+  const size_t block = static_cast<size_t>(EVP_MD_get_block_size(md));  // 64 or 128
+  uint8_t key[128] = {};  // the secret (32 or 48 bytes) zero-padded to the block
+  uint8_t inner[EVP_MAX_MD_SIZE], outer[EVP_MAX_MD_SIZE];
+  std::memcpy(key, secret, hash_len);
+  bool ok = block <= sizeof key && hash_len <= block &&
+            pad_hash(md, key, block, 0x36, info, n, inner) &&
+            pad_hash(md, key, block, 0x5c, inner, hash_len, outer);
+  if (ok) std::memcpy(out, outer, len);
+  OPENSSL_cleanse(key, sizeof key);
+  OPENSSL_cleanse(inner, sizeof inner);
+  OPENSSL_cleanse(outer, sizeof outer);
+  return ok;
 }
 
 }  // namespace
@@ -120,16 +157,14 @@ bool Records::init(Aead aead, Direction read, Direction write) {
 }
 
 bool Records::derive(Keys& k) {
-  const EVP_MD* md = hash_len_ == 48 ? EVP_sha384() : EVP_sha256();
   k.id = ++g_key_ids;
-  return expand_label(md, k.secret, hash_len_, "key", k.key, key_len_) &&
-         expand_label(md, k.secret, hash_len_, "iv", k.iv, sizeof k.iv);
+  return expand_label(hash_len_, k.secret, "key", k.key, key_len_) &&
+         expand_label(hash_len_, k.secret, "iv", k.iv, sizeof k.iv);
 }
 
 bool Records::next_secret(Keys& k) {
-  const EVP_MD* md = hash_len_ == 48 ? EVP_sha384() : EVP_sha256();
   uint8_t next[48];
-  if (!expand_label(md, k.secret, hash_len_, "traffic upd", next, hash_len_)) return false;
+  if (!expand_label(hash_len_, k.secret, "traffic upd", next, hash_len_)) return false;
   std::memcpy(k.secret, next, hash_len_);
   OPENSSL_cleanse(next, sizeof next);
   k.seq = 0;
