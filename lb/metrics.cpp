@@ -170,6 +170,11 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Name("mqttlb_tls_handshake_failures_total")
                             .Help("TLS handshakes failed on each TLS listener, by reason")
                             .Register(reg)),
+      tls_records_fam_(BuildCounter()
+                           .Name("mqttlb_tls_record_layer_total")
+                           .Help("Placed TLS sessions by who protects their records: mqttlb "
+                                 "(handed over, OpenSSL's state freed) or openssl")
+                           .Register(reg)),
       tls_duration_fam_(BuildHistogram()
                             .Name("mqttlb_tls_handshake_duration_seconds")
                             .Help("Time from accept to a completed TLS handshake")
@@ -385,6 +390,8 @@ TlsListenerMetrics Metrics::tls_listener(const std::string& listener) {
   for (size_t i = 0; i < m.failures.size(); ++i)
     m.failures[i] = &tls_failures_fam_.Add(
         {{"listener", listener}, {"reason", net::to_string(static_cast<net::TlsFail>(i))}});
+  m.records_mqttlb = &tls_records_fam_.Add({{"listener", listener}, {"layer", "mqttlb"}});
+  m.records_openssl = &tls_records_fam_.Add({{"listener", listener}, {"layer", "openssl"}});
   m.duration = &tls_duration_fam_.Add(
       {{"listener", listener}},
       prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

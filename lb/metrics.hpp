@@ -45,6 +45,9 @@ struct TlsListenerMetrics {
   prometheus::Counter* resumed = nullptr;  // handshakes completed, resumed="true"
   std::array<prometheus::Counter*, static_cast<size_t>(net::TlsFail::Count)> failures{};
   prometheus::Histogram* duration = nullptr;
+  // Placed sessions by who protects their records (docs/tls.md "Record layer handover").
+  prometheus::Counter* records_mqttlb = nullptr;
+  prometheus::Counter* records_openssl = nullptr;
 };
 
 // mqttlb_backend_connacks_total{backend, code}: series made on first use.
@@ -152,6 +155,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& connacks_fam_;
   prometheus::Family<prometheus::Counter>& tls_handshakes_fam_;
   prometheus::Family<prometheus::Counter>& tls_failures_fam_;
+  prometheus::Family<prometheus::Counter>& tls_records_fam_;
   prometheus::Family<prometheus::Histogram>& tls_duration_fam_;
   std::array<prometheus::Counter*, static_cast<size_t>(Reject::Count)> rejected_{};
   std::array<prometheus::Counter*, 32> bad_connect_{};

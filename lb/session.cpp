@@ -294,7 +294,14 @@ void Session::placed(Placement p) {
   ctls_.reset();
   // Nothing more is read from the client's certificate: its TLS 1.3 records
   // may move to mqttlb and OpenSSL's state be freed (docs/tls.md).
-  if (client_tls_) client_tls_->allow_handover();
+  if (client_tls_) {
+    client_tls_->allow_handover();
+    const tls::Engine& e = client_tls_->engine();
+    if (tls_metrics_)
+      (e.handed_over() || e.handover_pending() ? tls_metrics_->records_mqttlb
+                                               : tls_metrics_->records_openssl)
+          ->Increment();
+  }
   phase_ = Phase::Pump;
   PumpHost& host = *this;
   pump_ = std::make_unique<Pump>(host, client_, backend_, w_.pump_counters(), idle_ms_,

@@ -605,6 +605,10 @@ bool Engine::handed_over() const {
   return hand_ && hand_->done;
 }
 
+bool Engine::handover_pending() const {
+  return hand_ && hand_->wanted && !hand_->done;
+}
+
 void Engine::allow_handover() {
   if (!hand_) return;
   hand_->wanted = true;

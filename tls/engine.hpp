@@ -157,6 +157,8 @@ class Engine {
   // handover, or for a session that cannot be handed over.
   void allow_handover();
   bool handed_over() const;  // records are ours now; native() is null
+  // Asked for and still possible: waits for OpenSSL's partial record.
+  bool handover_pending() const;
 
   Role role() const { return role_; }
   SSL* native() const { return ssl_; }  // null after the handover

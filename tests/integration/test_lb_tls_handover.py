@@ -15,7 +15,7 @@ import time
 import harness
 from admin_helpers import client_path, start_lb_admin
 from harness import free_port, wait_until
-from lb_helpers import (connect_packet, mqtt_connect, paho_round_trip, publish_packet,
+from lb_helpers import (connect_packet, metric, mqtt_connect, paho_round_trip, publish_packet,
                         read_packet, subscribe_packet)
 from tls_certs import make_certs
 
@@ -101,9 +101,13 @@ class TlsHandover(harness.TestCase):
                      {"name": "mqtts", "bind": f"127.0.0.1:{self.tport}",
                       "tls": dict({"cert": self.pki["server.crt"],
                                    "key": self.pki["server.key"]}, **tls_extra)}]
-        self.proc, self.port, self.admin, _, _ = start_lb_admin(
+        self.proc, self.port, self.admin, _, cfg = start_lb_admin(
             self, [("b1", self.bport)], listeners=listeners)
+        self.mport = int(cfg["metrics"]["bind"].rsplit(":", 1)[1])
         self.proc.wait_for_line(r"listening: mqtts on", 20)
+
+    def records(self, layer):
+        return metric(self.mport, f'mqttlb_tls_record_layer_total{{layer="{layer}",listener="mqtts"}}')
 
     def s_client(self, *extra):
         # -quiet, then -no_ign_eof: no session dump on stdout, but the
@@ -258,6 +262,9 @@ class TlsHandover(harness.TestCase):
         dev13.stdin.write(connect_packet("dev-13"))
         self.assertEqual(stream13.packet()[0], 0x20)
         self.assertEqual(record_layer(self.admin, "dev-13"), "mqttlb")
+        # paho and dev-13 handed over, dev-12 (TLS 1.2) not.
+        self.assertEqual(self.records("mqttlb"), 2)
+        self.assertEqual(self.records("openssl"), 1)
 
     def test_record_layer_openssl_keeps_openssl(self):
         self.start(record_layer="openssl")
@@ -267,6 +274,7 @@ class TlsHandover(harness.TestCase):
         dev.stdin.write(subscribe_packet(1, "keep/down"))
         self.assertEqual(stream.packet()[0], 0x90)
         self.assertEqual(record_layer(self.admin, "dev-keep"), "openssl")
+        self.assertEqual((self.records("mqttlb"), self.records("openssl")), (0, 1))
         self.command(dev, b"K\n")
         sender, _ = mqtt_connect(self.port, "sender-keep")
         sender.sendall(publish_packet("keep/down", b"still here"))
