@@ -23,12 +23,15 @@ TIMEOUT = 15
 
 
 class MqttStream:
-    """MQTT packets out of a byte stream that a reader thread fills."""
+    """MQTT packets out of a byte stream that a reader thread fills, or, with
+    threaded=False, that packet() reads itself (read() then blocks at most
+    its socket's timeout)."""
 
-    def __init__(self, read):
-        self.q = queue.Queue()
-        self.buf = b""
-        threading.Thread(target=self._pump, args=(read,), daemon=True).start()
+    def __init__(self, read, threaded=True):
+        self.read, self.q, self.buf = read, None, b""
+        if threaded:
+            self.q = queue.Queue()
+            threading.Thread(target=self._pump, args=(read,), daemon=True).start()
 
     def _pump(self, read):
         while True:
@@ -59,6 +62,10 @@ class MqttStream:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("no MQTT packet in time")
+            if self.q is None:
+                chunk = self.read()
+                self.buf += chunk
+                continue
             try:
                 chunk = self.q.get(timeout=left)
             except queue.Empty:
@@ -216,7 +223,8 @@ class TlsHandover(harness.TestCase):
                     except ssl.SSLWantReadError:
                         feed()
 
-        dev = MqttStream(lambda: Reader().recv(65536))
+        # An SSLObject is not thread-safe: its reads and writes stay on this thread.
+        dev = MqttStream(lambda: Reader().recv(65536), threaded=False)
         tls.write(connect_packet("dev-bytes"))
         flush()
         self.assertEqual(dev.packet()[0], 0x20)
