@@ -3,6 +3,7 @@
 Rules (see README "Testing"): bind only to 127.0.0.1, pick free ports, bound every
 wait in time, and stop what we started by PID (never by name).
 """
+import fcntl
 import os
 import random
 import re
@@ -55,6 +56,27 @@ def _ephemeral_range():
 
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000))
 _handed_out = set()  # never the same port twice in one test process
+_LOCK_DIR = os.path.join(tempfile.gettempdir(), "mqttlb-test-ports")
+_locks = []  # one flock per port handed out, held until this process ends
+
+
+def _claim(port):
+    """Claims `port` against the other test processes (ctest runs two at once):
+    a port one test moves a listener away from and back to is free in
+    between, and another test's free_port() must not take it then. The lock
+    goes with the process, however it ends."""
+    try:
+        os.makedirs(_LOCK_DIR, exist_ok=True)
+        fd = os.open(os.path.join(_LOCK_DIR, str(port)), os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError:
+        return True  # no shared directory: the bind check alone, as before
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _locks.append(fd)
+    return True
 
 
 def free_port():
@@ -76,8 +98,10 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            _handed_out.add(port)
-            return port
+        if not _claim(port):  # another test process has it
+            continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # fall back to the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

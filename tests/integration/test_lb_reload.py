@@ -180,7 +180,9 @@ class Reload(harness.TestCase):
         took = time.monotonic() - t0
         self.assertTrue(port_open(pa if n % 2 else pb), "the extra listener did not move")
         back_to_base()
-        self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), n)
+        refused = [l for l in lb.lines if "cannot be applied" in l or " config: " in l]
+        self.assertEqual(metric(mport, 'mqttlb_config_reloads_total{result="ok"}'), n,
+                         "refused reloads: " + " | ".join(refused[-6:]))
         rss1 = rss_kib(lb.pid)
         if harness.sanitizer():
             # The sanitizer's allocator keeps freed memory (ASan's quarantine,
