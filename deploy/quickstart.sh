@@ -77,7 +77,9 @@ cleanup() {
   echo "quickstart: stopped"
 }
 trap cleanup EXIT
-trap 'exit 0' INT TERM
+# The first Ctrl-C (or TERM) ignores the next ones at once: a second signal
+# between this trap and cleanup's own `trap '' INT TERM` cut the cleanup short.
+trap 'trap "" INT TERM; exit 0' INT TERM
 
 wait_port() {  # $1 port, $2 pid, $3 name
   local i
