@@ -44,13 +44,39 @@ Session::~Session() {
   }
 }
 
+// A client or broker socket: watched by the worker's epoll set
+// (net/fd_transport.hpp: 88 bytes, no libuv handle), or by a libuv TCP handle
+// when the worker has no set.
+net::Transport* Session::new_socket_transport() {
+  Server& srv = w_.server();
+  if (net::PollSet* ps = w_.polls()) return new net::FdTransport(*ps, this, &srv.budget());
+  return new net::TcpTransport(w_.loop(), w_.slab(), this, &srv.budget());
+}
+
+int Session::socket_open(net::Transport* t, int fd) {
+  if (w_.polls()) return static_cast<net::FdTransport*>(t)->open(fd);
+  return static_cast<net::TcpTransport*>(t)->open(fd);
+}
+
+int Session::socket_connect(net::Transport* t, const sockaddr* addr) {
+  if (w_.polls()) return static_cast<net::FdTransport*>(t)->connect(addr);
+  return static_cast<net::TcpTransport*>(t)->connect(addr);
+}
+
+void Session::socket_nodelay(net::Transport* t) {
+  if (w_.polls())
+    static_cast<net::FdTransport*>(t)->set_nodelay(true);
+  else
+    uv_tcp_nodelay(static_cast<net::TcpTransport*>(t)->tcp(), 1);
+}
+
 void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   Server& srv = w_.server();
-  auto* tcp = new net::TcpTransport(w_.loop(), w_.slab(), this, &srv.budget());
+  net::Transport* tcp = new_socket_transport();
   ++open_handles_;
   client_ = tcp;
-  if (tcp->open(fd) != 0) {
-    ::close(fd);  // not adopted by the handle
+  if (socket_open(tcp, fd) != 0) {
+    ::close(fd);  // not adopted by the transport
     close(CloseReason::Error);
     return;
   }
@@ -59,8 +85,8 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   ++listener.sessions;  // the listener lives until its last session is gone
   peer_ = peer;
   sockaddr_storage local{};
-  int len = sizeof local;
-  uv_tcp_getsockname(tcp->tcp(), reinterpret_cast<sockaddr*>(&local), &len);
+  socklen_t len = sizeof local;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
   local_ = local;
   snap_ = srv.snapshot();
   if (listener.tls()) {
@@ -107,7 +133,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   } else if (refuse_after_peek_ == Reject::Count) {
     refuse_after_peek_ = Reject::MaxConnectionsPerIp;  // cheap to read: answer with a CONNACK
   }
-  uv_tcp_nodelay(tcp->tcp(), 1);
+  socket_nodelay(tcp);
   peek_ = std::make_unique<PeekStage>(snap_->cfg.limits.max_connect_bytes, &srv.budget());
   uint64_t ms = snap_->cfg.limits.connect_timeout_ms;
   if (refuse_after_peek_ != Reject::Count && ms > kRefusePeekMs) ms = kRefusePeekMs;
@@ -420,7 +446,6 @@ void Session::pump_done(CloseReason why, bool reset) {
 // ---- PlaceHost -----------------------------------------------------------------
 
 net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
-  Server& srv = w_.server();
   if (rb.cfg.tls && !rb.tls_ctx) {
     err = UV_EINVAL;  // the snapshot could not build its TLS context (logged then): never plaintext
     return nullptr;
@@ -432,7 +457,7 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     err = UV_EINVAL;
     return nullptr;
   }
-  auto* tcp = new net::TcpTransport(w_.loop(), w_.slab(), this, &srv.budget());
+  net::Transport* tcp = new_socket_transport();
   ++open_handles_;
   net::Transport* t = tcp;
   if (rb.cfg.tls) {
@@ -450,8 +475,8 @@ net::Transport* Session::connect_backend(const RuntimeBackend& rb, int& err) {
     t = tls;
   }
   if (ws_backend_) t = wrap_backend_websocket(t, rb);
-  uv_tcp_nodelay(tcp->tcp(), 1);  // applied when the socket is created
-  int r = tcp->connect(reinterpret_cast<const sockaddr*>(&addr));
+  socket_nodelay(tcp);  // applied when the socket is created
+  int r = socket_connect(tcp, reinterpret_cast<const sockaddr*>(&addr));
   if (r != 0) {
     err = r;
     t->close(true);  // freed in on_closed

@@ -129,6 +129,13 @@ class Session final : public net::TransportSink,
   // broke the protocol: drain the client until EOF or a timer, counted as `why`.
   void linger(Reject why);
 
+  // The plain TCP transport under every client and broker connection, and
+  // what the session does with its socket (lb/session.cpp).
+  net::Transport* new_socket_transport();
+  int socket_open(net::Transport* t, int fd);
+  int socket_connect(net::Transport* t, const sockaddr* addr);
+  void socket_nodelay(net::Transport* t);
+
   std::string peer_ip() const { return net::ip_string(peer_); }
   // The PROXY header a backend with `pp` gets (nothing for None).
   void append_proxy_header(std::vector<uint8_t>& out, conf::ProxyProtocol pp) const;

@@ -24,6 +24,10 @@ Worker::Worker(Server& s, int index)
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
   timers_.init(&loop_);
+  polls_ok_ = polls_.init(&loop_, slab_.get());
+  if (!polls_ok_)
+    logf(LogLevel::Warn, "worker %d: no epoll set (%s): sessions use libuv TCP handles", index,
+         std::strerror(errno));
 }
 
 Worker::~Worker() {
@@ -187,6 +191,7 @@ void Worker::stop() {
   uv_timer_stop(&drain_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   timers_.close();  // the sessions closed above disarmed theirs
+  if (polls_ok_) polls_.close();  // after the on_closed of the sessions closed above
   mailbox_.close();
 }
 

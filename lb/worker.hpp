@@ -23,6 +23,7 @@
 #include "lb/listener.hpp"
 #include "lb/session.hpp"
 #include "lb/timer_heap.hpp"
+#include "net/fd_transport.hpp"
 #include "net/mailbox.hpp"
 #include "net/transport.hpp"
 
@@ -81,6 +82,9 @@ class Worker {
   Server& server() { return server_; }
   uv_loop_t* loop() { return &loop_; }
   net::Slab* slab() { return slab_.get(); }
+  // Where its sessions' sockets are watched (net/fd_transport.hpp); null if
+  // the epoll set could not be made (they then use libuv TCP handles).
+  net::PollSet* polls() { return polls_ok_ ? &polls_ : nullptr; }
   TimerHeap& timers() { return timers_; }
   // The metrics every pump of this worker counts in (one copy, not one per session).
   const Pump::Counters& pump_counters();
@@ -104,6 +108,8 @@ class Worker {
   TimerHeap timers_;                             // every session's stage timer (lb/timer_heap.hpp)
   std::optional<Pump::Counters> pump_counters_;  // built at the first placement
   std::unique_ptr<net::Slab> slab_;
+  net::PollSet polls_;  // closed in stop(), once its transports' on_closed went out
+  bool polls_ok_ = false;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::thread thread_;

@@ -1,0 +1,402 @@
+#include "net/fd_transport.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "net/budget.hpp"
+
+namespace net {
+
+// ---- PollSet ----
+
+PollSet::~PollSet() {
+  if (epfd_ >= 0) ::close(epfd_);
+}
+
+bool PollSet::init(uv_loop_t* loop, Slab* slab) {
+  loop_ = loop;
+  slab_ = slab;
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return false;
+  if (uv_poll_init(loop, &poll_, epfd_) != 0) {
+    ::close(epfd_);
+    epfd_ = -1;
+    errno = EINVAL;
+    return false;
+  }
+  poll_.data = this;
+  uv_idle_init(loop, &idle_);
+  idle_.data = this;
+  open_handles_ = 2;
+  uv_poll_start(&poll_, UV_READABLE, poll_cb);
+  return true;
+}
+
+void PollSet::poll_cb(uv_poll_t* p, int status, int) {
+  auto* s = static_cast<PollSet*>(p->data);
+  if (status < 0) return;  // an epoll fd does not fail; nothing to retry
+  // A bounded batch per loop turn: the set stays readable (level-triggered)
+  // while events are left, so libuv comes back after its other handles.
+  epoll_event evs[128];
+  int n = ::epoll_wait(s->epfd_, evs, 128, 0);
+  for (int i = 0; i < n; ++i) {
+    ++s->dispatched_;
+    // A transport closed by an earlier event of this batch left the set, and
+    // is freed only from on_closed, which the idle handle delivers later.
+    static_cast<FdTransport*>(evs[i].data.ptr)->on_events(evs[i].events);
+  }
+}
+
+void PollSet::defer(FdTransport* t) {
+  t->next_ = nullptr;
+  if (deferred_tail_)
+    deferred_tail_->next_ = t;
+  else
+    deferred_ = t;
+  deferred_tail_ = t;
+  if (!idle_active_) {  // an active idle handle makes the loop poll without blocking
+    idle_active_ = true;
+    uv_idle_start(&idle_, idle_cb);
+  }
+}
+
+void PollSet::idle_cb(uv_idle_t* h) {
+  auto* s = static_cast<PollSet*>(h->data);
+  // What the callbacks defer meanwhile (a session closing its other
+  // transport) is delivered in the same turn.
+  while (FdTransport* t = s->deferred_) {
+    s->deferred_ = t->next_;
+    if (!s->deferred_) s->deferred_tail_ = nullptr;
+    t->next_ = nullptr;
+    t->on_deferred();  // may free t (on_closed)
+  }
+  s->idle_active_ = false;
+  uv_idle_stop(&s->idle_);
+  s->maybe_close_handles();
+}
+
+void PollSet::close() {
+  closing_ = true;
+  maybe_close_handles();
+}
+
+void PollSet::maybe_close_handles() {
+  if (!closing_ || handles_closed_ || deferred_ || open_handles_ == 0) return;
+  handles_closed_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), closed_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), closed_cb);
+}
+
+void PollSet::closed_cb(uv_handle_t* h) {
+  static_cast<PollSet*>(h->data)->open_handles_--;
+}
+
+// ---- FdTransport ----
+
+struct FdTransport::Chunk {
+  Chunk* next;
+  size_t len;
+  size_t off;  // bytes of it already sent
+  uint8_t bytes[1];
+};
+
+FdTransport::FdTransport(PollSet& set, TransportSink* sink, MemoryBudget* budget)
+    : set_(set), sink_(sink), budget_(budget) {}
+
+FdTransport::~FdTransport() {
+  drop_queue();
+  if (fd_ >= 0) ::close(fd_);  // never opened through close(): only a test can get here
+}
+
+int FdTransport::open(int fd) {
+  if (fd_ >= 0 || closing_) return UV_EBUSY;
+  int one = 1;
+  if (::ioctl(fd, FIONBIO, &one) != 0) return -errno;
+  fd_ = fd;
+  if (nodelay_) set_nodelay(true);
+  return 0;
+}
+
+void FdTransport::set_nodelay(bool on) {
+  nodelay_ = on;
+  if (fd_ < 0) return;
+  int v = on ? 1 : 0;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);  // best effort, as uv_tcp_nodelay
+}
+
+int FdTransport::connect(const sockaddr* addr) {
+  if (fd_ >= 0 || closing_) return UV_EBUSY;
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  fd_ = fd;
+  if (nodelay_) set_nodelay(true);
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  int r;
+  do {
+    r = ::connect(fd, addr, len);
+  } while (r != 0 && errno == EINTR);
+  if (r == 0) {  // connected at once (loopback may): reported from the loop, as always
+    connect_status_ = 0;
+    defer(kConnect);
+    return 0;
+  }
+  if (errno == EINPROGRESS) {
+    connecting_ = true;
+    watch();
+    return 0;
+  }
+  if (errno == ECONNREFUSED) {  // like libuv: a refusal is the callback's news
+    connect_status_ = UV_ECONNREFUSED;
+    defer(kConnect);
+    return 0;
+  }
+  int err = -errno;
+  ::close(fd_);
+  fd_ = -1;
+  return err;
+}
+
+void FdTransport::watch() {
+  if (closing_ || fd_ < 0) return;
+  uint32_t want = 0;
+  if (reading_) want |= EPOLLIN | EPOLLRDHUP;
+  if (connecting_ || head_) want |= EPOLLOUT;
+  if (want == watched_) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.ptr = this;
+  int op = watched_ == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (::epoll_ctl(set_.epfd_, op, fd_, &ev) == 0 || op == EPOLL_CTL_DEL) watched_ = want;
+  // ADD/MOD can only fail for lack of kernel memory: the transport then waits
+  // for nothing, and its session's stage timer or idle timeout ends it.
+}
+
+void FdTransport::defer(uint8_t what) {
+  bool queued = deferred_ != 0;
+  deferred_ |= what;
+  if (!queued) set_.defer(this);
+}
+
+void FdTransport::on_deferred() {
+  uint8_t what = deferred_;
+  deferred_ = 0;
+  if (what & kClosed) {
+    sink_->on_closed(this);  // last: the sink may free *this
+    return;
+  }
+  if (closing_) return;
+  if (what & kConnect) {
+    sink_->on_connect(this, connect_status_);
+    if (closing_) return;  // on_closed was queued again by close()
+    if (connect_status_ == 0 && (head_ || shut_pending_)) flush();  // what waited for the connect
+  }
+  if (!closing_ && (what & kShutdown)) sink_->on_shutdown(this);
+}
+
+void FdTransport::on_events(uint32_t ev) {
+  if (closing_) return;
+  if (connecting_) {
+    if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    connecting_ = false;
+    watch();
+    sink_->on_connect(this, err ? -err : 0);
+    if (closing_ || err) return;
+    if (head_ || shut_pending_) flush();  // what waited for the connect
+    return;
+  }
+  if (head_ && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    flush();
+    if (closing_) return;
+  }
+  if (reading_ && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) read_once();
+}
+
+void FdTransport::read_once() {
+  Slab* slab = set_.slab_;
+  ssize_t n;
+  do {
+    n = ::recv(fd_, slab->data, Slab::kSize, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    sink_->on_read(this, reinterpret_cast<const uint8_t*>(slab->data), static_cast<size_t>(n));
+  } else if (n == 0) {
+    stop_read();
+    sink_->on_eof(this);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    int err = -errno;
+    stop_read();
+    sink_->on_error(this, err);
+  }
+}
+
+void FdTransport::start_read() {
+  if (reading_ || closing_) return;
+  reading_ = true;
+  watch();
+}
+
+void FdTransport::stop_read() {
+  if (!reading_) return;
+  reading_ = false;
+  watch();
+}
+
+int FdTransport::write(const uint8_t* data, size_t len) {
+  if (closing_) return UV_ECANCELED;
+  if (write_failed_) return UV_EPIPE;
+  if (fd_ < 0) return UV_EBADF;
+  if (len == 0) return 0;
+  size_t done = 0;
+  if (!head_ && !connecting_ && !(deferred_ & kConnect)) {
+    ssize_t n;
+    do {
+      n = ::send(fd_, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      done = static_cast<size_t>(n);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return -errno;
+    }
+  }
+  if (done == len) return 0;
+  size_t rest = len - done;
+  void* mem = std::malloc(offsetof(Chunk, bytes) + rest);
+  if (!mem) return UV_ENOMEM;
+  auto* c = static_cast<Chunk*>(mem);
+  c->next = nullptr;
+  c->len = rest;
+  c->off = 0;
+  std::memcpy(c->bytes, data + done, rest);
+  if (tail_)
+    tail_->next = c;
+  else
+    head_ = c;
+  tail_ = c;
+  pending_ += rest;
+  if (budget_) budget_->charge(rest);
+  watch();
+  return 0;
+}
+
+void FdTransport::flush() {
+  const size_t before = pending_;
+  while (head_) {
+    iovec iov[64];
+    int cnt = 0;
+    for (Chunk* c = head_; c && cnt < 64; c = c->next, ++cnt)
+      iov[cnt] = {c->bytes + c->off, c->len - c->off};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(cnt);
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      fail_write(-errno);
+      return;
+    }
+    size_t sent = static_cast<size_t>(n);
+    pending_ -= sent;
+    if (budget_) budget_->release(sent);
+    while (sent > 0) {
+      Chunk* c = head_;
+      size_t left = c->len - c->off;
+      if (sent < left) {
+        c->off += sent;
+        break;
+      }
+      sent -= left;
+      head_ = c->next;
+      std::free(c);
+    }
+    if (!head_) tail_ = nullptr;
+    size_t offered = 0;
+    for (int i = 0; i < cnt; ++i) offered += iov[i].iov_len;
+    if (static_cast<size_t>(n) < offered) break;  // the socket is full: wait for EPOLLOUT
+  }
+  watch();
+  if (before > kLowWater && pending_ <= kLowWater) {
+    sink_->on_drained(this);
+    if (closing_) return;
+  }
+  if (!head_ && shut_pending_) {
+    shut_pending_ = false;
+    do_shutdown();
+    sink_->on_shutdown(this);
+  }
+}
+
+void FdTransport::fail_write(int err) {
+  write_failed_ = true;
+  shut_pending_ = false;
+  drop_queue();
+  watch();
+  sink_->on_error(this, err);
+}
+
+void FdTransport::drop_queue() {
+  while (Chunk* c = head_) {
+    head_ = c->next;
+    size_t left = c->len - c->off;
+    pending_ -= left;
+    if (budget_) budget_->release(left);
+    std::free(c);
+  }
+  tail_ = nullptr;
+}
+
+void FdTransport::do_shutdown() {
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);  // a failure shows on the read side
+}
+
+void FdTransport::shutdown() {
+  if (shut_ || closing_) return;
+  shut_ = true;
+  if (head_ || connecting_ || (deferred_ & kConnect)) {
+    shut_pending_ = true;  // after the queued bytes (flush)
+    return;
+  }
+  do_shutdown();
+  defer(kShutdown);
+}
+
+void FdTransport::close(bool reset) {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  connecting_ = false;
+  if (fd_ >= 0) {
+    if (watched_) {
+      epoll_event ev{};
+      ::epoll_ctl(set_.epfd_, EPOLL_CTL_DEL, fd_, &ev);
+      watched_ = 0;
+    }
+    // As uv_tcp_close_reset: an RST, unless a FIN was already asked for.
+    if (reset && !shut_) {
+      linger l{1, 0};
+      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    ::close(fd_);
+    fd_ = -1;
+  }
+  drop_queue();
+  defer(kClosed);
+}
+
+}  // namespace net

@@ -1,0 +1,141 @@
+// A plain-TCP Transport without a libuv stream handle: the socket is watched
+// by its loop's PollSet, one epoll set that libuv polls through a single
+// uv_poll_t, so a connection costs the 72 bytes of this object instead of a
+// 248-byte uv_tcp_t plus its transport (the balancer's sessions hold two).
+// The balancer uses it for every client and broker socket; the health checker
+// and the load generator keep net::TcpTransport.
+//
+// Same contract as every Transport (net/transport.hpp): no read event after
+// stop_read(); EOF after every byte; write() sends what the kernel takes at
+// once and queues a copy of the rest (charged to the budget); on_drained when
+// pending() falls to kLowWater. Like libuv, it never calls its sink from inside
+// a call the sink made: on_connect, on_shutdown and on_closed are delivered
+// from the loop (a uv_idle_t drains them), so close() returns before
+// on_closed, which comes exactly once and last.
+//
+// The epoll set is level-triggered and only holds what the transport waits
+// for: EPOLLIN while reading, EPOLLOUT while connecting or while bytes are
+// queued; a socket waiting for nothing is not in the set (epoll always reports
+// errors and hang-ups, which would otherwise spin).
+//
+// Ownership: the PollSet is a member of its worker, outlives every transport
+// on it, and is closed once they were all closed (close() waits for the
+// pending on_closed calls). Loop thread only.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "net/transport.hpp"
+
+namespace net {
+
+class FdTransport;
+
+class PollSet {
+ public:
+  PollSet() = default;
+  PollSet(const PollSet&) = delete;
+  PollSet& operator=(const PollSet&) = delete;
+  ~PollSet();
+  // Once, on the loop thread or before the loop runs. False (errno set) when
+  // no epoll set could be made; FdTransport then cannot be used on this loop.
+  bool init(uv_loop_t* loop, Slab* slab);
+  // Closes the loop handles once every transport's on_closed went out.
+  void close();
+  uv_loop_t* loop() const { return loop_; }
+  Slab* slab() const { return slab_; }
+  // Events dispatched since init (tests: a socket that waits for nothing is
+  // never reported, whatever happens to it).
+  uint64_t dispatched() const { return dispatched_; }
+
+ private:
+  friend class FdTransport;
+  static void poll_cb(uv_poll_t* p, int status, int events);
+  static void idle_cb(uv_idle_t* h);
+  static void closed_cb(uv_handle_t* h);
+  void defer(FdTransport* t);
+  void maybe_close_handles();
+
+  uv_loop_t* loop_ = nullptr;
+  Slab* slab_ = nullptr;
+  int epfd_ = -1;
+  uv_poll_t poll_{};
+  uv_idle_t idle_{};
+  FdTransport* deferred_ = nullptr;  // intrusive list (FdTransport::next_)
+  FdTransport* deferred_tail_ = nullptr;
+  uint64_t dispatched_ = 0;
+  int open_handles_ = 0;
+  bool idle_active_ = false;
+  bool closing_ = false;
+  bool handles_closed_ = false;
+};
+
+class FdTransport final : public Transport {
+ public:
+  FdTransport(PollSet& set, TransportSink* sink, MemoryBudget* budget = nullptr);
+  ~FdTransport() override;
+  FdTransport(const FdTransport&) = delete;
+  FdTransport& operator=(const FdTransport&) = delete;
+
+  // Adopts an accepted, connected socket (made non-blocking). 0 or a uv error;
+  // on an error the descriptor is not adopted (the caller closes it).
+  int open(int fd);
+  // A non-blocking connect; 0 (on_connect follows) or a uv error (nothing
+  // follows; close() the transport). Writes before on_connect are queued.
+  int connect(const sockaddr* addr);
+  // TCP_NODELAY, now or when connect() creates the socket.
+  void set_nodelay(bool on);
+  int fd() const { return fd_; }  // -1 before open/connect and once closed
+
+  void set_sink(TransportSink* sink) override { sink_ = sink; }
+  void start_read() override;
+  void stop_read() override;
+  int write(const uint8_t* data, size_t len) override;
+  size_t pending() const override { return pending_; }
+  void shutdown() override;
+  void close(bool reset) override;
+  bool closing() const override { return closing_; }
+  int native_fd() const override { return closing_ ? -1 : fd_; }
+
+  static constexpr size_t kLowWater = TcpTransport::kLowWater;
+
+ private:
+  friend class PollSet;
+  struct Chunk;
+  enum Deferred : uint8_t { kConnect = 1, kShutdown = 2, kClosed = 4 };
+
+  void on_events(uint32_t ev);
+  void on_deferred();
+  void read_once();
+  void flush();
+  void fail_write(int err);  // drops the queue; on_error
+  void drop_queue();
+  void do_shutdown();
+  void watch();  // brings the epoll registration in line with what we wait for
+  void defer(uint8_t what);
+
+  PollSet& set_;
+  TransportSink* sink_;
+  MemoryBudget* budget_;
+  Chunk* head_ = nullptr;  // queued bytes, oldest first
+  Chunk* tail_ = nullptr;
+  FdTransport* next_ = nullptr;  // PollSet's deferred list
+  size_t pending_ = 0;
+  int fd_ = -1;
+  int connect_status_ = 0;  // delivered with kConnect
+  uint32_t watched_ = 0;    // the events registered in the epoll set (0: not in it)
+  uint8_t deferred_ = 0;    // Deferred bits waiting for the loop
+  bool reading_ = false;
+  bool connecting_ = false;
+  bool shut_ = false;          // shutdown() asked
+  bool shut_pending_ = false;  // ... and waits for the queue to drain
+  bool closing_ = false;
+  bool nodelay_ = false;
+  bool write_failed_ = false;
+};
+
+}  // namespace net

@@ -1,0 +1,433 @@
+// net::FdTransport on a real loop and real loopback sockets: the Transport
+// contract the balancer's sessions rely on (net/transport.hpp), and what the
+// epoll set adds to get wrong — a socket that waits for nothing must never be
+// reported (errors and hang-ups would spin the loop), callbacks never run
+// inside the call that caused them, and on_closed comes exactly once and last.
+#include "net/fd_transport.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "net/budget.hpp"
+
+namespace {
+
+struct Sink : net::TransportSink {
+  std::string data;
+  int eofs = 0, errors = 0, last_error = 0, connects = 0, connect_status = 1, drained = 0,
+      shutdowns = 0, closed = 0;
+  bool in_call = false;      // set by the test around its own calls into the transport
+  bool reentered = false;    // a callback ran inside one of them
+  std::function<void(net::Transport*)> on_read_hook;
+
+  void note() {
+    if (in_call) reentered = true;
+  }
+  void on_read(net::Transport* t, const uint8_t* d, size_t n) override {
+    note();
+    data.append(reinterpret_cast<const char*>(d), n);
+    if (on_read_hook) on_read_hook(t);
+  }
+  void on_eof(net::Transport*) override {
+    note();
+    ++eofs;
+  }
+  void on_error(net::Transport*, int e) override {
+    note();
+    ++errors;
+    last_error = e;
+  }
+  void on_connect(net::Transport*, int s) override {
+    note();
+    ++connects;
+    connect_status = s;
+  }
+  void on_drained(net::Transport*) override {
+    note();
+    ++drained;
+  }
+  void on_shutdown(net::Transport*) override {
+    note();
+    ++shutdowns;
+  }
+  void on_closed(net::Transport*) override {
+    note();
+    ++closed;
+  }
+};
+
+struct Loop {
+  uv_loop_t loop{};
+  net::Slab slab;
+  net::PollSet set;
+  Loop() {
+    uv_loop_init(&loop);
+    REQUIRE(set.init(&loop, &slab));
+  }
+  ~Loop() {
+    set.close();
+    uv_run(&loop, UV_RUN_DEFAULT);  // ends only when every handle closed
+    CHECK(uv_loop_close(&loop) == 0);
+  }
+  // Runs the loop until cond() or 5 s.
+  bool run_until(const std::function<bool()>& cond) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!cond()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      uv_run(&loop, UV_RUN_NOWAIT);
+      if (!cond()) ::poll(nullptr, 0, 1);
+    }
+    return true;
+  }
+  void turns(int n) {
+    for (int i = 0; i < n; ++i) uv_run(&loop, UV_RUN_NOWAIT);
+  }
+};
+
+int listener(sockaddr_in& addr) {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len);
+  REQUIRE(::listen(l, 16) == 0);
+  return l;
+}
+
+// A connected pair: {ours, the peer's}; the peer stays blocking.
+std::pair<int, int> pair() {
+  sockaddr_in addr;
+  int l = listener(addr);
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  int a = ::accept(l, nullptr, nullptr);
+  REQUIRE(a >= 0);
+  ::close(l);
+  return {a, c};
+}
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 2000) == 1;
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void reset(int fd) {
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::close(fd);
+}
+
+}  // namespace
+
+TEST_CASE("property: random writes both ways, a slow reader, pauses: bytes out = bytes in") {
+  Loop L;
+  std::mt19937 rng(7);
+  for (int round = 0; round < 4; ++round) {
+    auto [a, peer] = pair();
+    int small = 64 * 1024;  // loopback's autotuned buffers would take all 3 MB
+    ::setsockopt(a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    ::setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    Sink s;
+    net::MemoryBudget budget;
+    auto* t = new net::FdTransport(L.set, &s, &budget);
+    REQUIRE(t->open(a) == 0);
+    t->start_read();
+    // Our side writes 3 MB in random pieces while the peer does not read: the
+    // queue must hold what the kernel does not take, and drain in order.
+    std::string sent;
+    while (sent.size() < 3u << 20) {
+      std::string piece(1 + rng() % 70000, '\0');
+      for (auto& c : piece) c = static_cast<char>(rng());
+      s.in_call = true;
+      REQUIRE(t->write(reinterpret_cast<const uint8_t*>(piece.data()), piece.size()) == 0);
+      s.in_call = false;
+      sent += piece;
+    }
+    CHECK(t->pending() > net::FdTransport::kLowWater);
+    CHECK(budget.used() == static_cast<int64_t>(t->pending()));
+    // The peer sends its own random bytes meanwhile, with our reading paused
+    // now and then.
+    std::string theirs;
+    std::string got;
+    char buf[65536];
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while ((got.size() < sent.size() || s.data.size() < theirs.size() || theirs.size() < 500000) &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (theirs.size() < 500000) {
+        std::string p(1 + rng() % 3000, '\0');
+        for (auto& c : p) c = static_cast<char>(rng());
+        ssize_t n = ::send(peer, p.data(), p.size(), MSG_DONTWAIT);
+        if (n > 0) theirs.append(p.data(), static_cast<size_t>(n));
+      }
+      if (rng() % 4 == 0) {
+        ssize_t n = ::recv(peer, buf, 1 + rng() % sizeof buf, MSG_DONTWAIT);
+        if (n > 0) got.append(buf, static_cast<size_t>(n));
+      }
+      if (rng() % 16 == 0) t->stop_read();
+      if (rng() % 8 == 0) t->start_read();
+      L.turns(1);
+    }
+    t->start_read();
+    CHECK(got == sent);
+    CHECK(s.data == theirs);
+    CHECK(t->pending() == 0);
+    CHECK(budget.used() == 0);
+    CHECK(s.drained >= 1);
+    CHECK_FALSE(s.reentered);
+    ::shutdown(peer, SHUT_WR);
+    REQUIRE(L.run_until([&] { return s.eofs == 1; }));
+    s.in_call = true;
+    t->close(false);
+    s.in_call = false;
+    CHECK(s.closed == 0);  // from the loop, never inside close()
+    REQUIRE(L.run_until([&] { return s.closed == 1; }));
+    delete t;
+    ::close(peer);
+    CHECK(s.errors == 0);
+    CHECK(s.eofs == 1);
+  }
+}
+
+TEST_CASE("stop_read: nothing is read until start_read; then every byte, then EOF") {
+  Loop L;
+  auto [a, peer] = pair();
+  Sink s;
+  auto* t = new net::FdTransport(L.set, &s);
+  REQUIRE(t->open(a) == 0);
+  t->start_read();
+  REQUIRE(::send(peer, "ab", 2, 0) == 2);
+  REQUIRE(L.run_until([&] { return s.data == "ab"; }));
+  t->stop_read();
+  REQUIRE(::send(peer, "cd", 2, 0) == 2);
+  ::shutdown(peer, SHUT_WR);
+  REQUIRE(readable(a));  // the bytes and the FIN are there: epoll would report them at once
+  L.turns(20);
+  CHECK(s.data == "ab");
+  CHECK(s.eofs == 0);
+  t->start_read();
+  REQUIRE(L.run_until([&] { return s.eofs == 1; }));
+  CHECK(s.data == "abcd");
+  t->close(false);
+  REQUIRE(L.run_until([&] { return s.closed == 1; }));
+  delete t;
+  ::close(peer);
+}
+
+TEST_CASE("a socket waiting for nothing is not reported when its peer resets; start_read then says so once") {
+  Loop L;
+  auto [a, peer] = pair();
+  Sink s;
+  auto* t = new net::FdTransport(L.set, &s);
+  REQUIRE(t->open(a) == 0);
+  t->start_read();
+  t->stop_read();
+  reset(peer);
+  REQUIRE(readable(a));  // EPOLLERR|EPOLLHUP pending on the socket
+  uint64_t before = L.set.dispatched();
+  L.turns(50);
+  CHECK(L.set.dispatched() == before);  // level-triggered errors would have come every turn
+  t->start_read();
+  REQUIRE(L.run_until([&] { return s.errors + s.eofs > 0; }));
+  L.turns(20);
+  CHECK(s.errors == 1);
+  CHECK(s.last_error == UV_ECONNRESET);
+  CHECK(L.set.dispatched() - before <= 2);
+  t->close(true);
+  REQUIRE(L.run_until([&] { return s.closed == 1; }));
+  delete t;
+}
+
+TEST_CASE("queued bytes and a reset peer: one on_error, the queue dropped, later writes refused") {
+  Loop L;
+  auto [a, peer] = pair();
+  Sink s;
+  net::MemoryBudget budget;
+  auto* t = new net::FdTransport(L.set, &s, &budget);
+  REQUIRE(t->open(a) == 0);
+  std::string big(8u << 20, 'x');
+  REQUIRE(t->write(reinterpret_cast<const uint8_t*>(big.data()), big.size()) == 0);
+  REQUIRE(t->pending() > 0);
+  reset(peer);
+  REQUIRE(L.run_until([&] { return s.errors == 1; }));
+  L.turns(20);
+  CHECK(s.errors == 1);
+  CHECK(t->pending() == 0);
+  CHECK(budget.used() == 0);
+  CHECK(t->write(reinterpret_cast<const uint8_t*>("y"), 1) != 0);
+  t->close(false);
+  REQUIRE(L.run_until([&] { return s.closed == 1; }));
+  CHECK(s.errors == 1);
+  delete t;
+}
+
+TEST_CASE("closing another transport from a read callback of the same batch") {
+  Loop L;
+  auto [a1, p1] = pair();
+  auto [a2, p2] = pair();
+  Sink s1, s2;
+  auto* t1 = new net::FdTransport(L.set, &s1);
+  auto* t2 = new net::FdTransport(L.set, &s2);
+  REQUIRE(t1->open(a1) == 0);
+  REQUIRE(t2->open(a2) == 0);
+  t1->start_read();
+  t2->start_read();
+  // Both readable before the loop turns: one epoll_wait returns both.
+  REQUIRE(::send(p1, "1", 1, 0) == 1);
+  REQUIRE(::send(p2, "2", 1, 0) == 1);
+  REQUIRE(readable(a1));
+  REQUIRE(readable(a2));
+  net::FdTransport* first = nullptr;
+  auto closer = [&](net::Transport* t) {
+    if (first) return;
+    first = static_cast<net::FdTransport*>(t);
+    t1->close(false);
+    t2->close(true);
+  };
+  s1.on_read_hook = closer;
+  s2.on_read_hook = closer;
+  REQUIRE(L.run_until([&] { return s1.closed == 1 && s2.closed == 1; }));
+  L.turns(10);
+  // Whichever came first was read; the other, closed in between, was not.
+  CHECK(s1.data.size() + s2.data.size() == 1);
+  CHECK(s1.closed == 1);
+  CHECK(s2.closed == 1);
+  delete t1;
+  delete t2;
+  ::close(p1);
+  ::close(p2);
+}
+
+TEST_CASE("connect: bytes and a shutdown asked before it completes go out after it, in order") {
+  Loop L;
+  sockaddr_in addr;
+  int l = listener(addr);
+  Sink s;
+  auto* t = new net::FdTransport(L.set, &s);
+  t->set_nodelay(true);
+  s.in_call = true;
+  REQUIRE(t->connect(reinterpret_cast<sockaddr*>(&addr)) == 0);
+  REQUIRE(t->write(reinterpret_cast<const uint8_t*>("hello "), 6) == 0);
+  REQUIRE(t->write(reinterpret_cast<const uint8_t*>("world"), 5) == 0);
+  t->shutdown();
+  s.in_call = false;
+  REQUIRE(L.run_until([&] { return s.connects == 1 && s.shutdowns == 1; }));
+  CHECK(s.connect_status == 0);
+  int peer = ::accept(l, nullptr, nullptr);
+  REQUIRE(peer >= 0);
+  CHECK(read_all(peer) == "hello world");  // then EOF: the FIN came after the bytes
+  int nd = 0;
+  socklen_t len = sizeof nd;
+  ::getsockopt(t->fd(), IPPROTO_TCP, TCP_NODELAY, &nd, &len);
+  CHECK(nd == 1);
+  CHECK_FALSE(s.reentered);
+  t->close(false);
+  REQUIRE(L.run_until([&] { return s.closed == 1; }));
+  delete t;
+  ::close(peer);
+  ::close(l);
+}
+
+TEST_CASE("connect to a closed port: ECONNREFUSED from the loop, then close") {
+  Loop L;
+  sockaddr_in addr;
+  int l = listener(addr);
+  ::close(l);  // nothing listens there now
+  Sink s;
+  auto* t = new net::FdTransport(L.set, &s);
+  s.in_call = true;
+  int r = t->connect(reinterpret_cast<sockaddr*>(&addr));
+  s.in_call = false;
+  REQUIRE(r == 0);
+  REQUIRE(L.run_until([&] { return s.connects == 1; }));
+  CHECK(s.connect_status == UV_ECONNREFUSED);
+  CHECK_FALSE(s.reentered);
+  t->close(true);
+  REQUIRE(L.run_until([&] { return s.closed == 1; }));
+  L.turns(5);
+  CHECK(s.connects == 1);
+  CHECK(s.closed == 1);
+  delete t;
+}
+
+TEST_CASE("close(reset) sends an RST; close while connecting reports only on_closed") {
+  Loop L;
+  {
+    auto [a, peer] = pair();
+    Sink s;
+    auto* t = new net::FdTransport(L.set, &s);
+    REQUIRE(t->open(a) == 0);
+    t->close(true);
+    char c;
+    REQUIRE(readable(peer));
+    CHECK(::recv(peer, &c, 1, 0) < 0);
+    CHECK(errno == ECONNRESET);
+    REQUIRE(L.run_until([&] { return s.closed == 1; }));
+    delete t;
+    ::close(peer);
+  }
+  {
+    sockaddr_in addr;
+    int l = listener(addr);
+    Sink s;
+    auto* t = new net::FdTransport(L.set, &s);
+    REQUIRE(t->connect(reinterpret_cast<sockaddr*>(&addr)) == 0);
+    t->close(true);
+    REQUIRE(L.run_until([&] { return s.closed == 1; }));
+    L.turns(5);
+    CHECK(s.connects == 0);
+    delete t;
+    ::close(l);
+  }
+}
+
+TEST_CASE("PollSet::close waits for the on_closed still due: the loop ends with every transport told") {
+  Sink s1, s2;
+  net::FdTransport* t1;
+  net::FdTransport* t2;
+  int p1, p2;
+  {
+    Loop L;
+    auto [a1, q1] = pair();
+    auto [a2, q2] = pair();
+    p1 = q1;
+    p2 = q2;
+    t1 = new net::FdTransport(L.set, &s1);
+    t2 = new net::FdTransport(L.set, &s2);
+    REQUIRE(t1->open(a1) == 0);
+    REQUIRE(t2->open(a2) == 0);
+    t1->start_read();
+    t1->close(false);
+    t2->close(true);
+    // ~Loop closes the set at once and runs the loop to its end.
+  }
+  CHECK(s1.closed == 1);
+  CHECK(s2.closed == 1);
+  delete t1;
+  delete t2;
+  ::close(p1);
+  ::close(p2);
+}
