@@ -89,10 +89,9 @@ class Pump {
 
   // Before start(): join the two sockets in the kernel once the pump is idle
   // (lb/pump_kernel.cpp, docs/forwarding.md). Unset: userspace only.
-  void use_kernel(SpliceEngine* engine, uv_loop_t* loop) {
+  void use_kernel(SpliceEngine* engine) {
     k_ = std::make_unique<KernelPath>();
     k_->engine = engine;
-    k_->loop = loop;
   }
   bool in_kernel() const { return kstate() == KState::Joined; }
   // Counted once per session that asked for the kernel path and does not get it.
@@ -103,6 +102,7 @@ class Pump {
   void on_eof(net::Transport* t);
   void on_error(net::Transport* t, int err);
   void on_drained(net::Transport* t);
+  void on_hangup() { kernel_event(); }  // a joined stream ended (watch_ends)
   void on_shutdown(net::Transport* t);
   void on_timer();
 
@@ -136,14 +136,14 @@ class Pump {
   enum class KState : uint8_t { Off, Joined, TakingBack, Back };
   void maybe_join();
   // While joined the pump does not read (each redirected skb would wake the
-  // loop for nothing): a poll handle per socket on a dup of its descriptor
-  // waits only for EOF / errors (UV_DISCONNECT), and the sync timer looks for
-  // skbs the verdict left to userspace. Closed at the take-back.
+  // loop for nothing): each transport watches its own socket for the peer's
+  // FIN, a reset or an error only (Transport::watch_hangup: EPOLLRDHUP in the
+  // worker's epoll set, no second descriptor), and the sync timer looks for
+  // skbs the verdict left to userspace. Undone at the take-back. A transport
+  // that cannot watch so (a worker without an epoll set) keeps reading.
   void watch_ends();
   void unwatch_ends();
   void kernel_event();
-  static void watch_cb(uv_poll_t* h, int status, int events);
-  static void watch_close_cb(uv_handle_t* h);
   void take_back(SpliceFallback why);
   void kernel_timer();
   void finish_take_back();
@@ -155,15 +155,12 @@ class Pump {
   static constexpr uint64_t kSyncMs = 1000;  // counters and idle check while joined
   static constexpr uint64_t kDrainPollMs = 1;
 
-  struct EndWatch;  // heap, freed in its close callback (it may outlive the pump)
   // Everything of the kernel path, allocated only for a session that may take
   // it (use_kernel): a userspace session does not pay for it (idle memory,
   // docs/benchmarks.md).
   struct KernelPath {
     SpliceEngine* engine = nullptr;
-    uv_loop_t* loop = nullptr;
-    EndWatch* watch_c = nullptr;
-    EndWatch* watch_b = nullptr;
+    bool ends_watched = false;  // watch_ends() stopped the reading of both
     std::unique_ptr<KernelSplice> kernel;
     KState kstate = KState::Off;
     uint64_t k_c2b = 0, k_b2c = 0, k_pk_c2b = 0, k_pk_b2c = 0;  // already accounted

@@ -13,12 +13,6 @@
 
 namespace lb {
 
-struct Pump::EndWatch {
-  uv_poll_t h;
-  Pump* pump = nullptr;  // null once the pump let go of it
-  int fd = -1;           // a dup: its own epoll registration, same socket
-};
-
 namespace {
 
 SpliceFallback reason_of(uint32_t pass_reason) {
@@ -29,47 +23,21 @@ SpliceFallback reason_of(uint32_t pass_reason) {
 
 }  // namespace
 
-void Pump::watch_cb(uv_poll_t* h, int, int) {
-  auto* w = static_cast<EndWatch*>(h->data);
-  if (w->pump) w->pump->kernel_event();  // may close w (and the pump)
-}
-
-void Pump::watch_close_cb(uv_handle_t* h) {
-  auto* w = static_cast<EndWatch*>(h->data);
-  if (w->fd >= 0) ::close(w->fd);
-  delete w;
-}
-
 void Pump::watch_ends() {
-  if (!k_->loop) return;
-  for (int side = 0; side < 2; ++side) {
-    int fd = (side == 0 ? client_ : backend_)->native_fd();
-    int d = fd >= 0 ? ::dup(fd) : -1;
-    if (d < 0) return unwatch_ends();
-    auto* w = new EndWatch;
-    w->fd = d;
-    w->h.data = w;
-    if (uv_poll_init(k_->loop, &w->h, d) != 0) {  // not a handle: nothing to close
-      ::close(d);
-      delete w;
-      return unwatch_ends();
-    }
-    w->pump = this;
-    (side == 0 ? k_->watch_c : k_->watch_b) = w;
-    uv_poll_start(&w->h, UV_DISCONNECT, watch_cb);
+  if (!client_->watch_hangup(true) || !backend_->watch_hangup(true)) {
+    client_->watch_hangup(false);
+    return;  // both keep reading: an EOF still shows there
   }
+  k_->ends_watched = true;
   client_->stop_read();
   backend_->stop_read();
 }
 
 void Pump::unwatch_ends() {
-  for (EndWatch** pw : {&k_->watch_c, &k_->watch_b}) {
-    if (!*pw) continue;
-    (*pw)->pump = nullptr;
-    uv_poll_stop(&(*pw)->h);
-    uv_close(reinterpret_cast<uv_handle_t*>(&(*pw)->h), watch_close_cb);
-    *pw = nullptr;
-  }
+  if (!k_->ends_watched) return;
+  k_->ends_watched = false;
+  client_->watch_hangup(false);
+  backend_->watch_hangup(false);
 }
 
 // An EOF or an error on a joined socket: the pump reads again and sees it.
@@ -79,8 +47,7 @@ void Pump::kernel_event() {
 
 Pump::~Pump() {
   if (k_) {
-    *k_->alive = false;
-    unwatch_ends();
+    *k_->alive = false;  // the transports may be gone already: their watches end with them
     if (k_->kernel) sync_kernel(true);
   }
   prometheus::Gauge* g =

@@ -12,9 +12,9 @@
 
 namespace lb {
 
-uint32_t default_max_connections(uint64_t nofile, conf::Forwarding forwarding) {
+uint32_t default_max_connections(uint64_t nofile) {
   constexpr uint64_t kReserve = 128;  // listeners, metrics, health checks, logs
-  const uint64_t per_session = forwarding == conf::Forwarding::Userspace ? 2 : 4;
+  constexpr uint64_t per_session = 2;  // the client's socket and the broker's
   if (nofile <= kReserve + per_session) return 1;
   uint64_t n = (nofile - kReserve) / per_session;
   return static_cast<uint32_t>(n > 10'000'000 ? 10'000'000 : n);
@@ -112,7 +112,7 @@ std::shared_ptr<Snapshot> Server::build(const conf::Config& cfg, bool keep_liste
   s->routes = plan_routes(s->cfg);
   s->max_connections = cfg.limits.max_connections
                            ? cfg.limits.max_connections
-                           : default_max_connections(net::raise_nofile_limit(), cfg.forwarding);
+                           : default_max_connections(net::raise_nofile_limit());
   max_conn_.store(s->max_connections);
   max_per_ip_.store(cfg.limits.max_connections_per_ip);
   admission_.configure(cfg.limits, steady_ms());

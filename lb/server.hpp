@@ -47,10 +47,10 @@ namespace lb {
 class Worker;
 
 // Default max_connections for a given open-files limit: two descriptors per
-// session (four when sessions may be joined in the kernel: the end watchers
-// poll a dup of each socket, docs/forwarding.md), a reserve for listeners,
-// metrics and health checks.
-uint32_t default_max_connections(uint64_t nofile, conf::Forwarding forwarding);
+// session (also when joined in the kernel: the ends are watched on the sockets
+// themselves, docs/forwarding.md), a reserve for listeners, metrics and
+// health checks.
+uint32_t default_max_connections(uint64_t nofile);
 
 // conf "forwarding" (docs/forwarding.md): false (err set) when "kernel" is
 // asked and the BPF programs do not load; logs once which path is in use.

@@ -335,7 +335,7 @@ void Session::placed(Placement p) {
   if (fwd != conf::Forwarding::Userspace) {
     // docs/forwarding.md: joined in the kernel once idle, when it can be.
     if (SpliceEngine* e = SpliceEngine::get(nullptr))
-      pump_->use_kernel(e, w_.loop());
+      pump_->use_kernel(e);
     else
       pump_->count_fallback(SpliceFallback::Unavailable);
   }
@@ -595,6 +595,10 @@ void Session::on_connect(net::Transport* t, int status) {
 
 void Session::on_drained(net::Transport* t) {
   if (phase_ == Phase::Pump) pump_->on_drained(t);
+}
+
+void Session::on_hangup(net::Transport* t) {
+  if (phase_ == Phase::Pump && pump_ && (t == client_ || t == backend_)) pump_->on_hangup();
 }
 
 void Session::on_shutdown(net::Transport* t) {

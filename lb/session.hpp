@@ -97,6 +97,7 @@ class Session final : public net::TransportSink,
   void on_drained(net::Transport* t) override;
   void on_shutdown(net::Transport* t) override;
   void on_closed(net::Transport* t) override;
+  void on_hangup(net::Transport* t) override;  // a stream joined in the kernel ended
 
  private:
   enum class Phase : uint8_t { Peek, Place, Pump, Linger, Closing };

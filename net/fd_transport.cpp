@@ -171,6 +171,7 @@ void FdTransport::watch() {
   if (closing_ || fd_ < 0) return;
   uint32_t want = 0;
   if (reading_) want |= EPOLLIN | EPOLLRDHUP;
+  if (hangup_ && !reading_) want |= EPOLLRDHUP;
   if (connecting_ || head_) want |= EPOLLOUT;
   if (want == watched_) return;
   epoll_event ev{};
@@ -222,7 +223,20 @@ void FdTransport::on_events(uint32_t ev) {
     flush();
     if (closing_) return;
   }
-  if (reading_ && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) read_once();
+  if (reading_) {
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_once();
+  } else if (hangup_ && (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    hangup_ = false;  // once: reading again tells what it was
+    watch();
+    sink_->on_hangup(this);
+  }
+}
+
+bool FdTransport::watch_hangup(bool on) {
+  if (closing_ || fd_ < 0) return false;
+  hangup_ = on;
+  watch();
+  return true;
 }
 
 void FdTransport::read_once() {

@@ -15,8 +15,10 @@
 //
 // The epoll set is level-triggered and only holds what the transport waits
 // for: EPOLLIN while reading, EPOLLOUT while connecting or while bytes are
-// queued; a socket waiting for nothing is not in the set (epoll always reports
-// errors and hang-ups, which would otherwise spin).
+// queued, EPOLLRDHUP alone while a stopped reader watches for the peer's end
+// (watch_hangup: a socket joined in the kernel); a socket waiting for nothing
+// is not in the set (epoll always reports errors and hang-ups, which would
+// otherwise spin).
 //
 // Ownership: the PollSet is a member of its worker, outlives every transport
 // on it, and is closed once they were all closed (close() waits for the
@@ -100,6 +102,7 @@ class FdTransport final : public Transport {
   void close(bool reset) override;
   bool closing() const override { return closing_; }
   int native_fd() const override { return closing_ ? -1 : fd_; }
+  bool watch_hangup(bool on) override;
 
   static constexpr size_t kLowWater = TcpTransport::kLowWater;
 
@@ -136,6 +139,7 @@ class FdTransport final : public Transport {
   bool closing_ = false;
   bool nodelay_ = false;
   bool write_failed_ = false;
+  bool hangup_ = false;  // watch_hangup(true), not reported yet
 };
 
 }  // namespace net

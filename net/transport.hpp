@@ -43,6 +43,10 @@ class TransportSink {
   virtual void on_drained(Transport* t) = 0;              // pending() fell to the low-water mark
   virtual void on_shutdown(Transport* t) = 0;             // our half-close reached the kernel
   virtual void on_closed(Transport* t) = 0;               // last callback; the sink may free t
+  // While not reading, with watch_hangup(true): the peer's FIN, a reset or a
+  // socket error happened (once; the watch is then off). Reading again reports
+  // what it was, after any bytes before it.
+  virtual void on_hangup(Transport*) {}
 };
 
 class Transport {
@@ -66,6 +70,9 @@ class Transport {
   // (plain TCP), else -1 (TLS, WebSocket): what in-kernel forwarding
   // (lb/kernel_splice.hpp) can join.
   virtual int native_fd() const { return -1; }
+  // Asks for on_hangup while not reading (in-kernel forwarding watches the
+  // ends of joined streams so). False: this transport cannot; nothing changed.
+  virtual bool watch_hangup(bool) { return false; }
 };
 
 // Per-loop read slab: every read on a loop lands here and is consumed (or

@@ -119,6 +119,28 @@ def check_prefix(tc, what, packets, first):
     return len(packets) - 1
 
 
+def session_fds(pid, lb_port, broker_port):
+    """mqttlb's descriptors on its established client (local port lb_port) and
+    broker (remote port broker_port) connections: a duplicate of a socket
+    shows as a second descriptor on the same inode."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            col = line.split()
+            lport, rport = int(col[1].split(":")[1], 16), int(col[2].split(":")[1], 16)
+            if col[3] == "01" and (lport == lb_port or rport == broker_port):
+                inodes.add(col[9])
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            n += 1
+    return n
+
+
 class KernelForwarding(harness.TestCase):
     def setUp(self):
         kernel_forwarding_or_skip(self)
@@ -444,6 +466,27 @@ class KernelForwarding(harness.TestCase):
             got.extend(b)
         self.assertEqual(bytes(got), junk)
         self.assertEqual(metric(mport, 'mqttlb_kernel_fallbacks_total{reason="malformed"}'), 1)
+
+    def test_a_joined_session_holds_two_descriptors_and_a_broker_reset_reaches_the_client(self):
+        fb, p, port, mport = self.fake_and_lb()
+        s = self.joined_session(fb, port, mport, "two-fds")
+        # The ends of both streams are watched on the sockets themselves (the
+        # worker's epoll set), not on a duplicate of each.
+        self.assertEqual(session_fds(p.pid, port, fb.port), 2)
+        # The fake broker's reader thread sits in recv() on this socket, and a
+        # close() would not release it before that returns: wake it first
+        # (SHUT_RD sends nothing), then close with linger 0, which sends the RST.
+        fb.peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        fb.peer.shutdown(socket.SHUT_RD)
+        self.assertTrue(fb.eof.wait(5), "the fake broker's reader did not return")
+        fb.peer.close()
+        s.settimeout(5)
+        try:
+            self.assertEqual(s.recv(100), b"", "the client's connection outlived its broker's reset")
+        except ConnectionResetError:
+            pass
+        wait_until(lambda: metric(mport, "mqttlb_connections_active") == 0, 5, what="closed")
+        wait_until(lambda: session_fds(p.pid, port, fb.port) == 0, 5, what="descriptors closed")
 
     def test_reset_propagates(self):
         fb, _, port, mport = self.fake_and_lb()

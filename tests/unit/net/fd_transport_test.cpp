@@ -27,7 +27,7 @@ namespace {
 struct Sink : net::TransportSink {
   std::string data;
   int eofs = 0, errors = 0, last_error = 0, connects = 0, connect_status = 1, drained = 0,
-      shutdowns = 0, closed = 0;
+      shutdowns = 0, closed = 0, hangups = 0;
   bool in_call = false;      // set by the test around its own calls into the transport
   bool reentered = false;    // a callback ran inside one of them
   std::function<void(net::Transport*)> on_read_hook;
@@ -65,6 +65,10 @@ struct Sink : net::TransportSink {
   void on_closed(net::Transport*) override {
     note();
     ++closed;
+  }
+  void on_hangup(net::Transport*) override {
+    note();
+    ++hangups;
   }
 };
 
@@ -259,6 +263,48 @@ TEST_CASE("a socket waiting for nothing is not reported when its peer resets; st
   t->close(true);
   REQUIRE(L.run_until([&] { return s.closed == 1; }));
   delete t;
+}
+
+TEST_CASE("watch_hangup: a stopped reader hears of the peer's FIN or reset once, not of its bytes") {
+  Loop L;
+  for (bool rst : {false, true}) {
+    CAPTURE(rst);
+    auto [a, peer] = pair();
+    Sink s;
+    auto* t = new net::FdTransport(L.set, &s);
+    REQUIRE(t->open(a) == 0);
+    t->start_read();
+    REQUIRE(t->watch_hangup(true));
+    t->stop_read();  // as a session joined in the kernel
+    REQUIRE(::send(peer, "x", 1, 0) == 1);
+    REQUIRE(readable(a));
+    uint64_t before = L.set.dispatched();
+    L.turns(20);
+    CHECK(L.set.dispatched() == before);  // bytes wake nobody
+    CHECK(s.data.empty());
+    if (rst)
+      reset(peer);
+    else
+      ::shutdown(peer, SHUT_WR);
+    REQUIRE(L.run_until([&] { return s.hangups == 1; }));
+    L.turns(20);
+    CHECK(s.hangups == 1);  // once: the watch is off, nothing spins
+    CHECK(L.set.dispatched() - before == 1);
+    CHECK(s.eofs + s.errors == 0);
+    t->start_read();  // reading again tells what it was, after the bytes before it
+    REQUIRE(L.run_until([&] { return s.eofs + s.errors == 1; }));
+    if (rst) {
+      CHECK(s.last_error == UV_ECONNRESET);
+    } else {
+      CHECK(s.data == "x");
+      CHECK(s.eofs == 1);
+    }
+    t->close(false);
+    REQUIRE(L.run_until([&] { return s.closed == 1; }));
+    CHECK(s.hangups == 1);
+    delete t;
+    if (!rst) ::close(peer);
+  }
 }
 
 TEST_CASE("queued bytes and a reset peer: one on_error, the queue dropped, later writes refused") {
