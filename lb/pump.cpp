@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 
+#include <new>
 #include <span>
 
 namespace lb {
@@ -132,10 +133,15 @@ void Pump::finish_with(std::vector<uint8_t> to_client, std::vector<uint8_t> to_b
     }
     return take_back(SpliceFallback::Event);
   }
+  inject_.reset(new (std::nothrow) Inject);
+  if (!inject_) {  // no memory for the goodbye: end at once
+    done_ = true;
+    return host_.pump_done(why, true);
+  }
   finishing_ = true;
   reason_ = why;
-  inject_client_ = std::move(to_client);
-  inject_backend_ = std::move(to_backend);
+  inject_->to_client = std::move(to_client);
+  inject_->to_backend = std::move(to_backend);
   host_.arm_timer(kFinishMs);
   // A direction already at a boundary (or whose source has ended) ends now;
   // the other keeps reading its source until the next boundary.
@@ -160,7 +166,7 @@ void Pump::end_direction(net::Transport* to) {
   done = true;
   net::Transport* source = into_client ? backend_ : client_;
   source->stop_read();  // what it sends after the boundary is not forwarded
-  std::vector<uint8_t>& bytes = into_client ? inject_client_ : inject_backend_;
+  std::vector<uint8_t>& bytes = into_client ? inject_->to_client : inject_->to_backend;
   if (!bytes.empty() && to->write(bytes.data(), bytes.size()) != 0) {
     done_ = true;
     return host_.pump_done(reason_, true);

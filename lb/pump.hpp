@@ -190,7 +190,12 @@ class Pump {
   // finish_with() state.
   bool finishing_ = false;
   bool to_client_done_ = false, to_backend_done_ = false;
-  std::vector<uint8_t> inject_client_, inject_backend_;
+  // What finish_with() injects at each boundary: allocated only then (an idle
+  // session does not carry two empty vectors).
+  struct Inject {
+    std::vector<uint8_t> to_client, to_backend;
+  };
+  std::unique_ptr<Inject> inject_;
   std::optional<ConnackWatch> watch_;
   CloseReason reason_ = CloseReason::Error;
   bool done_ = false;

@@ -72,6 +72,7 @@ void Session::socket_nodelay(net::Transport* t) {
 
 void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   Server& srv = w_.server();
+  su_ = std::make_unique<Setup>();
   net::Transport* tcp = new_socket_transport();
   ++open_handles_;
   client_ = tcp;
@@ -80,18 +81,18 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
     close(CloseReason::Error);
     return;
   }
-  accepted_ns_ = uv_hrtime();
+  su_->accepted_ns = uv_hrtime();
   listener_ = &listener;
   ++listener.sessions;  // the listener lives until its last session is gone
   peer_ = peer;
   sockaddr_storage local{};
   socklen_t len = sizeof local;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
-  local_ = local;
-  snap_ = srv.snapshot();
+  su_->local = local;
+  su_->snap = srv.snapshot();
   if (listener.tls()) {
     std::shared_ptr<tls::Context> ctx;
-    if (auto it = snap_->listener_tls.find(listener.name()); it != snap_->listener_tls.end())
+    if (auto it = su_->snap->listener_tls.find(listener.name()); it != su_->snap->listener_tls.end())
       ctx = it->second;
     if (!ctx) {
       close(CloseReason::Error);  // no usable certificate (logged at load)
@@ -105,7 +106,7 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
   }
   // A websocket listener (read from this snapshot: a reload applies to new
   // connections without re-binding the listener).
-  for (const auto& l : snap_->cfg.listeners)
+  for (const auto& l : su_->snap->cfg.listeners)
     if (l.name == listener.name() && l.websocket) wrap_websocket(*l.websocket);
 
   // Admission, before anything costs more than this accept.
@@ -119,24 +120,24 @@ void Session::start(int fd, const sockaddr_storage& peer, Listener& listener) {
       break;
     case Admission::Verdict::GlobalRate:
       if (listener.tls()) return reject(Reject::RateGlobal);
-      refuse_after_peek_ = Reject::RateGlobal;  // a CONNACK 0x9F/0x03 makes devices back off
+      su_->refuse_after_peek = Reject::RateGlobal;  // a CONNACK 0x9F/0x03 makes devices back off
       break;
     case Admission::Verdict::IpRate:
       if (listener.tls()) return reject(Reject::RatePerIp);
-      refuse_after_peek_ = Reject::RatePerIp;
+      su_->refuse_after_peek = Reject::RatePerIp;
       break;
   }
   if (srv.admit_ip(peer_ip())) {
     ip_counted_ = true;
   } else if (listener.tls()) {
     return reject(Reject::MaxConnectionsPerIp);  // the handshake is the expensive part
-  } else if (refuse_after_peek_ == Reject::Count) {
-    refuse_after_peek_ = Reject::MaxConnectionsPerIp;  // cheap to read: answer with a CONNACK
+  } else if (su_->refuse_after_peek == Reject::Count) {
+    su_->refuse_after_peek = Reject::MaxConnectionsPerIp;  // cheap to read: answer with a CONNACK
   }
   socket_nodelay(tcp);
-  peek_ = std::make_unique<PeekStage>(snap_->cfg.limits.max_connect_bytes, &srv.budget());
-  uint64_t ms = snap_->cfg.limits.connect_timeout_ms;
-  if (refuse_after_peek_ != Reject::Count && ms > kRefusePeekMs) ms = kRefusePeekMs;
+  su_->peek = std::make_unique<PeekStage>(su_->snap->cfg.limits.max_connect_bytes, &srv.budget());
+  uint64_t ms = su_->snap->cfg.limits.connect_timeout_ms;
+  if (su_->refuse_after_peek != Reject::Count && ms > kRefusePeekMs) ms = kRefusePeekMs;
   arm_timer(ms);
   client_->start_read();
 }
@@ -155,7 +156,7 @@ bool Session::forwarding_to(const std::string& backend) const {
 // ---- stages ------------------------------------------------------------------
 
 void Session::on_peek_bytes(const uint8_t* data, size_t len) {
-  PeekStage::Outcome o = peek_->feed(data, len);
+  PeekStage::Outcome o = su_->peek->feed(data, len);
   switch (o.kind) {
     case PeekStage::Kind::NeedMore:
       return;
@@ -164,7 +165,7 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
     case PeekStage::Kind::Drop:
       return reject(o.reject);
     case PeekStage::Kind::Refuse:
-      version_ = peek_->info().version;
+      version_ = su_->peek->info().version;
       return refuse(o.reject);
     case PeekStage::Kind::Connect:
       break;
@@ -174,35 +175,35 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
   client_->stop_read();
   disarm_timer();
   Server& srv = w_.server();
-  connect_done_ns_ = uv_hrtime();
-  srv.metrics().peek_seconds->Observe(static_cast<double>(connect_done_ns_ - accepted_ns_) / 1e9);
-  info_ = std::make_unique<mqtt::ConnectInfo>(std::move(peek_->info()));
-  version_ = info_->version;
-  client_max_packet_ = info_->properties.maximum_packet_size;
-  keep_alive_ = info_->keep_alive;
-  const conf::Limits& lim = snap_->cfg.limits;
-  idle_ms_ = info_->keep_alive == 0 ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
-                                    : uint64_t{info_->keep_alive} * 1500 + lim.idle_grace_ms;
+  su_->connect_done_ns = uv_hrtime();
+  srv.metrics().peek_seconds->Observe(static_cast<double>(su_->connect_done_ns - su_->accepted_ns) / 1e9);
+  su_->info = std::make_unique<mqtt::ConnectInfo>(std::move(su_->peek->info()));
+  version_ = su_->info->version;
+  client_max_packet_ = su_->info->properties.maximum_packet_size;
+  keep_alive_ = su_->info->keep_alive;
+  const conf::Limits& lim = su_->snap->cfg.limits;
+  idle_ms_ = su_->info->keep_alive == 0 ? uint64_t{lim.keepalive0_idle_cap_s} * 1000
+                                    : uint64_t{su_->info->keep_alive} * 1500 + lim.idle_grace_ms;
   Metrics& m = srv.metrics();
   m.connects_by_version[version_ == mqtt::Version::V5    ? 2
                         : version_ == mqtt::Version::V31 ? 0
                                                          : 1]
       ->Increment();
-  m.connects_clean[info_->clean_start ? 1 : 0]->Increment();
-  m.keep_alive_seconds->Observe(info_->keep_alive);
-  if (refuse_after_peek_ != Reject::Count) return refuse(refuse_after_peek_);
+  m.connects_clean[su_->info->clean_start ? 1 : 0]->Increment();
+  m.keep_alive_seconds->Observe(su_->info->keep_alive);
+  if (su_->refuse_after_peek != Reject::Count) return refuse(su_->refuse_after_peek);
   if (srv.stopping()) return refuse(Reject::ShuttingDown);
   if (client_tls_) {
-    ctls_ = std::make_unique<ClientTls>();
-    ctls_->ssl.version = client_tls_->engine().protocol();
-    ctls_->ssl.cert_verified = client_tls_->engine().peer_verified();
-    if (ctls_->ssl.cert_verified)
-      ctls_->ssl.cn = client_tls_->engine().peer_identity(tls::Engine::IdentityFrom::Cn);
+    su_->ctls = std::make_unique<ClientTls>();
+    su_->ctls->ssl.version = client_tls_->engine().protocol();
+    su_->ctls->ssl.cert_verified = client_tls_->engine().peer_verified();
+    if (su_->ctls->ssl.cert_verified)
+      su_->ctls->ssl.cn = client_tls_->engine().peer_identity(tls::Engine::IdentityFrom::Cn);
     if (!check_identity()) return refuse(Reject::IdentityMismatch);
   }
   // The flapping-client penalty box, keyed by who the device is: its
   // certificate's identity when the listener rewrites to it.
-  const std::string& who = ctls_ && !ctls_->identity.empty() ? ctls_->identity : info_->client_id;
+  const std::string& who = su_->ctls && !su_->ctls->identity.empty() ? su_->ctls->identity : su_->info->client_id;
   if (!who.empty()) {
     int64_t penalty_ms = 0;
     auto f = srv.admission().flapping(client_key(who), steady_ms(), penalty_ms);
@@ -221,10 +222,10 @@ void Session::on_peek_bytes(const uint8_t* data, size_t len) {
 }
 
 // Listener tls.identity: the device is who its certificate says. Sets
-// ctls_->identity when the CONNECT must be rewritten to it.
+// su_->ctls->identity when the CONNECT must be rewritten to it.
 bool Session::check_identity() {
   const conf::ListenerTls* lt = nullptr;
-  for (const auto& l : snap_->cfg.listeners)
+  for (const auto& l : su_->snap->cfg.listeners)
     if (listener_ && l.name == listener_->name() && l.tls) lt = &*l.tls;
   if (!lt || lt->identity_enforce == conf::ListenerTls::Enforce::Off) return true;
   auto from = lt->identity_from == conf::ListenerTls::IdentityFrom::SanDns
@@ -235,57 +236,57 @@ bool Session::check_identity() {
   std::string id = client_tls_->engine().peer_identity(from);
   // No verified certificate, no such field, or not an MQTT string: no identity.
   if (id.empty() || id.size() > 0xFFFF || !mqtt::valid_mqtt_utf8(id)) return false;
-  ctls_->ssl.cn = id;  // PROXY v2 tells brokers the identity (PP2_SUBTYPE_SSL_CN), whichever field
-  if (lt->identity_enforce == conf::ListenerTls::Enforce::Match) return id == info_->client_id;
-  ctls_->identity = std::move(id);  // rewrite (in begin_place, where the bytes are)
+  su_->ctls->ssl.cn = id;  // PROXY v2 tells brokers the identity (PP2_SUBTYPE_SSL_CN), whichever field
+  if (lt->identity_enforce == conf::ListenerTls::Enforce::Match) return id == su_->info->client_id;
+  su_->ctls->identity = std::move(id);  // rewrite (in begin_place, where the bytes are)
   return true;
 }
 
 void Session::begin_place() {
   Server& srv = w_.server();
   PlaceRequest req;
-  req.client_id = info_->client_id;
-  if (!info_->client_id.empty()) {
-    key_ = client_key(info_->client_id);
+  req.client_id = su_->info->client_id;
+  if (!su_->info->client_id.empty()) {
+    key_ = client_key(su_->info->client_id);
     has_key_ = true;
   }
   req.key = key_;
   req.session_id = id_;
   req.version = version_;
-  req.auth_method = info_->properties.authentication_method.has_value();
-  affinity_ = snap_->cfg.balance.affinity == conf::Affinity::ClientId;
+  req.auth_method = su_->info->properties.authentication_method.has_value();
+  affinity_ = su_->snap->cfg.balance.affinity == conf::Affinity::ClientId;
   if (affinity_) req.affinity = &srv.affinity();
   req.peer = peer_;
-  req.local = local_;
-  req.bytes = peek_->take_bytes();
-  if (ctls_ && !ctls_->identity.empty() && ctls_->identity != info_->client_id) {
+  req.local = su_->local;
+  req.bytes = su_->peek->take_bytes();
+  if (su_->ctls && !su_->ctls->identity.empty() && su_->ctls->identity != su_->info->client_id) {
     // tls.identity "rewrite": the only place mqttlb re-encodes a CONNECT —
     // the client id replaced, lengths recomputed, every other byte as sent.
-    std::vector<uint8_t> out = mqtt::rewrite_client_id(req.bytes, *info_, ctls_->identity);
+    std::vector<uint8_t> out = mqtt::rewrite_client_id(req.bytes, *su_->info, su_->ctls->identity);
     if (out.empty()) return refuse(Reject::IdentityMismatch);
     req.bytes.swap(out);
-    info_->client_id = ctls_->identity;
-    key_ = client_key(ctls_->identity);
+    su_->info->client_id = su_->ctls->identity;
+    key_ = client_key(su_->ctls->identity);
     req.key = key_;
-    req.client_id = info_->client_id;
+    req.client_id = su_->info->client_id;
     has_key_ = true;
   }
-  if (ctls_) req.tls = ctls_->ssl;
+  if (su_->ctls) req.tls = su_->ctls->ssl;
   req.proxy_in_transport = ws_backend_;  // the WebSocket client sends it, before its request
   req.budget = &srv.budget();
   req.workers = srv.worker_count();
-  int route = match_route(snap_->cfg.routes, info_->client_id, info_->username,
+  int route = match_route(su_->snap->cfg.routes, su_->info->client_id, su_->info->username,
                           listener_ ? listener_->name() : "", peer_);
-  req.pool = pool_for(snap_->routes, route);
-  peek_.reset();
+  req.pool = pool_for(su_->snap->routes, route);
+  su_->peek.reset();
   phase_ = Phase::Place;
   PlaceHost& host = *this;
-  place_ = std::make_unique<PlaceStage>(host, snap_, std::move(req), id_ ^ uv_hrtime());
-  place_->start();  // may end placement at once (placed / place_failed)
+  su_->place = std::make_unique<PlaceStage>(host, su_->snap, std::move(req), id_ ^ uv_hrtime());
+  su_->place->start();  // may end placement at once (placed / place_failed)
 }
 
 void Session::placed(Placement p) {
-  place_.reset();  // PlaceStage::answered() returns right after this call
+  su_->place.reset();  // PlaceStage::answered() returns right after this call
   backend_ = p.backend;
   count_ = std::move(p.count);
   Server& srv = w_.server();
@@ -314,10 +315,8 @@ void Session::placed(Placement p) {
   srv.metrics().bytes_b2c->Increment(static_cast<double>(p.to_client.size()));
   if (client_->write(p.to_client.data(), p.to_client.size()) != 0)
     return close(CloseReason::Client, true);
-  info_.reset();
-  const conf::Forwarding fwd = snap_->cfg.forwarding;  // as placed: a reload changes new sessions
-  snap_.reset();
-  ctls_.reset();
+  const conf::Forwarding fwd = su_->snap->cfg.forwarding;  // as placed: a reload changes new sessions
+  su_.reset();  // the snapshot, the CONNECT's details, the TLS identity
   // Nothing more is read from the client's certificate: its TLS 1.3 records
   // may move to mqttlb and OpenSSL's state be freed (docs/tls.md).
   if (client_tls_) {
@@ -350,7 +349,7 @@ void Session::accepted_by_broker() {
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
   b.metrics.sessions->Increment();
-  srv.metrics().place_seconds->Observe(static_cast<double>(uv_hrtime() - connect_done_ns_) / 1e9);
+  srv.metrics().place_seconds->Observe(static_cast<double>(uv_hrtime() - su_->connect_done_ns) / 1e9);
   if (!has_key_) return;
   if (affinity_) srv.affinity().put(key_, b.name_hash, steady_ms());
   // Other replicas learn of it through the shared store (written behind).
@@ -366,7 +365,7 @@ void Session::accepted_by_broker() {
     logf(LogLevel::Info,
          "takeover: client id \"%s\" connected to %s; closing its older session on another "
          "backend (%llu similar lines suppressed)",
-         info_ ? log_escape(info_->client_id).c_str() : "?", b.name.c_str(),
+         su_ && su_->info ? log_escape(su_->info->client_id).c_str() : "?", b.name.c_str(),
          static_cast<unsigned long long>(skipped));
   srv.close_session(*older, CloseReason::Takeover);
 }
@@ -394,12 +393,12 @@ void Session::end(CloseReason why, uint8_t reason, const std::string& server_ref
 }
 
 void Session::append_proxy_header(std::vector<uint8_t>& out, conf::ProxyProtocol pp) const {
-  if (pp == conf::ProxyProtocol::V1) proxy::append_v1(out, peer_, local_);
+  if (pp == conf::ProxyProtocol::V1) proxy::append_v1(out, peer_, su_->local);
   if (pp != conf::ProxyProtocol::V2) return;
-  if (!ctls_ || ctls_->ssl.version.empty())
-    proxy::append_v2(out, peer_, local_);
+  if (!su_->ctls || su_->ctls->ssl.version.empty())
+    proxy::append_v2(out, peer_, su_->local);
   else
-    proxy::append_v2(out, peer_, local_, ctls_->ssl);
+    proxy::append_v2(out, peer_, su_->local, su_->ctls->ssl);
 }
 
 std::optional<Session::Info> Session::info() const {
@@ -421,13 +420,13 @@ std::optional<Session::Info> Session::info() const {
 }
 
 void Session::place_failed(Reject why) {
-  place_.reset();  // the stage returns right after this call
+  su_->place.reset();  // the stage returns right after this call
   uint64_t skipped = 0;
   if (why == Reject::NoBackend && g_refuse_log.allow(steady_ms(), skipped))
     logf(LogLevel::Warn,
          "no backend answered for client id \"%s\"; CONNACK refusal sent (%llu similar lines "
          "suppressed)",
-         info_ ? log_escape(info_->client_id).c_str() : "",
+         su_ && su_->info ? log_escape(su_->info->client_id).c_str() : "",
          static_cast<unsigned long long>(skipped));
   refuse(why);
 }
@@ -512,9 +511,7 @@ void Session::reject_connect(mqtt::ConnectError e) {
 void Session::refuse(Reject why) {
   w_.server().metrics().rejected(why).Increment();
   phase_ = Phase::Linger;
-  peek_.reset();
-  info_.reset();
-  snap_.reset();
+  su_.reset();
   std::vector<uint8_t> connack = refusal_connack(version_, why, client_max_packet_);
   if (client_->write(connack.data(), connack.size()) != 0) return close(CloseReason::Error);
   client_->shutdown();
@@ -547,7 +544,7 @@ void Session::on_read(net::Transport* t, const uint8_t* data, size_t len) {
       }
     }
   }
-  if (phase_ == Phase::Place && place_) return place_->on_backend_read(t, data, len);
+  if (phase_ == Phase::Place && su_ && su_->place) return su_->place->on_backend_read(t, data, len);
   if (phase_ == Phase::Pump && t == backend_) pump_->on_read(t, data, len);
 }
 
@@ -564,7 +561,7 @@ void Session::on_eof(net::Transport* t) {
         return;
     }
   }
-  if (phase_ == Phase::Place && place_) return place_->on_backend_closed(t, 0);
+  if (phase_ == Phase::Place && su_ && su_->place) return su_->place->on_backend_closed(t, 0);
   if (phase_ == Phase::Pump && t == backend_) pump_->on_eof(t);
 }
 
@@ -585,12 +582,12 @@ void Session::on_error(net::Transport* t, int err) {
         return close(CloseReason::Client);
     }
   }
-  if (phase_ == Phase::Place && place_) return place_->on_backend_closed(t, err);
+  if (phase_ == Phase::Place && su_ && su_->place) return su_->place->on_backend_closed(t, err);
   if (phase_ == Phase::Pump && t == backend_) pump_->on_error(t, err);
 }
 
 void Session::on_connect(net::Transport* t, int status) {
-  if (phase_ == Phase::Place && place_) place_->on_backend_connect(t, status);
+  if (phase_ == Phase::Place && su_ && su_->place) su_->place->on_backend_connect(t, status);
 }
 
 void Session::on_drained(net::Transport* t) {
@@ -666,7 +663,8 @@ void Session::on_timer_due() {
   switch (s->phase_) {
     case Phase::Peek:
       // Over a limit and silent: counted as that limit, not as a slow client.
-      if (s->refuse_after_peek_ != Reject::Count) return s->reject(s->refuse_after_peek_);
+      if (s->su_ && s->su_->refuse_after_peek != Reject::Count)
+        return s->reject(s->su_->refuse_after_peek);
       // The TLS handshake counts against connect_timeout_ms too.
       if (s->client_tls_ && !s->client_tls_->handshake_done())
         s->client_tls_->count_failure(net::TlsFail::Timeout);
@@ -674,7 +672,7 @@ void Session::on_timer_due() {
         s->client_ws_->count_timeout();  // counted only if its handshake was not done
       return s->reject(Reject::ConnectTimeout);
     case Phase::Place:
-      if (s->place_) s->place_->on_timer();
+      if (s->su_ && s->su_->place) s->su_->place->on_timer();
       return;
     case Phase::Pump:
       return s->pump_->on_timer();
@@ -695,14 +693,16 @@ void Session::close(CloseReason why, bool reset) {
   }
   phase_ = Phase::Closing;
   disarm_timer();
-  place_.reset();  // retires its attempt, gives its gate slot back
+  if (su_) su_->place.reset();  // retires its attempt, gives its gate slot back
   pump_.reset();
-  peek_.reset();
-  info_.reset();
+  if (su_) {
+    su_->peek.reset();
+    su_->info.reset();
+  }
   if (client_) client_->close(reset);
   if (backend_) backend_->close(reset);
   count_.reset();
-  snap_.reset();
+  su_.reset();  // the snapshot last
 }
 
 // Last statement of every close path: may destroy *this.

@@ -164,15 +164,31 @@ class Session final : public net::TransportSink,
   TlsListenerMetrics* tls_metrics_ = nullptr;
 
   net::CompactAddr peer_;    // the client (28 bytes: held for the session's life)
-  net::CompactAddr local_;   // the listener address it connected to
   bool admitted_ = false;    // counted in max_connections
   bool ip_counted_ = false;  // counted in max_connections_per_ip
-  Reject refuse_after_peek_ = Reject::Count;
 
-  std::shared_ptr<const Snapshot> snap_;  // held while peeking and placing
-  std::unique_ptr<PeekStage> peek_;
-  std::unique_ptr<mqtt::ConnectInfo> info_;  // while placing
-  std::unique_ptr<PlaceStage> place_;
+  // TLS listeners, until placed: the client's TLS version and certificate CN
+  // (PROXY v2 TLV), and the identity the CONNECT is rewritten to (tls.identity
+  // rewrite). Null on plain listeners.
+  struct ClientTls {
+    proxy::SslInfo ssl;
+    std::string identity;
+  };
+  // What only the peek and the placement need: one allocation from start()
+  // until the session is placed, refused or closed (an idle placed session
+  // does not carry it). Null afterwards.
+  struct Setup {
+    std::shared_ptr<const Snapshot> snap;
+    std::unique_ptr<PeekStage> peek;
+    std::unique_ptr<mqtt::ConnectInfo> info;  // while placing
+    std::unique_ptr<PlaceStage> place;
+    std::unique_ptr<ClientTls> ctls;
+    net::CompactAddr local;  // the listener address it connected to (PROXY headers)
+    Reject refuse_after_peek = Reject::Count;
+    uint64_t accepted_ns = 0;
+    uint64_t connect_done_ns = 0;
+  };
+  std::unique_ptr<Setup> su_;
   std::unique_ptr<Pump> pump_;
 
   BackendCount count_;  // the placed backend
@@ -186,17 +202,7 @@ class Session final : public net::TransportSink,
   uint16_t keep_alive_ = 0;
   int64_t placed_wall_ms_ = 0;
   uint64_t placed_ns_ = 0;  // when a broker accepted the client (0: not yet)
-  // TLS listeners, until placed: the client's TLS version and certificate CN
-  // (PROXY v2 TLV), and the identity the CONNECT is rewritten to (tls.identity
-  // rewrite). Null on plain listeners and once placed.
-  struct ClientTls {
-    proxy::SslInfo ssl;
-    std::string identity;
-  };
-  std::unique_ptr<ClientTls> ctls_;
   Listener* listener_ = nullptr;  // outlives its sessions (Listener::sessions counts them)
-  uint64_t accepted_ns_ = 0;
-  uint64_t connect_done_ns_ = 0;
 };
 
 }  // namespace lb

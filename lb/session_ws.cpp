@@ -57,9 +57,7 @@ void Session::linger(Reject why) {
        static_cast<unsigned long long>(id_), peer_ip().c_str(), to_string(why),
        client_ ? client_->error_detail().c_str() : "");
   phase_ = Phase::Linger;
-  peek_.reset();
-  info_.reset();
-  snap_.reset();
+  su_.reset();
   arm_timer(kLingerMs);
   // Reading (and discarding) so unread bytes do not turn our close into a
   // reset that could destroy the answer in flight; the client's EOF ends it.
