@@ -45,11 +45,11 @@ Session::~Session() {
 }
 
 // A client or broker socket: watched by the worker's epoll set
-// (net/fd_transport.hpp: 88 bytes, no libuv handle), or by a libuv TCP handle
+// (net/fd_transport.hpp: 56 bytes, no libuv handle), or by a libuv TCP handle
 // when the worker has no set.
 net::Transport* Session::new_socket_transport() {
   Server& srv = w_.server();
-  if (net::PollSet* ps = w_.polls()) return new net::FdTransport(*ps, this, &srv.budget());
+  if (net::PollSet* ps = w_.polls()) return new net::FdTransport(*ps, this);  // charges srv.budget()
   return new net::TcpTransport(w_.loop(), w_.slab(), this, &srv.budget());
 }
 
@@ -317,6 +317,7 @@ void Session::placed(Placement p) {
     return close(CloseReason::Client, true);
   const conf::Forwarding fwd = su_->snap->cfg.forwarding;  // as placed: a reload changes new sessions
   su_.reset();  // the snapshot, the CONNECT's details, the TLS identity
+  w_.note_churn();
   // Nothing more is read from the client's certificate: its TLS 1.3 records
   // may move to mqttlb and OpenSSL's state be freed (docs/tls.md).
   if (client_tls_) {

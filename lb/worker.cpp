@@ -1,5 +1,6 @@
 #include "lb/worker.hpp"
 
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,8 +24,12 @@ Worker::Worker(Server& s, int index)
   mailbox_.init(&loop_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  uv_timer_init(&loop_, &trim_timer_);
+  trim_timer_.data = this;
+  uv_timer_start(&trim_timer_, trim_timer_cb, kTrimTickMs, kTrimTickMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&trim_timer_));  // never what keeps the loop alive
   timers_.init(&loop_);
-  polls_ok_ = polls_.init(&loop_, slab_.get());
+  polls_ok_ = polls_.init(&loop_, slab_.get(), &server_.budget());
   if (!polls_ok_)
     logf(LogLevel::Warn, "worker %d: no epoll set (%s): sessions use libuv TCP handles", index,
          std::strerror(errno));
@@ -190,6 +195,8 @@ void Worker::stop() {
   drain_.clear();
   uv_timer_stop(&drain_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  uv_timer_stop(&trim_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&trim_timer_), nullptr);
   timers_.close();  // the sessions closed above disarmed theirs
   if (polls_ok_) polls_.close();  // after the on_closed of the sessions closed above
   mailbox_.close();
@@ -214,6 +221,7 @@ void Worker::close_session(uint64_t id, CloseReason why) {
 
 void Worker::destroy(uint64_t id) {
   sessions_.erase(id);
+  ++churn_;
   if (retiring_ && sessions_.empty()) stop();
 }
 
@@ -344,6 +352,24 @@ bool Worker::kick(uint64_t id) {
   it->second->end(CloseReason::Kicked, 0x98, "",
                   /*disconnect_broker=*/false);  // administrative action
   return true;
+}
+
+// A burst of connections (a reconnect storm, a load test) leaves free heap
+// pages behind: what the handshakes, peeks and placements allocated and
+// freed. Once a burst is over (churn in the previous tick, none in the last),
+// they go back to the kernel: an idle fleet's RSS is what its sessions hold.
+void Worker::trim_timer_cb(uv_timer_t* t) {
+  auto* w = static_cast<Worker*>(t->data);
+  const uint64_t churn = w->churn_;
+  if (churn != w->churn_trimmed_ && churn == w->churn_last_tick_) {
+    w->churn_trimmed_ = churn;
+    const uint64_t t0 = uv_hrtime();
+    ::malloc_trim(0);
+    logf(LogLevel::Debug, "worker %d: heap trimmed after %llu sessions came or went (%.2f ms)", w->index_,
+         static_cast<unsigned long long>(churn - w->churn_last_tick_ + (churn - w->churn_last_tick_ == 0)),
+         static_cast<double>(uv_hrtime() - t0) / 1e6);
+  }
+  w->churn_last_tick_ = churn;
 }
 
 void Worker::drain_timer_cb(uv_timer_t* t) {

@@ -86,6 +86,8 @@ class Worker {
   // the epoll set could not be made (they then use libuv TCP handles).
   net::PollSet* polls() { return polls_ok_ ? &polls_ : nullptr; }
   TimerHeap& timers() { return timers_; }
+  // A session freed its setup (placed) or ended: heap churn (trim_timer_cb).
+  void note_churn() { ++churn_; }
   // The metrics every pump of this worker counts in (one copy, not one per session).
   const Pump::Counters& pump_counters();
   int index() const { return index_; }
@@ -98,6 +100,8 @@ class Worker {
   uint32_t pace_tls();  // limits.tls_handshake_rate, for this worker's TLS listeners
   void add(std::unique_ptr<Listener> l);
   static void drain_timer_cb(uv_timer_t* t);
+  static void trim_timer_cb(uv_timer_t* t);
+  static constexpr uint64_t kTrimTickMs = 250;
   void run_drain();
 
   Server& server_;
@@ -105,6 +109,8 @@ class Worker {
   uv_loop_t loop_;
   net::Mailbox mailbox_;
   uv_timer_t drain_timer_;
+  uv_timer_t trim_timer_;  // free heap back to the kernel after a burst (trim_timer_cb)
+  uint64_t churn_ = 0, churn_last_tick_ = 0, churn_trimmed_ = 0;
   TimerHeap timers_;                             // every session's stage timer (lb/timer_heap.hpp)
   std::optional<Pump::Counters> pump_counters_;  // built at the first placement
   std::unique_ptr<net::Slab> slab_;
