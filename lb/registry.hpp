@@ -31,8 +31,10 @@ struct SessionRef {
 class ClientRegistry {
  public:
   // Heap bytes per entry at the worst point (just after the index doubled,
-  // with a fresh chunk), allocator overhead included: see
-  // AffinityTable::kEntryBytes; tests/unit/lb/flat_memory_test.cpp measures it.
+  // with a chunk just begun), allocator overhead included, measured like
+  // AffinityTable::kEntryBytes: at most 51.83 B (tests/unit/lb/
+  // flat_memory_test.cpp). The hash map before issue 13: 78 B at 100,000
+  // entries, 81 B at worst.
   static constexpr uint64_t kEntryBytes = 52;
 
   // Records ref as the client's newest session. Returns the older session when

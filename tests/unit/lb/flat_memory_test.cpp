@@ -38,30 +38,42 @@ std::vector<lb::ClientKey> keys(size_t n) {
   return k;
 }
 
+// Calls add(i) for i in [0, kEntries); the worst heap bytes per entry seen
+// after each call from kFrom entries on, and where.
+struct Worst {
+  double bytes = 0;
+  size_t at = 0;
+};
+template <class Add>
+Worst fill(int64_t base, Add&& add) {
+  Worst w;
+  for (size_t i = 0; i < kEntries; ++i) {
+    add(i);
+    if (i + 1 < kFrom) continue;
+    double per = static_cast<double>(heap_in_use() - base) / static_cast<double>(i + 1);
+    if (per > w.bytes) w = {per, i + 1};
+  }
+  return w;
+}
+
 TEST_CASE("affinity: at most kEntryBytes of heap per entry at every size up to 100,000 entries") {
   if (!kMeasurable) return;
   const auto k = keys(kEntries);
   const int64_t base = heap_in_use();
-  double worst = 0;
-  size_t worst_at = 0;
+  Worst worst;
   {
     lb::AffinityTable t(kEntries, 1ull << 40, 1'000'000'000);
-    for (size_t i = 0; i < kEntries; ++i) {
-      t.put(k[i], 1, static_cast<int64_t>(i));
-      if (i + 1 < kFrom) continue;
-      double per = static_cast<double>(heap_in_use() - base) / static_cast<double>(i + 1);
-      if (per > worst) worst = per, worst_at = i + 1;
-    }
+    worst = fill(base, [&](size_t i) { t.put(k[i], 1, static_cast<int64_t>(i)); });
     REQUIRE(t.size() == kEntries);
     double full = static_cast<double>(heap_in_use() - base) / kEntries;
     for (size_t i = 0; i < kEntries; ++i) t.erase(k[i]);
     int64_t left = heap_in_use() - base;  // before doctest's messages allocate
-    MESSAGE("affinity: worst " << worst << " B/entry (at " << worst_at << " entries), " << full
-                               << " B/entry at capacity, " << left << " B once emptied");
+    MESSAGE("affinity: worst " << worst.bytes << " B/entry (at " << worst.at << " entries), "
+                               << full << " B/entry at capacity, " << left << " B once emptied");
     CHECK(full <= 46);    // at capacity: 40 B entries, 5 B of index, chunk directory
     CHECK(left < 16384);  // emptied: 4.5 MB given back (glibc's tcache keeps a few small blocks)
   }
-  CHECK(worst <= static_cast<double>(lb::AffinityTable::kEntryBytes));
+  CHECK(worst.bytes <= static_cast<double>(lb::AffinityTable::kEntryBytes));
 }
 
 TEST_CASE("affinity: max_bytes bounds the table's heap whatever is put") {
@@ -83,25 +95,19 @@ TEST_CASE("registry: at most kEntryBytes of heap per entry at every size up to 1
   if (!kMeasurable) return;
   const auto k = keys(kEntries);
   const int64_t base = heap_in_use();
-  double worst = 0;
-  size_t worst_at = 0;
+  Worst worst;
   {
     lb::ClientRegistry r;
-    for (size_t i = 0; i < kEntries; ++i) {
-      r.add(k[i], {static_cast<int>(i % 4), i + 1, 7});
-      if (i + 1 < kFrom) continue;
-      double per = static_cast<double>(heap_in_use() - base) / static_cast<double>(i + 1);
-      if (per > worst) worst = per, worst_at = i + 1;
-    }
+    worst = fill(base, [&](size_t i) { r.add(k[i], {static_cast<int>(i % 4), i + 1, 7}); });
     REQUIRE(r.size() == kEntries);
     for (size_t i = 0; i < kEntries; ++i) r.remove(k[i], i + 1);
     int64_t left = heap_in_use() - base;
-    MESSAGE("registry: worst " << worst << " B/entry (at " << worst_at << " entries), " << left
-                               << " B once emptied");
+    MESSAGE("registry: worst " << worst.bytes << " B/entry (at " << worst.at << " entries), "
+                               << left << " B once emptied");
     CHECK(r.size() == 0);
     CHECK(left < 16384);
   }
-  CHECK(worst <= static_cast<double>(lb::ClientRegistry::kEntryBytes));
+  CHECK(worst.bytes <= static_cast<double>(lb::ClientRegistry::kEntryBytes));
 }
 
 }  // namespace
