@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "lb/clock.hpp"
 #include "lb/log.hpp"
 
 namespace lb {
@@ -53,7 +54,7 @@ void AffinityTable::put(const ClientKey& key, uint64_t backend, int64_t now_ms) 
   // The new entry becomes the most recent, so dropping the tail first leaves
   // what adding and then trimming to the bound would.
   while (t_.size() >= cap_) remove_locked(tail_);
-  if (room_locked(now_ms)) insert_front_locked(key, backend, now_ms);
+  if (room_locked()) insert_front_locked(key, backend, now_ms);
   evict_locked(now_ms);
 }
 
@@ -123,7 +124,7 @@ void AffinityTable::load(const std::vector<Entry>& entries, int64_t now_ms) {
   for (uint64_t seen = 0; last < n && seen < added; ++last) seen += take[last];
   for (size_t i = last; i-- > 0;) {
     if (!take[i]) continue;
-    if (!room_locked(now_ms)) break;
+    if (!room_locked()) break;
     insert_front_locked(entries[i].key, entries[i].backend, entries[i].last_used_ms);
   }
   evict_locked(now_ms);
@@ -153,11 +154,12 @@ void AffinityTable::evict_locked(int64_t now_ms) {
 // Memory for one more entry (the index at most what cap_ entries need). When
 // none can be had, the least recently used entries make room instead; false
 // when not even that works (an empty table).
-bool AffinityTable::room_locked(int64_t now_ms) {
+bool AffinityTable::room_locked() {
   const uint64_t max_slots = flat::slots_for(cap_);
   if (t_.reserve_one(max_slots)) return true;
   uint64_t skipped = 0;
-  if (g_alloc_log.allow(now_ms, skipped)) {
+  // The real clock for the rate limit: callers' now_ms may be any.
+  if (g_alloc_log.allow(steady_ms(), skipped)) {
     logf(LogLevel::Warn,
          "affinity: no memory for more than %u entries; dropping the least recently used "
          "(%llu more times)",

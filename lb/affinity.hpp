@@ -71,7 +71,7 @@ class AffinityTable {
   static_assert(sizeof(Slot) == 40);
 
   void evict_locked(int64_t now_ms);
-  bool room_locked(int64_t now_ms);  // space for one more entry
+  bool room_locked();  // space for one more entry
   void insert_front_locked(const ClientKey& key, uint64_t backend, int64_t last_used_ms);
   void remove_locked(uint32_t i);
   void unlink_locked(uint32_t i);

@@ -6,9 +6,13 @@
 // own allocator): skipped there.
 #include <doctest/doctest.h>
 #include <malloc.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "lb/affinity.hpp"
@@ -108,6 +112,56 @@ TEST_CASE("registry: at most kEntryBytes of heap per entry at every size up to 1
     CHECK(left < 16384);
   }
   CHECK(worst.bytes <= static_cast<double>(lb::ClientRegistry::kEntryBytes));
+}
+
+// Out of memory (RLIMIT_AS a little above what the process maps): neither
+// table throws nor loses its consistency. The affinity table keeps taking
+// puts by dropping its least recently used entries; the registry stops
+// recording new sessions and keeps those it has. Returns 0, or which
+// expectation failed. Runs in a forked child (the limit is for the process).
+int out_of_memory_child() {
+  size_t vm_pages = 0;
+  std::ifstream("/proc/self/statm") >> vm_pages;
+  const rlim_t limit = vm_pages * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (8u << 20);
+  rlimit rl{limit, limit};
+  if (setrlimit(RLIMIT_AS, &rl) != 0) return 1;
+  const size_t kPuts = 600'000;  // ~30 MB if all were kept
+  auto key = [](size_t i) { return lb::ClientKey{i + 1, (i + 1) * 0x9E3779B97F4A7C15ull}; };
+  size_t kept = 0;
+  {
+    lb::AffinityTable t(100'000'000, 1ull << 40, INT64_MAX / 4);
+    for (size_t i = 0; i < kPuts; ++i) {
+      t.put(key(i), i, static_cast<int64_t>(i));
+      if (t.get(key(i), static_cast<int64_t>(i)) != std::optional<uint64_t>(i))
+        return 2;  // the newest is there
+    }
+    kept = t.size();
+    if (kept == 0 || kept >= kPuts) return 3;        // bounded by memory, not emptied
+    if (t.get(key(0), kPuts)) return 4;              // the least recently used went first
+    if (!t.get(key(kPuts - kept), kPuts)) return 5;  // the most recent `kept` stayed
+    t.erase(key(kPuts - 1));
+    if (t.size() != kept - 1) return 6;
+  }
+  lb::ClientRegistry r;
+  for (size_t i = 0; i < kPuts; ++i) r.add(key(i), {0, i + 1, 1});
+  size_t n = r.size();
+  if (n == 0 || n >= kPuts) return 7;
+  if (!r.find(key(0)) || r.find(key(0))->session != 1) return 8;  // recorded ones stay
+  if (r.find(key(kPuts - 1))) return 9;  // added without memory: not recorded
+  r.remove(key(0), 1);
+  if (r.size() != n - 1) return 10;
+  return 0;
+}
+
+TEST_CASE("affinity and registry: out of memory, no exception and no corruption") {
+  if (!kMeasurable) return;  // ASan reserves terabytes of shadow: no RLIMIT_AS under it
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) _exit(out_of_memory_child());
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));  // not killed by an uncaught bad_alloc
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 }  // namespace
