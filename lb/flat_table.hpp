@@ -129,11 +129,13 @@ class Table {
     return last;
   }
 
-  // Gives index memory back once under 1/8 full (to a load of 2/5, so that
-  // growing again takes doubling the entries), or when larger than max_slots.
+  // Gives index memory back once under 1/4 full (to a load of 2/5: growing
+  // again takes doubling the entries, shrinking again losing 3/8 of them, so
+  // each rehash is paid by as many adds or removes as there are entries), or
+  // when larger than max_slots.
   void fit(uint64_t max_slots) {
     uint64_t n = n_;
-    if (n <= max_slots && (n <= kMinSlots || uint64_t{size_} * 8 >= n)) return;
+    if (n <= max_slots && (n <= kMinSlots || uint64_t{size_} * 4 >= n)) return;
     uint64_t want = std::min(max_slots, std::max(kMinSlots, slots_for(uint64_t{size_} * 2)));
     if (want < n && want > size_) rehash(want);  // no memory: the larger index stays
   }

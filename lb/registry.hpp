@@ -8,7 +8,7 @@
 // Storage (issue 13, lb/flat_table.hpp): 40-byte entries {key, session,
 // backend, worker} packed in chunks of 64, plus an open-addressing index of
 // 4-byte entry numbers (load factor at most 4/5; doubles while the table
-// fills, shrinks back once under 1/8 full). It never throws: when memory for
+// fills, shrinks back once under 1/4 full). It never throws: when memory for
 // one more entry cannot be had, add() does not record the session (a warning
 // is logged; that client is then not taken over, as if never registered).
 #pragma once
@@ -33,8 +33,9 @@ class ClientRegistry {
   // Heap bytes per entry at the worst point (just after the index doubled,
   // with a chunk just begun), allocator overhead included, measured like
   // AffinityTable::kEntryBytes: at most 51.83 B (tests/unit/lb/
-  // flat_memory_test.cpp). The hash map before issue 13: 78 B at 100,000
-  // entries, 81 B at worst.
+  // flat_memory_test.cpp); up to 63.8 B while sessions end and the index
+  // has not shrunk yet (under 1/4 full). The hash map before issue 13: 78 B at
+  // 100,000 entries, 81 B at worst.
   static constexpr uint64_t kEntryBytes = 52;
 
   // Records ref as the client's newest session. Returns the older session when
