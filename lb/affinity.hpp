@@ -31,13 +31,15 @@ class AffinityTable {
   // Heap bytes per entry, allocator overhead included, at the worst point:
   // just after the index doubled (4 B / 0.4 = 10 B) with a chunk just begun
   // (40 B entries, up to 63 unused): measured with glibc's mallinfo2 after
-  // every put from 1,000 to 100,000 entries, at most 51.92 B (at 1,665
-  // entries; tests/unit/lb/flat_memory_test.cpp). At capacity() entries the
-  // index is at most slots_for(capacity()) and the table 45.5 B an entry, so
-  // max_bytes bounds it with room to spare. While entries go (erase, expiry)
-  // the index shrinks only under 1/4 full: up to 64.1 B an entry measured
-  // then, the whole table never above what it held at its largest. (The list
-  // + hash map before issue 13: 126 B at 100,000 entries, 131 B at worst.)
+  // every put from 10,000 to 100,000 entries, at most 51.1 B (at 13,121
+  // entries; tests/unit/lb/flat_memory_test.cpp; below 10,000 the fixed
+  // minimum arrays and glibc's tcache weigh: about 52 B at 1,665). At
+  // capacity() entries the index is at most slots_for(capacity()) and the
+  // table 45.5 B an entry, so max_bytes bounds it with room to spare. While
+  // entries go (erase, expiry) the index shrinks only under 1/4 full: up to
+  // 57.2 B an entry measured then, the whole table never above what it held
+  // at its largest. (The list + hash map before issue 13: 126 B at 100,000
+  // entries, 131 B at worst.)
   static constexpr uint64_t kEntryBytes = 52;
 
   AffinityTable(uint64_t max_entries, uint64_t max_bytes, int64_t ttl_ms);

@@ -62,7 +62,6 @@ class Table {
   }
 
   uint32_t size() const { return size_; }
-  uint32_t slots() const { return n_; }
   T& at(uint32_t i) { return dir_[i / kChunk][i % kChunk]; }
   const T& at(uint32_t i) const { return dir_[i / kChunk][i % kChunk]; }
 
@@ -138,12 +137,6 @@ class Table {
     if (n <= max_slots && (n <= kMinSlots || uint64_t{size_} * 4 >= n)) return;
     uint64_t want = std::min(max_slots, std::max(kMinSlots, slots_for(uint64_t{size_} * 2)));
     if (want < n && want > size_) rehash(want);  // no memory: the larger index stays
-  }
-
-  // Heap bytes held (entries, chunk directory, index), for tests.
-  uint64_t bytes() const {
-    return uint64_t{chunks_} * kChunk * sizeof(T) + uint64_t{dir_cap_} * sizeof(T*) +
-           uint64_t{n_} * 4;
   }
 
  private:

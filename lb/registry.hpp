@@ -32,10 +32,10 @@ class ClientRegistry {
  public:
   // Heap bytes per entry at the worst point (just after the index doubled,
   // with a chunk just begun), allocator overhead included, measured like
-  // AffinityTable::kEntryBytes: at most 51.83 B (tests/unit/lb/
-  // flat_memory_test.cpp); up to 63.8 B while sessions end and the index
-  // has not shrunk yet (under 1/4 full). The hash map before issue 13: 78 B at
-  // 100,000 entries, 81 B at worst.
+  // AffinityTable::kEntryBytes: at most 50.8 B from 10,000 to 100,000
+  // entries (tests/unit/lb/flat_memory_test.cpp); up to 57.2 B while
+  // sessions end and the index has not shrunk yet (under 1/4 full). The hash
+  // map before issue 13: 78 B at 100,000 entries, 81 B at worst.
   static constexpr uint64_t kEntryBytes = 52;
 
   // Records ref as the client's newest session. Returns the older session when
