@@ -4,14 +4,21 @@
 // placed sessions (max_connections). A session is registered only after its
 // broker accepted the CONNECT (CONNACK success): a stranger using a device's
 // client id with wrong credentials never displaces the device.
+//
+// Storage (issue 13, lb/flat_table.hpp): 40-byte entries {key, session,
+// backend, worker} packed in chunks of 64, plus an open-addressing index of
+// 4-byte entry numbers (load factor at most 4/5; doubles while the table
+// fills, shrinks back once under 1/4 full). It never throws: when memory for
+// one more entry cannot be had, add() does not record the session (a warning
+// is logged; that client is then not taken over, as if never registered).
 #pragma once
 
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
 
 #include "lb/client_key.hpp"
+#include "lb/flat_table.hpp"
 
 namespace lb {
 
@@ -23,6 +30,14 @@ struct SessionRef {
 
 class ClientRegistry {
  public:
+  // Heap bytes per entry at the worst point (just after the index doubled,
+  // with a chunk just begun), allocator overhead included, measured like
+  // AffinityTable::kEntryBytes: at most 50.8 B from 10,000 to 100,000
+  // entries (tests/unit/lb/flat_memory_test.cpp); up to 57.2 B while
+  // sessions end and the index has not shrunk yet (under 1/4 full). The hash
+  // map before issue 13: 78 B at 100,000 entries, 81 B at worst.
+  static constexpr uint64_t kEntryBytes = 52;
+
   // Records ref as the client's newest session. Returns the older session when
   // it is forwarded to a different backend (the balancer closes it: the
   // brokers cannot see each other); on the same broker the broker takes over
@@ -38,8 +53,18 @@ class ClientRegistry {
   size_t size() const;
 
  private:
+  struct Slot {
+    ClientKey key;
+    uint64_t session;
+    uint64_t backend;
+    int32_t worker;
+  };
+  static_assert(sizeof(Slot) == 40);
+
+  void erase_locked(uint32_t i);
+
   mutable std::mutex mu_;
-  std::unordered_map<ClientKey, SessionRef, ClientKeyHash> map_;
+  flat::Table<Slot> t_;
 };
 
 }  // namespace lb

@@ -73,7 +73,7 @@ TEST_CASE("affinity: bounded by bytes, whatever the client ids' length") {
   const uint64_t cap = (1 << 20) / lb::AffinityTable::kEntryBytes;
   CHECK(t.capacity() == cap);
   std::string big(60 * 1024, 'a');
-  for (int i = 0; i < 20000; ++i) {
+  for (int i = 0; i < static_cast<int>(cap) + 2000; ++i) {
     big[i % big.size()] = static_cast<char>('a' + i % 26);
     big.back() = static_cast<char>(i);
     t.put(lb::client_key(big + std::to_string(i)), b1, i);
