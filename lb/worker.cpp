@@ -16,6 +16,19 @@
 #include "lb/server.hpp"
 #include "net/address.hpp"
 
+// Under ASan/TSan the sanitizer owns the heap: glibc's malloc_trim would only
+// confuse glibc's own (unused) arenas.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MQTTLB_HEAP_TRIM 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MQTTLB_HEAP_TRIM 0
+#endif
+#endif
+#ifndef MQTTLB_HEAP_TRIM
+#define MQTTLB_HEAP_TRIM 1
+#endif
+
 namespace lb {
 
 Worker::Worker(Server& s, int index)
@@ -364,7 +377,9 @@ void Worker::trim_timer_cb(uv_timer_t* t) {
   if (churn != w->churn_trimmed_ && churn == w->churn_last_tick_) {
     w->churn_trimmed_ = churn;
     const uint64_t t0 = uv_hrtime();
+#if MQTTLB_HEAP_TRIM
     ::malloc_trim(0);
+#endif
     logf(LogLevel::Debug, "worker %d: heap trimmed after %llu sessions came or went (%.2f ms)", w->index_,
          static_cast<unsigned long long>(churn - w->churn_last_tick_ + (churn - w->churn_last_tick_ == 0)),
          static_cast<double>(uv_hrtime() - t0) / 1e6);

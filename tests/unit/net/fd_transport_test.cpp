@@ -75,10 +75,11 @@ struct Sink : net::TransportSink {
 struct Loop {
   uv_loop_t loop{};
   net::Slab slab;
+  net::MemoryBudget budget;  // charged with what every transport of the set queues
   net::PollSet set;
   Loop() {
     uv_loop_init(&loop);
-    REQUIRE(set.init(&loop, &slab));
+    REQUIRE(set.init(&loop, &slab, &budget));
   }
   ~Loop() {
     set.close();
@@ -156,8 +157,8 @@ TEST_CASE("property: random writes both ways, a slow reader, pauses: bytes out =
     ::setsockopt(a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
     ::setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     Sink s;
-    net::MemoryBudget budget;
-    auto* t = new net::FdTransport(L.set, &s, &budget);
+    net::MemoryBudget& budget = L.budget;
+    auto* t = new net::FdTransport(L.set, &s);
     REQUIRE(t->open(a) == 0);
     t->start_read();
     // Our side writes 3 MB in random pieces while the peer does not read: the
@@ -311,8 +312,8 @@ TEST_CASE("queued bytes and a reset peer: one on_error, the queue dropped, later
   Loop L;
   auto [a, peer] = pair();
   Sink s;
-  net::MemoryBudget budget;
-  auto* t = new net::FdTransport(L.set, &s, &budget);
+  net::MemoryBudget& budget = L.budget;
+  auto* t = new net::FdTransport(L.set, &s);
   REQUIRE(t->open(a) == 0);
   std::string big(8u << 20, 'x');
   REQUIRE(t->write(reinterpret_cast<const uint8_t*>(big.data()), big.size()) == 0);
@@ -448,6 +449,10 @@ TEST_CASE("close(reset) sends an RST; close while connecting reports only on_clo
     delete t;
     ::close(l);
   }
+}
+
+TEST_CASE("an FdTransport is 56 bytes (an idle session holds two)") {
+  CHECK(sizeof(net::FdTransport) <= 56);
 }
 
 TEST_CASE("PollSet::close waits for the on_closed still due: the loop ends with every transport told") {
