@@ -24,9 +24,10 @@ PollSet::~PollSet() {
   if (epfd_ >= 0) ::close(epfd_);
 }
 
-bool PollSet::init(uv_loop_t* loop, Slab* slab) {
+bool PollSet::init(uv_loop_t* loop, Slab* slab, MemoryBudget* budget) {
   loop_ = loop;
   slab_ = slab;
+  budget_ = budget;
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return false;
   if (uv_poll_init(loop, &poll_, epfd_) != 0) {
@@ -59,12 +60,7 @@ void PollSet::poll_cb(uv_poll_t* p, int status, int) {
 }
 
 void PollSet::defer(FdTransport* t) {
-  t->next_ = nullptr;
-  if (deferred_tail_)
-    deferred_tail_->next_ = t;
-  else
-    deferred_ = t;
-  deferred_tail_ = t;
+  deferred_.push_back(t);
   if (!idle_active_) {  // an active idle handle makes the loop poll without blocking
     idle_active_ = true;
     uv_idle_start(&idle_, idle_cb);
@@ -75,12 +71,9 @@ void PollSet::idle_cb(uv_idle_t* h) {
   auto* s = static_cast<PollSet*>(h->data);
   // What the callbacks defer meanwhile (a session closing its other
   // transport) is delivered in the same turn.
-  while (FdTransport* t = s->deferred_) {
-    s->deferred_ = t->next_;
-    if (!s->deferred_) s->deferred_tail_ = nullptr;
-    t->next_ = nullptr;
-    t->on_deferred();  // may free t (on_closed)
-  }
+  for (size_t i = 0; i < s->deferred_.size(); ++i)  // grows meanwhile: by index
+    s->deferred_[i]->on_deferred();                   // may free it (on_closed)
+  s->deferred_.clear();
   s->idle_active_ = false;
   uv_idle_stop(&s->idle_);
   s->maybe_close_handles();
@@ -92,7 +85,7 @@ void PollSet::close() {
 }
 
 void PollSet::maybe_close_handles() {
-  if (!closing_ || handles_closed_ || deferred_ || open_handles_ == 0) return;
+  if (!closing_ || handles_closed_ || !deferred_.empty() || open_handles_ == 0) return;
   handles_closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), closed_cb);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), closed_cb);
@@ -111,8 +104,11 @@ struct FdTransport::Chunk {
   uint8_t bytes[1];
 };
 
-FdTransport::FdTransport(PollSet& set, TransportSink* sink, MemoryBudget* budget)
-    : set_(set), sink_(sink), budget_(budget) {}
+FdTransport::FdTransport(PollSet& set, TransportSink* sink) : set_(set), sink_(sink) {}
+
+FdTransport::Chunk* FdTransport::head() const {
+  return tail_ ? tail_->next : nullptr;
+}
 
 FdTransport::~FdTransport() {
   drop_queue();
@@ -169,13 +165,14 @@ int FdTransport::connect(const sockaddr* addr) {
 
 void FdTransport::watch() {
   if (closing_ || fd_ < 0) return;
-  uint32_t want = 0;
-  if (reading_) want |= EPOLLIN | EPOLLRDHUP;
-  if (hangup_ && !reading_) want |= EPOLLRDHUP;
-  if (connecting_ || head_) want |= EPOLLOUT;
+  uint8_t want = 0;
+  if (reading_) want |= kIn | kRdHup;
+  if (hangup_ && !reading_) want |= kRdHup;
+  if (connecting_ || tail_) want |= kOut;
   if (want == watched_) return;
   epoll_event ev{};
-  ev.events = want;
+  ev.events = ((want & kIn) ? EPOLLIN : 0u) | ((want & kOut) ? EPOLLOUT : 0u) |
+              ((want & kRdHup) ? EPOLLRDHUP : 0u);
   ev.data.ptr = this;
   int op = watched_ == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
   if (::epoll_ctl(set_.epfd_, op, fd_, &ev) == 0 || op == EPOLL_CTL_DEL) watched_ = want;
@@ -200,7 +197,7 @@ void FdTransport::on_deferred() {
   if (what & kConnect) {
     sink_->on_connect(this, connect_status_);
     if (closing_) return;  // on_closed was queued again by close()
-    if (connect_status_ == 0 && (head_ || shut_pending_)) flush();  // what waited for the connect
+    if (connect_status_ == 0 && (tail_ || shut_pending_)) flush();  // what waited for the connect
   }
   if (!closing_ && (what & kShutdown)) sink_->on_shutdown(this);
 }
@@ -214,12 +211,12 @@ void FdTransport::on_events(uint32_t ev) {
     if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     connecting_ = false;
     watch();
-    sink_->on_connect(this, err ? -err : 0);
+    sink_->on_connect(this, err ? static_cast<int>(-err) : 0);
     if (closing_ || err) return;
-    if (head_ || shut_pending_) flush();  // what waited for the connect
+    if (tail_ || shut_pending_) flush();  // what waited for the connect
     return;
   }
-  if (head_ && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+  if (tail_ && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
     flush();
     if (closing_) return;
   }
@@ -275,7 +272,7 @@ int FdTransport::write(const uint8_t* data, size_t len) {
   if (fd_ < 0) return UV_EBADF;
   if (len == 0) return 0;
   size_t done = 0;
-  if (!head_ && !connecting_ && !(deferred_ & kConnect)) {
+  if (!tail_ && !connecting_ && !(deferred_ & kConnect)) {
     ssize_t n;
     do {
       n = ::send(fd_, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -291,28 +288,35 @@ int FdTransport::write(const uint8_t* data, size_t len) {
   void* mem = std::malloc(offsetof(Chunk, bytes) + rest);
   if (!mem) return UV_ENOMEM;
   auto* c = static_cast<Chunk*>(mem);
-  c->next = nullptr;
   c->len = rest;
   c->off = 0;
   std::memcpy(c->bytes, data + done, rest);
-  if (tail_)
+  if (tail_) {  // into the ring, after the newest
+    c->next = tail_->next;
     tail_->next = c;
-  else
-    head_ = c;
+  } else {
+    c->next = c;
+  }
   tail_ = c;
   pending_ += rest;
-  if (budget_) budget_->charge(rest);
+  if (MemoryBudget* b = set_.budget_) b->charge(rest);
   watch();
   return 0;
 }
 
 void FdTransport::flush() {
   const size_t before = pending_;
-  while (head_) {
+  while (tail_) {
     iovec iov[64];
     int cnt = 0;
-    for (Chunk* c = head_; c && cnt < 64; c = c->next, ++cnt)
+    size_t offered = 0;
+    Chunk* c = tail_->next;
+    do {
       iov[cnt] = {c->bytes + c->off, c->len - c->off};
+      offered += iov[cnt].iov_len;
+      ++cnt;
+      c = c->next;
+    } while (c != tail_->next && cnt < 64);
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(cnt);
@@ -327,21 +331,21 @@ void FdTransport::flush() {
     }
     size_t sent = static_cast<size_t>(n);
     pending_ -= sent;
-    if (budget_) budget_->release(sent);
+    if (MemoryBudget* b = set_.budget_) b->release(sent);
     while (sent > 0) {
-      Chunk* c = head_;
-      size_t left = c->len - c->off;
+      Chunk* h = tail_->next;
+      size_t left = h->len - h->off;
       if (sent < left) {
-        c->off += sent;
+        h->off += sent;
         break;
       }
       sent -= left;
-      head_ = c->next;
-      std::free(c);
+      if (h == tail_)
+        tail_ = nullptr;  // the last one
+      else
+        tail_->next = h->next;
+      std::free(h);
     }
-    if (!head_) tail_ = nullptr;
-    size_t offered = 0;
-    for (int i = 0; i < cnt; ++i) offered += iov[i].iov_len;
     if (static_cast<size_t>(n) < offered) break;  // the socket is full: wait for EPOLLOUT
   }
   watch();
@@ -349,7 +353,7 @@ void FdTransport::flush() {
     sink_->on_drained(this);
     if (closing_) return;
   }
-  if (!head_ && shut_pending_) {
+  if (!tail_ && shut_pending_) {
     shut_pending_ = false;
     do_shutdown();
     sink_->on_shutdown(this);
@@ -365,14 +369,18 @@ void FdTransport::fail_write(int err) {
 }
 
 void FdTransport::drop_queue() {
-  while (Chunk* c = head_) {
-    head_ = c->next;
+  if (!tail_) return;
+  Chunk* c = tail_->next;
+  tail_->next = nullptr;  // open the ring
+  tail_ = nullptr;
+  while (c) {
+    Chunk* next = c->next;
     size_t left = c->len - c->off;
     pending_ -= left;
-    if (budget_) budget_->release(left);
+    if (MemoryBudget* b = set_.budget_) b->release(left);
     std::free(c);
+    c = next;
   }
-  tail_ = nullptr;
 }
 
 void FdTransport::do_shutdown() {
@@ -382,7 +390,7 @@ void FdTransport::do_shutdown() {
 void FdTransport::shutdown() {
   if (shut_ || closing_) return;
   shut_ = true;
-  if (head_ || connecting_ || (deferred_ & kConnect)) {
+  if (tail_ || connecting_ || (deferred_ & kConnect)) {
     shut_pending_ = true;  // after the queued bytes (flush)
     return;
   }

@@ -1,6 +1,6 @@
 // A plain-TCP Transport without a libuv stream handle: the socket is watched
 // by its loop's PollSet, one epoll set that libuv polls through a single
-// uv_poll_t, so a connection costs the 72 bytes of this object instead of a
+// uv_poll_t, so a connection costs the 56 bytes of this object instead of a
 // 248-byte uv_tcp_t plus its transport (the balancer's sessions hold two).
 // The balancer uses it for every client and broker socket; the health checker
 // and the load generator keep net::TcpTransport.
@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "net/transport.hpp"
 
@@ -45,7 +46,8 @@ class PollSet {
   ~PollSet();
   // Once, on the loop thread or before the loop runs. False (errno set) when
   // no epoll set could be made; FdTransport then cannot be used on this loop.
-  bool init(uv_loop_t* loop, Slab* slab);
+  // budget (optional) is charged with the bytes its transports queue.
+  bool init(uv_loop_t* loop, Slab* slab, MemoryBudget* budget = nullptr);
   // Closes the loop handles once every transport's on_closed went out.
   void close();
   uv_loop_t* loop() const { return loop_; }
@@ -64,11 +66,11 @@ class PollSet {
 
   uv_loop_t* loop_ = nullptr;
   Slab* slab_ = nullptr;
+  MemoryBudget* budget_ = nullptr;
   int epfd_ = -1;
   uv_poll_t poll_{};
   uv_idle_t idle_{};
-  FdTransport* deferred_ = nullptr;  // intrusive list (FdTransport::next_)
-  FdTransport* deferred_tail_ = nullptr;
+  std::vector<FdTransport*> deferred_;  // each at most once (FdTransport::deferred_)
   uint64_t dispatched_ = 0;
   int open_handles_ = 0;
   bool idle_active_ = false;
@@ -78,7 +80,7 @@ class PollSet {
 
 class FdTransport final : public Transport {
  public:
-  FdTransport(PollSet& set, TransportSink* sink, MemoryBudget* budget = nullptr);
+  FdTransport(PollSet& set, TransportSink* sink);
   ~FdTransport() override;
   FdTransport(const FdTransport&) = delete;
   FdTransport& operator=(const FdTransport&) = delete;
@@ -121,25 +123,26 @@ class FdTransport final : public Transport {
   void watch();  // brings the epoll registration in line with what we wait for
   void defer(uint8_t what);
 
+  enum Watched : uint8_t { kIn = 1, kOut = 2, kRdHup = 4 };
+  Chunk* head() const;  // the oldest queued chunk, or null
+
+  // 56 bytes: an idle session holds two of these.
   PollSet& set_;
   TransportSink* sink_;
-  MemoryBudget* budget_;
-  Chunk* head_ = nullptr;  // queued bytes, oldest first
-  Chunk* tail_ = nullptr;
-  FdTransport* next_ = nullptr;  // PollSet's deferred list
+  Chunk* tail_ = nullptr;  // queued bytes: a ring, tail_->next is the oldest
   size_t pending_ = 0;
   int fd_ = -1;
-  int connect_status_ = 0;  // delivered with kConnect
-  uint32_t watched_ = 0;    // the events registered in the epoll set (0: not in it)
-  uint8_t deferred_ = 0;    // Deferred bits waiting for the loop
-  bool reading_ = false;
-  bool connecting_ = false;
-  bool shut_ = false;          // shutdown() asked
-  bool shut_pending_ = false;  // ... and waits for the queue to drain
-  bool closing_ = false;
-  bool nodelay_ = false;
-  bool write_failed_ = false;
-  bool hangup_ = false;  // watch_hangup(true), not reported yet
+  int16_t connect_status_ = 0;  // a uv error (or 0) delivered with kConnect
+  uint8_t watched_ = 0;         // Watched bits registered in the epoll set (0: not in it)
+  uint8_t deferred_ = 0;        // Deferred bits waiting for the loop
+  bool reading_ : 1 = false;
+  bool connecting_ : 1 = false;
+  bool shut_ : 1 = false;          // shutdown() asked
+  bool shut_pending_ : 1 = false;  // ... and waits for the queue to drain
+  bool closing_ : 1 = false;
+  bool nodelay_ : 1 = false;
+  bool write_failed_ : 1 = false;
+  bool hangup_ : 1 = false;  // watch_hangup(true), not reported yet
 };
 
 }  // namespace net
