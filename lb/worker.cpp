@@ -375,14 +375,14 @@ void Worker::trim_timer_cb(uv_timer_t* t) {
   auto* w = static_cast<Worker*>(t->data);
   const uint64_t churn = w->churn_;
   if (churn != w->churn_trimmed_ && churn == w->churn_last_tick_) {
+    const uint64_t events = churn - w->churn_trimmed_;  // placements and ends since the last trim
     w->churn_trimmed_ = churn;
     const uint64_t t0 = uv_hrtime();
 #if MQTTLB_HEAP_TRIM
     ::malloc_trim(0);
 #endif
-    logf(LogLevel::Debug, "worker %d: heap trimmed after %llu sessions came or went (%.2f ms)", w->index_,
-         static_cast<unsigned long long>(churn - w->churn_last_tick_ + (churn - w->churn_last_tick_ == 0)),
-         static_cast<double>(uv_hrtime() - t0) / 1e6);
+    logf(LogLevel::Debug, "worker %d: heap trimmed after %llu placements and session ends (%.2f ms)",
+         w->index_, static_cast<unsigned long long>(events), static_cast<double>(uv_hrtime() - t0) / 1e6);
   }
   w->churn_last_tick_ = churn;
 }
