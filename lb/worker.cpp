@@ -53,7 +53,7 @@ Worker::~Worker() {
   // The loop ran to completion (every handle closed) unless start() never ran.
   if (uv_loop_close(&loop_) == UV_EBUSY) {
     stop();
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    run_loop();
     uv_loop_close(&loop_);
   }
 }
@@ -118,9 +118,16 @@ uint32_t Worker::pace_tls() {
   return std::max<uint32_t>(1, 1000 / rate);
 }
 
+void Worker::run_loop() {
+  if (polls_ok_)
+    polls_.run();  // the worker's epoll set drives the loop, libuv's nested in it
+  else
+    uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
 void Worker::start() {
   thread_ = std::thread([this] {
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    run_loop();
     finished_.store(true);
   });
 }

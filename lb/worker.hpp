@@ -97,6 +97,7 @@ class Worker {
 
  private:
   void on_accept(Listener& l, int fd, const sockaddr_storage& peer);
+  void run_loop();  // until every handle closed: the PollSet's run(), or uv_run without one
   uint32_t pace_tls();  // limits.tls_handshake_rate, for this worker's TLS listeners
   void add(std::unique_ptr<Listener> l);
   static void drain_timer_cb(uv_timer_t* t);

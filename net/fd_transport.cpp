@@ -30,53 +30,71 @@ bool PollSet::init(uv_loop_t* loop, Slab* slab, MemoryBudget* budget) {
   budget_ = budget;
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return false;
-  if (uv_poll_init(loop, &poll_, epfd_) != 0) {
+  // libuv's own epoll set (listeners, timers, async wakeups) nests in ours:
+  // the loop waits on one set, and the sockets' events come straight from it.
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = this;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, uv_backend_fd(loop), &ev) != 0) {
+    int e = errno;
     ::close(epfd_);
     epfd_ = -1;
-    errno = EINVAL;
+    errno = e;
     return false;
   }
-  poll_.data = this;
-  uv_idle_init(loop, &idle_);
-  idle_.data = this;
-  open_handles_ = 2;
-  uv_poll_start(&poll_, UV_READABLE, poll_cb);
+  // What keeps the loop alive (and libuv's timeout finite) until close().
+  uv_async_init(loop, &alive_, nullptr);
+  alive_.data = this;
   return true;
 }
 
-void PollSet::poll_cb(uv_poll_t* p, int status, int) {
-  auto* s = static_cast<PollSet*>(p->data);
-  if (status < 0) return;  // an epoll fd does not fail; nothing to retry
-  // A bounded batch per loop turn: the set stays readable (level-triggered)
-  // while events are left, so libuv comes back after its other handles.
+bool PollSet::turn(int max_wait_ms) {
+  uv_update_time(loop_);
+  int timeout = deferred_.empty() ? uv_backend_timeout(loop_) : 0;  // libuv: -1 (none) or its next timer
+  if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms)) timeout = max_wait_ms;
+  // A bounded batch per turn; level-triggered, so what is left comes next turn.
   epoll_event evs[128];
-  int n = ::epoll_wait(s->epfd_, evs, 128, 0);
+  int n = ::epoll_wait(epfd_, evs, 128, timeout);  // EINTR: -1, an empty turn
+  uv_update_time(loop_);                          // uv_now() for the callbacks below
+  bool uv_ready = false;
   for (int i = 0; i < n; ++i) {
-    ++s->dispatched_;
+    if (evs[i].data.ptr == this) {
+      uv_ready = true;
+      continue;
+    }
+    ++dispatched_;
     // A transport closed by an earlier event of this batch left the set, and
-    // is freed only from on_closed, which the idle handle delivers later.
+    // is freed only from on_closed, which is delivered below.
     static_cast<FdTransport*>(evs[i].data.ptr)->on_events(evs[i].events);
   }
+  deliver_deferred();
+  bool alive = true;
+  // libuv's phases only when they have something: its set is readable, a timer
+  // is due, or a callback, an idle handle or a close is pending. Otherwise a
+  // turn is one epoll_wait.
+  if (uv_ready || uv_backend_timeout(loop_) == 0) {
+    ++uv_runs_;
+    alive = uv_run(loop_, UV_RUN_NOWAIT) != 0;
+    deliver_deferred();  // what its callbacks deferred (a stage timer closing a session)
+  }
+  return alive || !deferred_.empty();
 }
 
-void PollSet::defer(FdTransport* t) {
-  deferred_.push_back(t);
-  if (!idle_active_) {  // an active idle handle makes the loop poll without blocking
-    idle_active_ = true;
-    uv_idle_start(&idle_, idle_cb);
+void PollSet::run() {
+  while (turn(-1)) {
   }
 }
 
-void PollSet::idle_cb(uv_idle_t* h) {
-  auto* s = static_cast<PollSet*>(h->data);
+void PollSet::defer(FdTransport* t) { deferred_.push_back(t); }
+
+void PollSet::deliver_deferred() {
+  if (deferred_.empty()) return;
   // What the callbacks defer meanwhile (a session closing its other
   // transport) is delivered in the same turn.
-  for (size_t i = 0; i < s->deferred_.size(); ++i)  // grows meanwhile: by index
-    s->deferred_[i]->on_deferred();                   // may free it (on_closed)
-  s->deferred_.clear();
-  s->idle_active_ = false;
-  uv_idle_stop(&s->idle_);
-  s->maybe_close_handles();
+  for (size_t i = 0; i < deferred_.size(); ++i)  // grows meanwhile: by index
+    deferred_[i]->on_deferred();                 // may free it (on_closed)
+  deferred_.clear();
+  maybe_close_handles();
 }
 
 void PollSet::close() {
@@ -85,14 +103,9 @@ void PollSet::close() {
 }
 
 void PollSet::maybe_close_handles() {
-  if (!closing_ || handles_closed_ || !deferred_.empty() || open_handles_ == 0) return;
+  if (!closing_ || handles_closed_ || !deferred_.empty() || epfd_ < 0) return;
   handles_closed_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), closed_cb);
-  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), closed_cb);
-}
-
-void PollSet::closed_cb(uv_handle_t* h) {
-  static_cast<PollSet*>(h->data)->open_handles_--;
+  uv_close(reinterpret_cast<uv_handle_t*>(&alive_), nullptr);
 }
 
 // ---- FdTransport ----

@@ -1,7 +1,14 @@
 // A plain-TCP Transport without a libuv stream handle: the socket is watched
-// by its loop's PollSet, one epoll set that libuv polls through a single
-// uv_poll_t, so a connection costs the 56 bytes of this object instead of a
-// 248-byte uv_tcp_t plus its transport (the balancer's sessions hold two).
+// by its loop's PollSet, one epoll set per loop, so a connection costs the 56
+// bytes of this object instead of a 248-byte uv_tcp_t plus its transport (the
+// balancer's sessions hold two).
+//
+// The PollSet also drives the loop (run(), instead of uv_run): it waits on its
+// own set, in which libuv's epoll set is nested, and runs libuv's phases only
+// when libuv has something to do (its set is readable, a timer is due, a
+// callback or close is pending). A turn that only moves bytes costs one
+// epoll_wait, as with libuv alone. (Nesting the other way round, the set
+// polled through a uv_poll_t, cost two: libuv's and the set's.)
 // The balancer uses it for every client and broker socket; the health checker
 // and the load generator keep net::TcpTransport.
 //
@@ -10,8 +17,9 @@
 // once and queues a copy of the rest (charged to the budget); on_drained when
 // pending() falls to kLowWater. Like libuv, it never calls its sink from inside
 // a call the sink made: on_connect, on_shutdown and on_closed are delivered
-// from the loop (a uv_idle_t drains them), so close() returns before
-// on_closed, which comes exactly once and last.
+// from the loop (the PollSet delivers them after each batch of events and
+// after libuv's callbacks), so close() returns before on_closed, which comes
+// exactly once and last.
 //
 // The epoll set is level-triggered and only holds what the transport waits
 // for: EPOLLIN while reading, EPOLLOUT while connecting or while bytes are
@@ -45,35 +53,42 @@ class PollSet {
   PollSet& operator=(const PollSet&) = delete;
   ~PollSet();
   // Once, on the loop thread or before the loop runs. False (errno set) when
-  // no epoll set could be made; FdTransport then cannot be used on this loop.
-  // budget (optional) is charged with the bytes its transports queue.
+  // no epoll set could be made; FdTransport then cannot be used on this loop,
+  // which runs with uv_run as usual. budget (optional) is charged with the
+  // bytes its transports queue.
   bool init(uv_loop_t* loop, Slab* slab, MemoryBudget* budget = nullptr);
-  // Closes the loop handles once every transport's on_closed went out.
+  // Runs the loop until it has nothing left, as uv_run(UV_RUN_DEFAULT) would
+  // (nothing left: every handle closed, close() included).
+  void run();
+  // One turn: waits for events (at most max_wait_ms; -1: until libuv's next
+  // timer or forever), dispatches them, runs libuv's phases if they are due
+  // and delivers the deferred callbacks. False once the loop has nothing left.
+  bool turn(int max_wait_ms);
+  // Closes its loop handle once every transport's on_closed went out; run()
+  // returns when the loop's other handles are closed too.
   void close();
   uv_loop_t* loop() const { return loop_; }
   Slab* slab() const { return slab_; }
   // Events dispatched since init (tests: a socket that waits for nothing is
   // never reported, whatever happens to it).
   uint64_t dispatched() const { return dispatched_; }
+  // Turns that ran libuv's phases (tests: not the turns that only move bytes).
+  uint64_t uv_runs() const { return uv_runs_; }
 
  private:
   friend class FdTransport;
-  static void poll_cb(uv_poll_t* p, int status, int events);
-  static void idle_cb(uv_idle_t* h);
-  static void closed_cb(uv_handle_t* h);
   void defer(FdTransport* t);
+  void deliver_deferred();
   void maybe_close_handles();
 
   uv_loop_t* loop_ = nullptr;
   Slab* slab_ = nullptr;
   MemoryBudget* budget_ = nullptr;
   int epfd_ = -1;
-  uv_poll_t poll_{};
-  uv_idle_t idle_{};
+  uv_async_t alive_{};  // never sent: an active handle, so the loop lives until close()
   std::vector<FdTransport*> deferred_;  // each at most once (FdTransport::deferred_)
   uint64_t dispatched_ = 0;
-  int open_handles_ = 0;
-  bool idle_active_ = false;
+  uint64_t uv_runs_ = 0;
   bool closing_ = false;
   bool handles_closed_ = false;
 };
