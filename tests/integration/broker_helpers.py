@@ -272,15 +272,6 @@ class Paho:
         self.c.loop_stop()
 
 
-def rss_kib(pid):
-    """Resident set size of a process (VmRSS), KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 # ---------------------------------------------------------------- oracle
 class BrokerTest(TestCase):
     """Starts our broker and mosquitto once per test; `both(fn)` runs fn(port)

@@ -119,6 +119,29 @@ def wait_until(cond, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def proc_kib(pid, name, field):
+    """A KiB figure of a process from /proc/PID/<name> ("VmRSS" in "status",
+    "Pss" in "smaps_rollup"); 0 when the process or the field is gone."""
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def rss_kib(pid):
+    """Resident set size (VmRSS), KiB."""
+    return proc_kib(pid, "status", "VmRSS")
+
+
+def pss_kib(pid):
+    """Proportional set size (Pss of smaps_rollup), KiB: shared pages counted once."""
+    return proc_kib(pid, "smaps_rollup", "Pss")
+
+
 def varint(n):
     """MQTT Variable Byte Integer encoding of n."""
     out = bytearray()

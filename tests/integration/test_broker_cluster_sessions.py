@@ -12,9 +12,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TestCase, main, wait_until  # noqa: E402
+from harness import TestCase, main, rss_kib, wait_until  # noqa: E402
 from broker_helpers import (V5, V311, DISCONNECT, Raw, connect, props, publish,  # noqa: E402
-                            raw_connect, rss_kib, subscribe)
+                            raw_connect, subscribe)
 from cluster_helpers import Cluster, FakePeer, Relay, frame, s16  # noqa: E402
 
 

@@ -7,9 +7,9 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import main, wait_until  # noqa: E402
+from harness import main, rss_kib, wait_until  # noqa: E402
 from broker_helpers import (V311, BrokerTest, Paho, Raw, connect, publish, raw_connect,  # noqa: E402
-                            rss_kib, subscribe)
+                            subscribe)
 
 
 # Under AddressSanitizer freed memory sits in a quarantine (256 MB by default),

@@ -8,7 +8,7 @@ import threading
 import time
 
 import harness
-from harness import wait_until
+from harness import rss_kib, wait_until
 from lb_helpers import connect_packet, start_mqttlb
 from stream_peers import first_packet_len
 
@@ -73,14 +73,6 @@ class FakeBroker:
         self.srv.close()
         if self.peer:
             self.peer.close()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Forwarding(harness.TestCase):

@@ -25,12 +25,12 @@ import threading
 import time
 
 import harness
-from harness import wait_until
+from harness import rss_kib, wait_until
 from admin_helpers import start_lb_admin
 from broker_helpers import publish, raw_connect, subscribe
 from lb_helpers import connect_packet, kernel_forwarding_or_skip, metric, start_mqttlb
 from stream_peers import _varint, first_packet_len
-from test_lb_forwarding import CONNACK, FakeBroker, rss_kib
+from test_lb_forwarding import CONNACK, FakeBroker
 
 CONNACK5 = b"\x20\x03\x00\x00\x00"
 

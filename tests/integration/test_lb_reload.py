@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import harness
-from harness import binary, free_port, port_open, wait_until
+from harness import binary, free_port, port_open, rss_kib, wait_until
 from lb_helpers import (PINGREQ, metric, metrics, mqtt_connect, read_packet, start_mqttlb)
 
 RELOADS = int(os.environ.get("MQTTLB_RELOADS", "1000"))
@@ -20,14 +20,6 @@ RELOADS = int(os.environ.get("MQTTLB_RELOADS", "1000"))
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Reload(harness.TestCase):

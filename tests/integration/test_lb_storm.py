@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import harness
-from harness import binary, wait_until
+from harness import binary, pss_kib, wait_until
 from lb_helpers import metric, start_mqttlb
 
 N = 5000
@@ -25,14 +25,6 @@ TSAN_N = 2000
 # still pinned by a few live allocations among the storm's freed ones. At the
 # 5,000 of this test that measured 2.1 MB; without the trim, 12.6 MB stayed.
 PSS_SLACK_KIB = 4096
-
-
-def pss_kib(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Storm(harness.TestCase):
