@@ -157,14 +157,7 @@ void AffinityTable::evict_locked(int64_t now_ms) {
 bool AffinityTable::room_locked() {
   const uint64_t max_slots = flat::slots_for(cap_);
   if (t_.reserve_one(max_slots)) return true;
-  uint64_t skipped = 0;
-  // The real clock for the rate limit: callers' now_ms may be any.
-  if (g_alloc_log.allow(steady_ms(), skipped)) {
-    logf(LogLevel::Warn,
-         "affinity: no memory for more than %u entries; dropping the least recently used "
-         "(%llu more times)",
-         t_.size(), static_cast<unsigned long long>(skipped));
-  }
+  flat::warn_no_memory(g_alloc_log, "affinity", t_.size(), "dropping the least recently used");
   while (t_.size() > 0) {
     remove_locked(tail_);
     if (t_.reserve_one(max_slots)) return true;

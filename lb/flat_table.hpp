@@ -17,6 +17,8 @@
 #include <type_traits>
 
 #include "lb/client_key.hpp"
+#include "lb/clock.hpp"
+#include "lb/log.hpp"
 
 namespace lb::flat {
 
@@ -33,6 +35,16 @@ inline uint64_t hash(const ClientKey& k) {
 }
 inline uint32_t home(uint64_t h, uint32_t n) {
   return static_cast<uint32_t>((static_cast<unsigned __int128>(h) * n) >> 64);
+}
+
+// A table found no memory for entry number size + 1: one warning per table
+// at most every 10 s (`limit`, the table's own), saying what it does instead.
+inline void warn_no_memory(LogLimiter& limit, const char* table, uint32_t size, const char* instead) {
+  uint64_t skipped = 0;
+  // The real clock for the rate limit: callers' now_ms may be any.
+  if (!limit.allow(steady_ms(), skipped)) return;
+  logf(LogLevel::Warn, "%s: no memory for more than %u entries; %s (%llu more times)", table, size,
+       instead, static_cast<unsigned long long>(skipped));
 }
 
 // Index size for `entries` at a load factor of at most 4/5 (linear probing on

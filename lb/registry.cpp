@@ -1,6 +1,5 @@
 #include "lb/registry.hpp"
 
-#include "lb/clock.hpp"
 #include "lb/log.hpp"
 
 namespace lb {
@@ -26,13 +25,8 @@ std::optional<SessionRef> ClientRegistry::add(const ClientKey& key, const Sessio
     return std::nullopt;
   }
   if (!t_.reserve_one(flat::kMaxSlots)) {
-    uint64_t skipped = 0;
-    if (g_alloc_log.allow(steady_ms(), skipped)) {
-      logf(LogLevel::Warn,
-           "registry: no memory for more than %u entries; a session is not registered for "
-           "takeover (%llu more times)",
-           t_.size(), static_cast<unsigned long long>(skipped));
-    }
+    flat::warn_no_memory(g_alloc_log, "registry", t_.size(),
+                         "a session is not registered for takeover");
     return std::nullopt;
   }
   t_.add(Slot{key, ref.session, ref.backend, ref.worker});
