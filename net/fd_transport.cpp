@@ -43,7 +43,12 @@ bool PollSet::init(uv_loop_t* loop, Slab* slab, MemoryBudget* budget) {
     return false;
   }
   // What keeps the loop alive (and libuv's timeout finite) until close().
-  uv_async_init(loop, &alive_, nullptr);
+  if (int r = uv_async_init(loop, &alive_, nullptr); r != 0) {
+    ::close(epfd_);  // the set goes with its registration of libuv's
+    epfd_ = -1;
+    errno = -r;
+    return false;
+  }
   alive_.data = this;
   return true;
 }
