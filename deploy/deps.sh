@@ -9,7 +9,7 @@ MQTTLB_RUNTIME_LIBS="libc6 libgcc-s1 libstdc++6 libuv1 libssl3 libprometheus-cpp
 # What the quickstart needs to run: the libraries plus its demo clients.
 MQTTLB_RUN_DEPS="$MQTTLB_RUNTIME_LIBS mosquitto-clients python3"
 # Peers used by the integration tests and the benchmark comparison.
-MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream redis-server dnsmasq chromium prometheus docker-compose python3-yaml buildah mmdebstrap"
+MQTTLB_TEST_DEPS="mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pyflakes clang libclang-rt-14-dev procps curl haproxy nginx-light libnginx-mod-stream redis-server dnsmasq chromium prometheus docker-compose python3-yaml buildah mmdebstrap"
 
 mqttlb_install_deps() {
   local missing=() p

@@ -43,10 +43,10 @@ if [ "${MQTTLB_SKIP_TSAN:-0}" != "1" ]; then
   # reloads, under ThreadSanitizer: every test that runs mqttlb. Left out, as
   # single-threaded code TSan has nothing to find in (and CI's 45 minutes):
   # the reference broker's own tests, the corpus replays, the importer's
-  # translation tests and the benchmark comparison (it measures).
+  # translation tests, the benchmark comparison (it measures) and the lint.
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     run_suite build-tsan "${SAN_FLAGS[@]}" -DMQTTLB_TSAN=ON -- \
-    -E '^(it_test_bench_compare|it_test_broker_.*|fuzz_replay_.*|it_test_import_haproxy)$'
+    -E '^(it_test_bench_compare|it_test_broker_.*|fuzz_replay_.*|it_test_import_haproxy|lint_.*)$'
 fi
 if [ "${MQTTLB_FUZZ_SMOKE:-0}" = "1" ]; then
   # The fuzzers must keep building, and a short run from the committed corpus

@@ -5,9 +5,7 @@ and lb_helpers.py; same rules (loopback only, bounded waits)."""
 import os
 import signal
 import socket
-import time
 
-import harness
 from harness import free_port, port_open, wait_until
 
 REDIS = "/usr/bin/redis-server"

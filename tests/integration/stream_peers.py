@@ -12,7 +12,6 @@ at the same time: neither side can deadlock the other on full buffers.
 
 Rules as in harness.py: loopback only, free ports, every wait bounded.
 """
-import queue
 import random
 import select
 import socket

@@ -5,7 +5,6 @@ broker->client stream — 3.1.1 clients are closed, the pace holds the rate
 (+-20 %), every client reconnects to the other backend (and its affinity
 follows), nothing is left on the backend at the deadline; and a deadline
 shorter than the pace closes the rest at once."""
-import os
 import select
 import socket
 import struct

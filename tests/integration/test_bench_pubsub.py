@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import harness
 from harness import TestCase, binary, wait_until

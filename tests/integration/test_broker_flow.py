@@ -7,8 +7,8 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import main, rss_kib, wait_until  # noqa: E402
-from broker_helpers import (V311, BrokerTest, Paho, Raw, connect, publish, raw_connect,  # noqa: E402
+from harness import main, rss_kib  # noqa: E402
+from broker_helpers import (BrokerTest, Paho, Raw, connect, publish, raw_connect,  # noqa: E402
                             subscribe)
 
 

@@ -7,8 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import main  # noqa: E402
-from broker_helpers import (V31, V311, V5, BrokerTest, Paho, Raw, DISCONNECT, PINGREQ,  # noqa: E402
-                            connect, publish, raw_connect, subscribe)
+from broker_helpers import (V31, V311, V5, BrokerTest, Paho, DISCONNECT, PINGREQ,  # noqa: E402
+                            publish, raw_connect, subscribe)
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
@@ -50,7 +50,7 @@ class Flows(BrokerTest):
         r = self.both(fn)
         self.assertEqual(r[0], [2, 1])
         self.assertEqual(r[1], sorted([
-            (f"q3/hi", b"h0", 0, False), ("q3/hi", b"h1", 1, False), ("q3/hi", b"h2", 2, False),
+            ("q3/hi", b"h0", 0, False), ("q3/hi", b"h1", 1, False), ("q3/hi", b"h2", 2, False),
             ("q3/lo", b"l0", 0, False), ("q3/lo", b"l1", 1, False), ("q3/lo", b"l2", 1, False)]))
 
     def test_qos2_exactly_once_with_resent_publish(self):

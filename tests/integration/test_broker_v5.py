@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import main  # noqa: E402
-from broker_helpers import (V5, BrokerTest, Paho, Raw, connect, props, publish,  # noqa: E402
+from broker_helpers import (V5, BrokerTest, Paho, props, publish,  # noqa: E402
                             raw_connect, subscribe)
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402

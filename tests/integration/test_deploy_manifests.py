@@ -184,7 +184,7 @@ class Compose(harness.TestCase):
         for n in brokers:
             s = self.svc[n]
             self.assertIn(cfg["discovery"][0]["dns"], s["networks"]["mqtt"]["aliases"])
-            self.assertIn(f"--port", s["command"])
+            self.assertIn("--port", s["command"])
             self.assertEqual(s["command"][s["command"].index("--port") + 1],
                              str(cfg["discovery"][0]["port"]))
             self.assertEqual(s["environment"]["MQTTLB_BROKER_PEERS_EXPECT"], str(len(brokers)))

@@ -5,7 +5,6 @@ State is observed the way an operator would: /metrics and the log."""
 import datetime
 import json
 import os
-import re
 import signal
 import time
 

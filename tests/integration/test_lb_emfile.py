@@ -10,7 +10,7 @@ import time
 
 import harness
 from harness import wait_until
-from lb_helpers import (PINGREQ, connect_packet, grep_lines, metric, metrics, mqtt_connect,
+from lb_helpers import (PINGREQ, connect_packet, grep_lines, metrics, mqtt_connect,
                         read_packet, start_mqttlb)
 
 NOFILE = 128

@@ -4,7 +4,6 @@ SIGSTOP (the kernel still accepts its TCP connections), a broker that refuses
 every client. Real Mosquitto brokers; mqttlb as a real process."""
 import os
 import signal
-import socket
 import subprocess
 import time
 

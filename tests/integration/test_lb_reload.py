@@ -13,7 +13,7 @@ import time
 
 import harness
 from harness import binary, free_port, port_open, rss_kib, wait_until
-from lb_helpers import (PINGREQ, metric, metrics, mqtt_connect, read_packet, start_mqttlb)
+from lb_helpers import metric, metrics, mqtt_connect, read_packet, start_mqttlb
 
 RELOADS = int(os.environ.get("MQTTLB_RELOADS", "1000"))
 

@@ -52,7 +52,7 @@ class ReplicasTest(harness.TestCase):
     def same_broker_through_both(self, a, b, probes, ids, tag):
         """Connects every id through A (held), then through B in another order
         while B holds clients of its own; returns the ids B placed elsewhere."""
-        (_, aport, amport), (_, bport, bmport) = a, b
+        (_, aport, _), (_, bport, bmport) = a, b
         first, held = {}, []
         received0 = self.settled(bmport)
         for cid in ids:

@@ -10,7 +10,6 @@ leave in one TCP write. Seeds are printed; MQTTLB_PROPERTY_SEED=N replays one.""
 import os
 import random
 import threading
-import time
 
 import harness
 from harness import free_port, port_open, wait_until

@@ -13,7 +13,7 @@ import threading
 import harness
 from harness import binary, free_port, port_open, wait_until
 from lb_helpers import (DISCONNECT, _stopped_cleanly, connect_packet, is_closed, metric, metrics,
-                        mqtt_connect, paho_round_trip, read_packet, start_mqttlb,
+                        mqtt_connect, paho_round_trip, read_packet,
                         subscribe_packet)
 from tls_certs import make_certs
 

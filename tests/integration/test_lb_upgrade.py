@@ -11,14 +11,12 @@ metrics on the same port."""
 import os
 import selectors
 import signal
-import socket
-import struct
 import threading
 import time
 
 import harness
 from harness import wait_until
-from lb_helpers import (DISCONNECT, Probes, connect_packet, metric, mqtt_connect, read_packet,
+from lb_helpers import (DISCONNECT, Probes, metric, mqtt_connect, read_packet,
                         start_mqttlb)
 
 HELD = 2000
