@@ -24,6 +24,11 @@ LogLimiter g_accept_log(1000);  // all listeners, all workers
 std::mutex g_held_mu;
 std::unordered_multiset<std::string> g_held;
 
+void release(const std::string& bind) {
+  std::lock_guard<std::mutex> g(g_held_mu);
+  if (auto it = g_held.find(bind); it != g_held.end()) g_held.erase(it);
+}
+
 AcceptError classify(int err) {
   switch (err) {
     case EMFILE:
@@ -61,8 +66,17 @@ void Listener::close_fd() {
   if (fd_ < 0) return;
   ::close(fd_);
   fd_ = -1;
+  release(bind_);
+}
+
+void Listener::hold(const conf::Endpoint& bind) {
   std::lock_guard<std::mutex> g(g_held_mu);
-  if (auto it = g_held.find(bind_); it != g_held.end()) g_held.erase(it);
+  g_held.insert(bind.str());
+}
+
+void Listener::close_socket(int fd, const conf::Endpoint& bind) {
+  ::close(fd);
+  release(bind.str());
 }
 
 bool Listener::held(const conf::Endpoint& bind) {
@@ -86,16 +100,13 @@ int Listener::open_socket(const conf::Endpoint& bind, int backlog, std::string& 
     if (fd >= 0) ::close(fd);
     return -1;
   }
+  hold(bind);
   return fd;
 }
 
 void Listener::adopt(int fd, const conf::Endpoint& bind) {
   fd_ = fd;
-  bind_ = bind.str();
-  {
-    std::lock_guard<std::mutex> g(g_held_mu);
-    g_held.insert(bind_);
-  }
+  bind_ = bind.str();  // counted in held() already: open_socket() or hold()
   uv_poll_init_socket(loop_, &poll_, fd_);
   poll_.data = this;
   uv_timer_init(loop_, &pause_timer_);

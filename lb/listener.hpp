@@ -39,11 +39,19 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
 
   // A listening socket: SO_REUSEADDR + SO_REUSEPORT + bind + listen
-  // (non-blocking, close-on-exec). -1 with err set. Any thread.
+  // (non-blocking, close-on-exec). -1 with err set. Any thread. It counts in
+  // held() from now on, not only once a worker adopted it (a reload hands it
+  // to a worker's queue, and the next reload may move the address back
+  // before that worker ran): a Listener's adopt() takes it over, else
+  // close_socket() closes it.
   static int open_socket(const conf::Endpoint& bind, int backlog, std::string& err);
-  // Polls `fd` (from open_socket, or inherited from an older process), bound
-  // to `bind`, on this loop; the Listener owns it from now on. Loop thread (or
-  // before it runs).
+  static void close_socket(int fd, const conf::Endpoint& bind);
+  // Counts a socket inherited from an older process (a binary upgrade) in
+  // held(), as open_socket() does for ours, before adopt().
+  static void hold(const conf::Endpoint& bind);
+  // Polls `fd` (from open_socket, or inherited and hold()), bound to `bind`,
+  // on this loop; the Listener owns it from now on. Loop thread (or before
+  // it runs).
   void adopt(int fd, const conf::Endpoint& bind);
   // Whether a listening socket of this process is still open on `bind`: a
   // listener of the running config, or one a reload removed (or a retired

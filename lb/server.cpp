@@ -198,6 +198,7 @@ bool Server::start(std::string& err, std::map<std::string, std::vector<int>> inh
       // SO_REUSEPORT group with a socket of its own.
       bool got = false;
       for (size_t j = k; j < it->second.size(); j += n) {
+        Listener::hold(l.bind);
         w.adopt_listener(l, it->second[j]);
         got = true;
       }

@@ -15,7 +15,7 @@ namespace lb {
 
 Server::Prepared::~Prepared() {
   for (auto& s : socks)  // not committed: nothing is kept
-    if (s.fd >= 0) ::close(s.fd);
+    if (s.fd >= 0) Listener::close_socket(s.fd, s.listener.bind);
 }
 
 namespace {
