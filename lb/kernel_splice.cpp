@@ -75,6 +75,9 @@ uint64_t KernelSplice::received_total(int) {
 uint64_t KernelSplice::received(bool) const {
   return 0;
 }
+bool KernelSplice::overread(bool, uint64_t, uint64_t&) const {
+  return false;
+}
 void KernelSplice::release() {}
 
 #else
@@ -212,6 +215,18 @@ uint64_t KernelSplice::received(bool client) const {
   uint64_t now = received_total(client ? cfd_ : bfd_);
   uint64_t base = client ? cr0_ : br0_;
   return now == UINT64_MAX || now < base ? 0 : now - base;
+}
+
+bool KernelSplice::overread(bool client, uint64_t read, uint64_t& excess) const {
+  const splice_state* st = state_at(client ? cslot_ : bslot_);
+  if (!st) return false;
+  const uint64_t now = received_total(client ? cfd_ : bfd_);
+  const uint64_t base = client ? cr0_ : br0_;
+  if (now == UINT64_MAX || now < base) return false;
+  const uint64_t got = read + __atomic_load_n(&st->bytes, __ATOMIC_ACQUIRE);
+  if (got <= now - base) return false;
+  excess = got - (now - base);
+  return true;
 }
 
 int KernelSplice::join(int client_fd, int backend_fd, const mqtt::StreamScanner::Raw& c2b,

@@ -86,6 +86,12 @@ class KernelSplice {
   // when every one of them was redirected or read (a skb the verdict passed
   // may wait in the psock's backlog while the FIN is already visible).
   uint64_t received(bool client) const;
+  // Whether `read` bytes read by userspace from the client's / the broker's
+  // socket since the join, plus what the verdict redirected from it, are more
+  // than TCP received there: the kernel handed a stretch out twice (seen on
+  // 6.18 after a take-back, docs/forwarding.md "Known defect"). False when
+  // TCP_INFO cannot be read. `excess` gets the difference.
+  bool overread(bool client, uint64_t read, uint64_t& excess) const;
 
  private:
   // Bytes written into fd's send queue since connect (+1 for the SYN).

@@ -311,6 +311,12 @@ Metrics::Metrics(prometheus::Registry& reg)
                  .Register(reg);
   for (size_t i = 0; i < kernel_fallbacks.size(); ++i)
     kernel_fallbacks[i] = &fb.Add({{"reason", to_string(static_cast<SpliceFallback>(i))}});
+  kernel_overreads = &BuildCounter()
+                          .Name("mqttlb_kernel_overreads_total")
+                          .Help("Taken-back kernel sessions closed because a socket gave userspace "
+                                "more bytes than TCP received on it (a kernel sockmap defect)")
+                          .Register(reg)
+                          .Add({});
   BuildGauge()
       .Name("mqttlb_build_info")
       .Help("Always 1; the labels say which mqttlb this is")

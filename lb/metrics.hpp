@@ -130,6 +130,9 @@ class Metrics {
   prometheus::Counter* kernel_packets_c2b = nullptr;
   prometheus::Counter* kernel_packets_b2c = nullptr;
   std::array<prometheus::Counter*, static_cast<size_t>(SpliceFallback::Count)> kernel_fallbacks{};
+  // Sessions closed because the kernel gave userspace more bytes than TCP
+  // received on the socket (docs/forwarding.md "Known defect").
+  prometheus::Counter* kernel_overreads = nullptr;
   prometheus::Family<prometheus::Gauge>* cert_expiry = nullptr;  // by listener
   prometheus::Counter* tls_paced = nullptr;  // TLS accepts deferred by limits.tls_handshake_rate
   // MQTT over WebSocket, by side: [0] clients' handshakes with a websocket

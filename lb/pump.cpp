@@ -71,7 +71,12 @@ void Pump::start() {
 
 void Pump::on_read(net::Transport* t, const uint8_t* data, size_t len) {
   if (done_) return;
-  if (k_ && k_->kernel && !k_->replaying) (t == client_ ? k_->us_read_c : k_->us_read_b) += len;
+  if (k_ && k_->kernel && !k_->replaying) {
+    (t == client_ ? k_->us_read_c : k_->us_read_b) += len;
+    // Taken back, the sockets still read through the sockmap: check each
+    // read against what TCP received, before forwarding it.
+    if (kstate() == KState::Back && (t == client_ || t == backend_) && overread(t)) return;
+  }
   if (kstate() == KState::Joined || kstate() == KState::TakingBack) {
     // Only bytes the verdict left to userspace come here: hold them (one read
     // at most per side: the side stops) until the kernel's backlog is out.

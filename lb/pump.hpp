@@ -77,6 +77,7 @@ class Pump {
     // MQTT packets the kernel forwarded, by direction (mqttlb_kernel_packets_total)
     prometheus::Counter* packets_c2b = nullptr;
     prometheus::Counter* packets_b2c = nullptr;
+    prometheus::Counter* overreads = nullptr;  // mqttlb_kernel_overreads_total
   };
 
   // `counters` outlives the pump (one per worker).
@@ -150,6 +151,7 @@ class Pump {
   void sync_kernel(bool final);
   // An EOF on t is the stream's end (KernelSplice::received); else the pump
   // reads t itself until it is (poll_eof_wait).
+  bool overread(net::Transport* t);  // true: the session ended
   bool eof_is_final(net::Transport* t);
   void poll_eof_wait();
   static constexpr uint64_t kSyncMs = 1000;  // counters and idle check while joined

@@ -153,6 +153,28 @@ void Pump::take_back(SpliceFallback why) {
   host_.arm_timer(0);
 }
 
+// The kernel handed this socket's bytes out more often than TCP received
+// them (a sockmap defect, docs/forwarding.md "Known defect"): the stream is
+// corrupt from here on. The read is not forwarded; the session ends (reset
+// both ways), counted and logged, rather than go on with duplicated bytes.
+bool Pump::overread(net::Transport* t) {
+  const bool c = t == client_;
+  uint64_t excess = 0;
+  if (!k_->kernel->overread(c, c ? k_->us_read_c : k_->us_read_b, excess)) return false;
+  static LogLimiter limit(1000);
+  uint64_t skipped = 0;
+  if (limit.allow(static_cast<int64_t>(host_.now_ms()), skipped))
+    logf(LogLevel::Error,
+         "kernel forwarding: the %s socket gave %llu bytes more than TCP received on it (a "
+         "kernel sockmap defect); session closed%s",
+         c ? "client" : "broker", static_cast<unsigned long long>(excess),
+         skipped ? " (more since the last report)" : "");
+  if (counters_->overreads) counters_->overreads->Increment();
+  done_ = true;
+  host_.pump_done(CloseReason::Error, true);
+  return true;
+}
+
 bool Pump::eof_is_final(net::Transport* t) {
   const bool c = t == client_;
   KernelSplice::Sample s;

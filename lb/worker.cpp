@@ -229,6 +229,7 @@ const Pump::Counters& Worker::pump_counters() {
                      m.sessions_kernel, m.kernel_joins, m.kernel_fallbacks};
     c.packets_c2b = m.kernel_packets_c2b;
     c.packets_b2c = m.kernel_packets_b2c;
+    c.overreads = m.kernel_overreads;
     pump_counters_ = c;
   }
   return *pump_counters_;

@@ -267,8 +267,12 @@ class KernelForwarding(harness.TestCase):
             sent += n
             off = (off + n) % len(chunk)
         self.assertTrue(done.wait(60), "client did not receive everything")
-        self.assertEqual(len(got), total)
-        self.assertEqual(bytes(got), chunk * 64)
+        # A failure here with overreads 1 is the kernel's, docs/forwarding.md
+        # "Known defect": mqttlb closed the session it could not trust.
+        why = f"overreads {metric(mport, 'mqttlb_kernel_overreads_total')}"
+        self.assertEqual(len(got), total, why)
+        self.assertEqual(bytes(got), chunk * 64, why)
+        self.assertEqual(metric(mport, "mqttlb_kernel_overreads_total"), 0)
 
     def test_frozen_broker_bounds_the_kernel_queues_and_delivers_once_in_order(self):
         """The client->broker direction of the cap: the broker process is
