@@ -211,21 +211,26 @@ uint64_t KernelSplice::received_total(int fd) {
   return ti.tcpi_bytes_received;
 }
 
+bool KernelSplice::received_since_join(bool client, uint64_t& out) const {
+  const uint64_t now = received_total(client ? cfd_ : bfd_);
+  const uint64_t base = client ? cr0_ : br0_;
+  if (now == UINT64_MAX || now < base) return false;
+  out = now - base;
+  return true;
+}
+
 uint64_t KernelSplice::received(bool client) const {
-  uint64_t now = received_total(client ? cfd_ : bfd_);
-  uint64_t base = client ? cr0_ : br0_;
-  return now == UINT64_MAX || now < base ? 0 : now - base;
+  uint64_t n = 0;
+  return received_since_join(client, n) ? n : 0;
 }
 
 bool KernelSplice::overread(bool client, uint64_t read, uint64_t& excess) const {
   const splice_state* st = state_at(client ? cslot_ : bslot_);
-  if (!st) return false;
-  const uint64_t now = received_total(client ? cfd_ : bfd_);
-  const uint64_t base = client ? cr0_ : br0_;
-  if (now == UINT64_MAX || now < base) return false;
+  uint64_t rcv = 0;
+  if (!st || !received_since_join(client, rcv)) return false;
   const uint64_t got = read + __atomic_load_n(&st->bytes, __ATOMIC_ACQUIRE);
-  if (got <= now - base) return false;
-  excess = got - (now - base);
+  if (got <= rcv) return false;
+  excess = got - rcv;
   return true;
 }
 

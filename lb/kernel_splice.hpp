@@ -94,6 +94,8 @@ class KernelSplice {
   bool overread(bool client, uint64_t read, uint64_t& excess) const;
 
  private:
+  // received() when TCP_INFO can be read.
+  bool received_since_join(bool client, uint64_t& out) const;
   // Bytes written into fd's send queue since connect (+1 for the SYN).
   static uint64_t queued_total(int fd);
   static uint64_t received_total(int fd);

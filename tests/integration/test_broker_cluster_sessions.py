@@ -256,8 +256,8 @@ class Failures(TestCase):
         # "Up" on both ends is not yet n3's subscriptions at n1: n3 sends its
         # routes over the new link after it came up, through the relay, and
         # a publication n1 takes before they arrive is not for n3 (as during
-        # the cut). Probes until one reaches n3 (seen once under ASan).
-        # Probes (told apart by topic) may still arrive after the first.
+        # the cut). Probes (told apart by topic) until one reaches n3 (seen
+        # once under ASan); more of them may still arrive after the first.
         got3 = []
         for i in range(50):
             pub.pub("cut/probe", f"probe {i}", 1)

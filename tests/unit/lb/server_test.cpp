@@ -4,6 +4,7 @@
 #include "lb/server.hpp"
 
 #include "lb/listener.hpp"
+#include "lb/worker.hpp"
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -182,18 +183,13 @@ TEST_CASE("the default connection limit leaves descriptors for what each session
 
 namespace {
 
-// Whether a plain bind (no SO_REUSEPORT, as a stranger would) to the port succeeds.
+// Whether a stranger could bind the port now (Worker::check_free: no SO_REUSEPORT).
 bool bindable(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
+  conf::Listener l;
+  l.name = "probe";
+  l.bind = {"127.0.0.1", port};
+  std::string err;
+  return lb::Worker::check_free({l}, err);
 }
 
 }  // namespace
