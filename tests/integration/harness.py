@@ -221,6 +221,24 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
+    def wait_exit(self, timeout, what=None):
+        """Waits (bounded) for the process to exit and for its last output line
+        to be collected; returns the exit code. Output read after alive() turns
+        false may still be in the pipe: the reader thread lags the exit."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what or self.name + ' to exit'}; output:\n"
+                                 + "\n".join(self.lines[-40:]))
+        # EOF follows the exit unless a child of the process still holds the pipe.
+        self._t.join(max(1.0, deadline - time.monotonic()))
+        if self._t.is_alive():
+            raise AssertionError(f"{self.name} exited but its output did not end "
+                                 f"(a child still holds the pipe?)")
+        return self.p.returncode
+
     def signal(self, sig):
         if self.alive():
             os.kill(self.pid, sig)

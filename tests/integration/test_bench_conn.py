@@ -82,8 +82,7 @@ class BenchConn(TestCase):
                    what="20 connections at mosquitto")
         mosq.stop(signal.SIGKILL)
         # The bench notices, says why, and exits non-zero without waiting for --hold.
-        wait_until(lambda: not b.alive(), 15, what="bench to exit after the broker died")
-        self.assertEqual(b.p.returncode, 3, b.output())
+        self.assertEqual(b.wait_exit(15, "bench to exit after the broker died"), 3, b.output())
         b.wait_for_line(r"error: all connections lost", 5)
 
     def test_failures_by_reason_and_exit_1(self):

@@ -123,8 +123,7 @@ class BenchPubSub(TestCase):
         wait_until(lambda: mosq.output().count("New client connected") >= 3, 20,
                    what="3 clients at mosquitto")
         mosq.stop(signal.SIGKILL)
-        wait_until(lambda: not b.alive(), 15, what="bench to exit after the broker died")
-        self.assertEqual(b.p.returncode, 3, b.output())
+        self.assertEqual(b.wait_exit(15, "bench to exit after the broker died"), 3, b.output())
         b.wait_for_line(r"error: connection (lost|failed)", 5)
 
     def test_frozen_broker_is_reported(self):
@@ -136,8 +135,7 @@ class BenchPubSub(TestCase):
         wait_until(lambda: mosq.output().count("New client connected") >= 3, 20,
                    what="3 clients at mosquitto")
         os.kill(mosq.pid, signal.SIGSTOP)
-        wait_until(lambda: not b.alive(), 30, what="bench to finish against a frozen broker")
-        self.assertEqual(b.p.returncode, 1, b.output())
+        self.assertEqual(b.wait_exit(30, "bench to finish against a frozen broker"), 1, b.output())
         r = json.loads(next(line for line in b.lines if line.startswith("{")))
         self.assertGreater(r["messages"]["unacked"], 0)
         self.assertIn("not acknowledged", r["error"])

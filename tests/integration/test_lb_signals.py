@@ -41,9 +41,9 @@ class StartupSignals(harness.TestCase):
         p, _ = self.start()
         t0 = time.monotonic()
         p.signal(signal.SIGTERM)
-        wait_until(lambda: not p.alive(), 5, what="exit after SIGTERM during startup")
+        rc = p.wait_exit(5, "exit after SIGTERM during startup")
         self.assertLess(time.monotonic() - t0, 3.0, "waited for the health round first")
-        self.assertEqual(p.p.returncode, 0)
+        self.assertEqual(rc, 0)
         self.assertNotIn("listening:", p.output())
 
 
