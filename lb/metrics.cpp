@@ -198,6 +198,12 @@ Metrics::Metrics(prometheus::Registry& reg)
                             .Help("Client connections currently open (any phase)")
                             .Register(reg)
                             .Add({});
+  connections_limit =
+      &BuildGauge()
+           .Name("mqttlb_connections_limit")
+           .Help("limits.max_connections in force (configured, or derived from the open-files limit)")
+           .Register(reg)
+           .Add({});
   auto& bytes =
       BuildCounter().Name("mqttlb_bytes_total").Help("Bytes forwarded, by direction").Register(reg);
   bytes_c2b = &bytes.Add({{"direction", "client_to_backend"}});

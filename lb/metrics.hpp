@@ -101,6 +101,7 @@ class Metrics {
   }
 
   prometheus::Gauge* connections_active = nullptr;
+  prometheus::Gauge* connections_limit = nullptr;  // limits.max_connections in force
   prometheus::Counter* bytes_c2b = nullptr;
   prometheus::Counter* bytes_b2c = nullptr;
   prometheus::Counter* takeovers = nullptr;        // cause="same_replica"

@@ -304,6 +304,7 @@ void Server::close_session(const SessionRef& ref, CloseReason why) {
 }
 
 void Server::update_gauges() {
+  metrics_.connections_limit->Set(static_cast<double>(max_conn_.load(std::memory_order_relaxed)));
   metrics_.budget_used->Set(static_cast<double>(budget_.used()));
   metrics_.budget_limit->Set(static_cast<double>(budget_.limit()));
   metrics_.affinity_entries->Set(static_cast<double>(affinity_.size()));

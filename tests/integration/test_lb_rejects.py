@@ -192,6 +192,45 @@ class Rejects(harness.TestCase):
         for h in held:
             h.close()
 
+    def test_connection_limit_is_exported_and_follows_reloads(self):
+        # The limit in force, derived or set, is a gauge next to
+        # mqttlb_connections_active: operators alert before it is reached.
+        backends = start_backends(self, 1)
+        nofile = 1128  # derived limit: (open files - 128) / 2 = 500
+        p, port, mport, path = start_mqttlb(
+            self, backends, wrapper=["prlimit", f"--nofile={nofile}:{nofile}", "--"])
+        p.wait_for_line(r"max_connections=500\b", 5)
+        wait_until(lambda: metric(mport, "mqttlb_connections_limit") == 500, 5,
+                   what="the derived limit exported")
+        with open(path) as f:
+            cfg = json.load(f)
+
+        def reload(limits):
+            cfg["limits"] = limits
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            before = metric(mport, 'mqttlb_config_reloads_total{result="ok"}')
+            p.signal(signal.SIGHUP)
+            wait_until(lambda: metric(mport, 'mqttlb_config_reloads_total{result="ok"}') == before + 1,
+                       5, what="reload applied")
+
+        reload({"max_connections": 2, "shutdown_grace_ms": 1000})
+        wait_until(lambda: metric(mport, "mqttlb_connections_limit") == 2, 5,
+                   what="the configured limit exported after a reload")
+        # The exported figure is the one admission enforces.
+        held = [mqtt_connect(port, f"gauge-{i}")[0] for i in range(2)]
+        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        extra.connect(("127.0.0.1", port))
+        self.assertTrue(is_closed(extra, 5), "3rd connection not closed at a limit of 2")
+        extra.close()
+        self.assertEqual(metric(mport, "mqttlb_connections_active"), 2)
+        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="max_connections"}'), 1)
+        for h in held:
+            h.close()
+        reload({"shutdown_grace_ms": 1000})  # unset: derived again
+        wait_until(lambda: metric(mport, "mqttlb_connections_limit") == 500, 5,
+                   what="the derived limit back after the key is removed")
+
 
 class CommandLine(harness.TestCase):
     def write(self, obj):
