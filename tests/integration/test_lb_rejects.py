@@ -156,15 +156,21 @@ class Rejects(harness.TestCase):
         s.close()
         self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="unsupported_level"}'), 2)
 
+    def fill_to_limit(self, port, mport, limit, prefix):
+        """Opens `limit` MQTT sessions, checks that one more TCP connection is
+        closed at accept and counted once; returns the sessions."""
+        held = [mqtt_connect(port, f"{prefix}-{i}")[0] for i in range(limit)]
+        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
+        extra.connect(("127.0.0.1", port))
+        self.assertTrue(is_closed(extra, 5), f"connection {limit + 1} not closed at a limit of {limit}")
+        extra.close()
+        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="max_connections"}'), 1)
+        return held
+
     def test_connection_limits_closed_at_accept_and_counted(self):
         backends = start_backends(self, 1)
         _, port, mport, _ = start_mqttlb(self, backends, limits={"max_connections": 3})
-        held = [mqtt_connect(port, f"lim-{i}")[0] for i in range(3)]
-        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
-        extra.connect(("127.0.0.1", port))
-        self.assertTrue(is_closed(extra, 5), "4th connection not closed")
-        extra.close()
-        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="max_connections"}'), 1)
+        held = self.fill_to_limit(port, mport, 3, "lim")
         held.pop().close()
         wait_until(lambda: metric(mport, "mqttlb_connections_active") == 2, 5, what="slot freed")
         s, code = mqtt_connect(port, "lim-again")  # a freed slot is usable again
@@ -218,13 +224,8 @@ class Rejects(harness.TestCase):
         wait_until(lambda: metric(mport, "mqttlb_connections_limit") == 2, 5,
                    what="the configured limit exported after a reload")
         # The exported figure is the one admission enforces.
-        held = [mqtt_connect(port, f"gauge-{i}")[0] for i in range(2)]
-        extra = Sock(socket.AF_INET, socket.SOCK_STREAM)
-        extra.connect(("127.0.0.1", port))
-        self.assertTrue(is_closed(extra, 5), "3rd connection not closed at a limit of 2")
-        extra.close()
+        held = self.fill_to_limit(port, mport, 2, "gauge")
         self.assertEqual(metric(mport, "mqttlb_connections_active"), 2)
-        self.assertEqual(metric(mport, 'mqttlb_connections_rejected_total{reason="max_connections"}'), 1)
         for h in held:
             h.close()
         reload({"shutdown_grace_ms": 1000})  # unset: derived again
