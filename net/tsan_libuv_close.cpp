@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdarg>
 
 extern "C" long syscall(long number, ...) noexcept {
@@ -26,7 +27,14 @@ extern "C" long syscall(long number, ...) noexcept {
   for (long& x : a) x = va_arg(ap, long);  // the kernel takes at most six; extra ones are ignored
   va_end(ap);
   if (number == SYS_close) return ::close(static_cast<int>(a[0]));
+  // Not a function-local static: its guard waits with syscall(SYS_futex)
+  // when two threads race the first call, which would come back here.
   using Fn = long (*)(long, ...);
-  static const Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "syscall"));
-  return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  static std::atomic<Fn> real{nullptr};
+  Fn f = real.load(std::memory_order_acquire);
+  if (f == nullptr) {
+    f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "syscall"));  // the same answer for every thread
+    real.store(f, std::memory_order_release);
+  }
+  return f(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
