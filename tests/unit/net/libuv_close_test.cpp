@@ -31,12 +31,16 @@ TEST_CASE("a descriptor libuv closes can be handed to another thread (ThreadSani
       std::this_thread::yield();
     reused = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   });
+  // The other thread is joined before any assertion: a REQUIRE that threw
+  // with it still running would end the process instead of failing the case.
   uv_loop_t loop;
-  REQUIRE(uv_loop_init(&loop) == 0);
-  const int backend = uv_backend_fd(&loop);
-  REQUIRE(uv_loop_close(&loop) == 0);  // libuv: syscall(SYS_close, ...)
+  const int init = uv_loop_init(&loop);
+  const int backend = init == 0 ? uv_backend_fd(&loop) : -1;
+  const int closed = init == 0 ? uv_loop_close(&loop) : -1;  // libuv: syscall(SYS_close, ...)
   stage.store(1, std::memory_order_relaxed);
   other.join();
+  REQUIRE(init == 0);
+  REQUIRE(closed == 0);
   CHECK(backend == lowest);
   CHECK(reused == lowest);  // the number libuv closed, now the other thread's socket
   if (reused >= 0) ::close(reused);
